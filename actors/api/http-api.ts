@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import { HttpError, HttpRouter, type HttpRequest } from '../../runtime/gateway/index.ts';
+import { KeyedRateLimiter } from '../../runtime/limits/token-bucket.ts';
+import type { Message, SendAck } from '../../proto/client-frames.ts';
+import type { Accounts } from '../auth/accounts.ts';
+import type { TokenSigner } from '../auth/tokens.ts';
+import type { ChannelInfo } from '../channel/channel-messages.ts';
+import { channels, users, type ChatDeps } from '../chat-deps.ts';
+import { ChatCodes, reject } from '../errors.ts';
+import { validateSend } from '../session/session-actor.ts';
+import { MAX_GROUP_MEMBERS, Tables, type ChannelMeta } from '../tables.ts';
+
+export interface ServerInfo {
+  node_id: string;
+  ws_url: string;
+}
+
+/** Lists the nodes a client may connect to, best first. */
+export interface Discovery {
+  servers(): ServerInfo[];
+}
+
+export interface HttpApiOptions {
+  readonly deps: ChatDeps;
+  readonly accounts: Accounts;
+  readonly signer: TokenSigner;
+  readonly discovery: Discovery;
+  /** Signups plus logins allowed per client address per minute. */
+  readonly authPerMinute: number;
+  readonly health: () => Record<string, unknown>;
+}
+
+/** The HTTP half of the contract (see README): JSON in, JSON out, bearer tokens. */
+export function httpApi(o: HttpApiOptions): HttpRouter {
+  const { deps, accounts, signer, discovery } = o;
+  const { kv } = deps.store;
+  const authLimiter = new KeyedRateLimiter(o.authPerMinute / 60, o.authPerMinute);
+
+  const limitAuth = (req: HttpRequest): void => {
+    if (!authLimiter.take(req.remoteAddress)) throw new HttpError(429, ChatCodes.RATE_LIMITED, 'too many signups or logins from this address');
+  };
+  const authenticate = (req: HttpRequest): string => {
+    const m = /^Bearer (.+)$/.exec(req.authorization);
+    const claims = m ? signer.verify(m[1]!) : undefined;
+    if (!claims) throw new HttpError(401, ChatCodes.UNAUTHENTICATED, m ? 'invalid or expired token' : 'missing bearer token');
+    return claims.sub;
+  };
+  const body = (req: HttpRequest): Record<string, unknown> => {
+    const b = req.json();
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new HttpError(400, ChatCodes.INVALID_ARGUMENT, 'body must be a JSON object');
+    return b as Record<string, unknown>;
+  };
+  const userIdField = async (b: Record<string, unknown>, me: string): Promise<string> => {
+    const id = b.user_id;
+    if (typeof id !== 'string' || id.length === 0 || id.length > 64) throw reject(ChatCodes.INVALID_ARGUMENT, 'user_id is required');
+    if (id === me) throw reject(ChatCodes.INVALID_ARGUMENT, 'user_id must be someone else');
+    if (!(await accounts.exists(id))) throw reject(ChatCodes.NOT_FOUND, 'no such user');
+    return id;
+  };
+
+  return new HttpRouter()
+    .add('GET', '/healthz', () => ({ status: 200, body: { status: 'ok', ...o.health() } }))
+    .add('POST', '/v1/users', async (req) => {
+      limitAuth(req);
+      const b = body(req);
+      const userId = await accounts.signup(b.username, b.password);
+      return { status: 201, body: { user_id: userId } };
+    })
+    .add('POST', '/v1/sessions', async (req) => {
+      limitAuth(req);
+      const b = body(req);
+      const userId = await accounts.login(b.username, b.password);
+      return { status: 200, body: { token: signer.issue(userId), user_id: userId, servers: discovery.servers() } };
+    })
+    .add('GET', '/v1/servers', () => ({ status: 200, body: { servers: discovery.servers() } }))
+    .add('POST', '/v1/friends', async (req) => {
+      const me = authenticate(req);
+      const other = await userIdField(body(req), me);
+      await kv.write([{ op: 'put', table: Tables.friend, partition: me, key: other, value: JSON.stringify({ at_ms: Date.now() }) }]);
+      const mutual = (await kv.get(Tables.friend, other, me)) !== undefined;
+      if (mutual) {
+        users(deps, me).tell({ type: 'friendsChanged' });
+        users(deps, other).tell({ type: 'friendsChanged' });
+      }
+      return { status: 200, body: { status: mutual ? 'friends' : 'pending' } };
+    })
+    .add('GET', '/v1/friends', async (req) => {
+      const me = authenticate(req);
+      const added = await kv.list(Tables.friend, me);
+      const back = await Promise.all(added.map((r) => kv.get(Tables.friend, r.key, me)));
+      const ids = added.filter((_, i) => back[i] !== undefined).map((r) => r.key);
+      const [profiles, states] = await Promise.all([Promise.all(ids.map((id) => accounts.profile(id))), deps.presence.getMany(ids)]);
+      const friends = ids.map((id, i) => ({
+        user_id: id,
+        username: profiles[i]?.username ?? '',
+        online: states.get(id)?.online ?? false,
+        last_active_at_ms: states.get(id)?.lastActiveAtMs ?? 0,
+      }));
+      return { status: 200, body: { friends } };
+    })
+    .add('POST', '/v1/dms', async (req) => {
+      const me = authenticate(req);
+      const other = await userIdField(body(req), me);
+      const pair = [me, other].sort().join(':');
+      // The pair's id is claimed once; whoever loses the race gets the winner's id. Creating the
+      // channel is idempotent, so a crash between claim and create heals on the next call.
+      const { value: channelId } = await kv.putIfAbsent(Tables.dm, pair, '', `dm-${randomUUID()}`);
+      await channels(deps, channelId).ask({ type: 'create', kind: 'dm', name: '', creatorId: me, memberIds: [other] });
+      return { status: 200, body: { channel_id: channelId } };
+    })
+    .add('POST', '/v1/channels', async (req) => {
+      const me = authenticate(req);
+      const b = body(req);
+      const name = b.name ?? '';
+      if (typeof name !== 'string' || name.length > 200) throw reject(ChatCodes.INVALID_ARGUMENT, 'name must be a string of at most 200 characters');
+      const raw = b.member_ids ?? [];
+      if (!Array.isArray(raw) || raw.some((x) => typeof x !== 'string')) throw reject(ChatCodes.INVALID_ARGUMENT, 'member_ids must be a list of user ids');
+      const memberIds = [...new Set([me, ...(raw as string[])])];
+      if (memberIds.length > MAX_GROUP_MEMBERS) throw reject(ChatCodes.GROUP_FULL, `a group has at most ${MAX_GROUP_MEMBERS} members`);
+      const exists = await Promise.all(memberIds.map((id) => accounts.exists(id)));
+      if (exists.some((e) => !e)) throw reject(ChatCodes.NOT_FOUND, 'member_ids names an unknown user');
+      const channelId = `g-${randomUUID()}`;
+      await channels(deps, channelId).ask({ type: 'create', kind: 'group', name, creatorId: me, memberIds });
+      return { status: 201, body: { channel_id: channelId } };
+    })
+    .add('GET', '/v1/channels', async (req) => {
+      const me = authenticate(req);
+      const mine = await kv.list(Tables.userChannel, me);
+      const list = await Promise.all(
+        mine.map(async (r): Promise<ChannelInfo | undefined> => {
+          const [meta, members] = await Promise.all([kv.get(Tables.channel, r.key, 'meta'), kv.list(Tables.member, r.key)]);
+          if (!meta) return undefined;
+          const m = JSON.parse(meta) as ChannelMeta;
+          return { channel_id: r.key, kind: m.kind, name: m.name, member_ids: members.map((x) => x.key) };
+        }),
+      );
+      return { status: 200, body: { channels: list.filter((c) => c !== undefined) } };
+    })
+    .add('POST', '/v1/channels/:id/members', async (req) => {
+      const me = authenticate(req);
+      const b = body(req);
+      const userId = b.user_id;
+      if (typeof userId !== 'string' || !(await accounts.exists(userId))) throw reject(ChatCodes.NOT_FOUND, 'no such user');
+      await channels(deps, req.params.id!).ask({ type: 'addMember', actorId: me, userId });
+      return { status: 200, body: {} };
+    })
+    .add('DELETE', '/v1/channels/:id/members/:userId', async (req) => {
+      const me = authenticate(req);
+      await channels(deps, req.params.id!).ask({ type: 'removeMember', actorId: me, userId: req.params.userId! });
+      return { status: 200, body: {} };
+    })
+    .add('POST', '/v1/channels/:id/messages', async (req) => {
+      const me = authenticate(req);
+      const b = body(req);
+      const channelId = req.params.id!;
+      validateSend(channelId, b.client_msg_id, b.text);
+      const ack = await channels(deps, channelId).ask<SendAck>(
+        { type: 'send', senderId: me, clientMsgId: b.client_msg_id as string, text: b.text as string },
+        { timeoutMs: deps.timings.fanoutTimeoutMs * 2 },
+      );
+      return { status: 201, body: { message_id: ack.message_id, channel_seq: ack.channel_seq, created_at_ms: ack.created_at_ms } };
+    })
+    .add('GET', '/v1/channels/:id/messages', async (req) => {
+      const me = authenticate(req);
+      const limitText = req.query.get('limit');
+      const limit = limitText === null ? 50 : Number(limitText);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw reject(ChatCodes.INVALID_ARGUMENT, 'limit must be 1..100');
+      const before = req.query.get('before');
+      const result = await channels(deps, req.params.id!).ask<{ messages: Message[]; has_more: boolean }>({
+        type: 'history',
+        requesterId: me,
+        ...(before ? { beforeMessageId: before } : {}),
+        limit,
+      });
+      return { status: 200, body: result };
+    });
+}

@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto';
+import type { KeyValueStore } from '../../runtime/storage/index.ts';
+import { ChatCodes, reject } from '../errors.ts';
+import { Tables, type UserProfile } from '../tables.ts';
+import { hashPassword, verifyPassword, type PasswordCost } from './password.ts';
+
+const USERNAME = /^[a-z0-9_.-]{3,32}$/;
+export const MIN_PASSWORD_LENGTH = 8;
+const MAX_PASSWORD_LENGTH = 1024;
+
+/** Signup and login. Usernames are unique through the store's putIfAbsent. */
+export class Accounts {
+  /** A hash to verify against for unknown usernames, so a miss costs what a hit costs. */
+  private decoy: Promise<string> | undefined;
+
+  constructor(
+    private readonly kv: KeyValueStore,
+    private readonly cost: PasswordCost,
+  ) {}
+
+  async signup(username: unknown, password: unknown): Promise<string> {
+    if (typeof username !== 'string' || !USERNAME.test(username)) {
+      throw reject(ChatCodes.INVALID_ARGUMENT, 'username must be 3-32 characters of a-z 0-9 _ . -');
+    }
+    if (typeof password !== 'string' || password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
+      throw reject(ChatCodes.INVALID_ARGUMENT, `password must be ${MIN_PASSWORD_LENGTH}-${MAX_PASSWORD_LENGTH} characters`);
+    }
+    if (await this.kv.get(Tables.username, username, '')) throw reject(ChatCodes.ALREADY_EXISTS, 'username is taken');
+    return this.create(username, await hashPassword(password, this.cost));
+  }
+
+  /**
+   * Creates a user from a ready hash (admin provisioning). The profile is written before the
+   * username claim: a crash between the two leaves an unreachable profile, never a username
+   * that points nowhere.
+   */
+  async create(username: string, passwordHash: string): Promise<string> {
+    const userId = randomUUID();
+    const profile: UserProfile = { username, password_hash: passwordHash, created_at_ms: Date.now() };
+    await this.kv.write([{ op: 'put', table: Tables.user, partition: userId, key: 'profile', value: JSON.stringify(profile) }]);
+    const claim = await this.kv.putIfAbsent(Tables.username, username, '', userId);
+    if (!claim.created) {
+      await this.kv.write([{ op: 'delete', table: Tables.user, partition: userId, key: 'profile' }]);
+      throw reject(ChatCodes.ALREADY_EXISTS, 'username is taken');
+    }
+    return userId;
+  }
+
+  /** The user id for valid credentials; UNAUTHENTICATED otherwise, without saying which part was wrong. */
+  async login(username: unknown, password: unknown): Promise<string> {
+    const denied = reject(ChatCodes.UNAUTHENTICATED, 'wrong username or password');
+    if (typeof username !== 'string' || typeof password !== 'string' || password.length > MAX_PASSWORD_LENGTH) throw denied;
+    const userId = USERNAME.test(username) ? await this.kv.get(Tables.username, username, '') : undefined;
+    const profile = userId ? await this.profile(userId) : undefined;
+    if (!profile) {
+      this.decoy ??= hashPassword('decoy-password', this.cost);
+      await verifyPassword(password, await this.decoy);
+      throw denied;
+    }
+    if (!(await verifyPassword(password, profile.password_hash))) throw denied;
+    return userId!;
+  }
+
+  async profile(userId: string): Promise<UserProfile | undefined> {
+    const raw = await this.kv.get(Tables.user, userId, 'profile');
+    return raw ? (JSON.parse(raw) as UserProfile) : undefined;
+  }
+
+  async exists(userId: string): Promise<boolean> {
+    return (await this.kv.get(Tables.user, userId, 'profile')) !== undefined;
+  }
+}

@@ -1,0 +1,168 @@
+import { ActorSystem } from '../runtime/actor/index.ts';
+import { codeOf } from '../runtime/errors.ts';
+import { Gateway, type Connection, type ConnectionHandler } from '../runtime/gateway/index.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { Store } from '../runtime/storage/index.ts';
+import { decodeClientFrame, encodeServerFrame } from '../proto/client-codec.ts';
+import { httpApi, type Discovery, type ServerInfo } from './api/http-api.ts';
+import { Accounts } from './auth/accounts.ts';
+import type { PasswordCost } from './auth/password.ts';
+import type { TokenSigner } from './auth/tokens.ts';
+import { channelKind } from './channel/channel-actor.ts';
+import type { ChatDeps, ChatTimings } from './chat-deps.ts';
+import { ChatCodes, httpStatusFor } from './errors.ts';
+import { Snowflake } from './ids/snowflake.ts';
+import { CloseCodes, createSession, sessionKind, type SessionSettings } from './session/session-actor.ts';
+import type { SessionMessage } from './session/session-messages.ts';
+import { InProcessPresenceDirectory, type PresenceDirectory } from './user/presence-directory.ts';
+import { userKind } from './user/user-actor.ts';
+
+export interface ChatNodeOptions {
+  readonly nodeId: string;
+  /** 0..1023, distinct per node: part of every message id. */
+  readonly nodeNumber: number;
+  readonly host: string;
+  readonly port: number;
+  /** The WebSocket URL clients are sent to; derived from host and port when absent. */
+  readonly publicUrl?: string;
+  readonly store: Store;
+  readonly signer: TokenSigner;
+  readonly passwordCost: PasswordCost;
+  readonly log: Logger;
+  readonly timings: ChatTimings;
+  readonly limits: {
+    readonly sendRatePerSec: number;
+    readonly sendBurst: number;
+    readonly authPerMinute: number;
+    readonly maxFrameBytes: number;
+    readonly maxHttpBodyBytes: number;
+  };
+  readonly actorIdleMs?: number;
+  readonly presence?: PresenceDirectory;
+  readonly discovery?: Discovery;
+}
+
+/**
+ * One chat node: actor system, actor kinds, HTTP API and WebSocket endpoint. Everything it needs
+ * from the outside (store, secret, presence directory, discovery) comes in through options.
+ */
+export class ChatNode {
+  readonly system: ActorSystem;
+  readonly deps: ChatDeps;
+  private readonly gateway: Gateway;
+  private readonly sessionSettings: SessionSettings;
+  private stopping: Promise<void> | undefined;
+  port = 0;
+
+  constructor(private readonly o: ChatNodeOptions) {
+    this.system = new ActorSystem({ log: o.log });
+    this.deps = {
+      nodeId: o.nodeId,
+      system: this.system,
+      store: o.store,
+      ids: new Snowflake(o.nodeNumber),
+      presence: o.presence ?? new InProcessPresenceDirectory(),
+      log: o.log,
+      timings: o.timings,
+    };
+    const idle = o.actorIdleMs;
+    this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
+    this.system.register({ ...channelKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
+    this.system.register(sessionKind());
+    this.sessionSettings = {
+      signer: o.signer,
+      sendRatePerSec: o.limits.sendRatePerSec,
+      sendBurst: o.limits.sendBurst,
+      highWaterBytes: 1024 * 1024,
+      catchUpPage: 200,
+    };
+    const discovery = o.discovery ?? { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
+    this.gateway = new Gateway({
+      host: o.host,
+      port: o.port,
+      wsPath: '/v1/ws',
+      log: o.log,
+      maxPayloadBytes: o.limits.maxFrameBytes,
+      maxBackpressureBytes: this.sessionSettings.highWaterBytes,
+      maxHttpBodyBytes: o.limits.maxHttpBodyBytes,
+      idleTimeoutMs: o.timings.presenceTimeoutMs,
+      statusForCode: httpStatusFor,
+      onConnection: (conn) => this.onConnection(conn),
+      router: httpApi({
+        deps: this.deps,
+        accounts: new Accounts(o.store.kv, o.passwordCost),
+        signer: o.signer,
+        discovery,
+        authPerMinute: o.limits.authPerMinute,
+        health: () => ({ node_id: o.nodeId, connections: this.gateway.connectionCount, store: o.store.describe }),
+      }),
+    });
+  }
+
+  get publicUrl(): string {
+    return this.o.publicUrl ?? `ws://${this.o.host}:${this.port}/v1/ws`;
+  }
+
+  get connectionCount(): number {
+    return this.gateway.connectionCount;
+  }
+
+  async start(): Promise<number> {
+    this.port = await this.gateway.listen();
+    return this.port;
+  }
+
+  /**
+   * Graceful stop: refuse new connections, close sockets with `closeCode` (1001 going away; 1012
+   * when clients should reconnect elsewhere), let every actor persist, flush the store.
+   */
+  stop(closeCode: number = CloseCodes.GOING_AWAY): Promise<void> {
+    this.stopping ??= (async () => {
+      this.gateway.stopAccepting();
+      this.gateway.closeAll(closeCode, closeCode === CloseCodes.RESTART ? 'reconnect to another server' : 'server shutting down');
+      await this.system.shutdown();
+      this.gateway.close();
+    })();
+    return this.stopping;
+  }
+
+  private onConnection(conn: Connection): ConnectionHandler {
+    const key = `${this.o.nodeId}.${conn.id}`;
+    const session = this.system.spawn<SessionMessage>('session', key, (ctx) => createSession(ctx, this.deps, conn, this.sessionSettings));
+    const tell = (m: SessionMessage): void => {
+      try {
+        session.tell(m);
+      } catch (err) {
+        // The session cannot keep up with its own client: shed the client, not the node.
+        this.o.log.warn({ session: key, code: codeOf(err) }, 'session overloaded; closing');
+        conn.close(CloseCodes.POLICY, ChatCodes.OVERLOADED);
+      }
+    };
+    return {
+      onMessage: (bytes, isBinary) => {
+        if (!isBinary) return this.badFrame(conn, 'frames must be binary protobuf');
+        let frame;
+        try {
+          frame = decodeClientFrame(bytes);
+        } catch {
+          return this.badFrame(conn, 'frame is not a valid chat.v1.ClientFrame');
+        }
+        tell({ type: 'frame', frame });
+      },
+      onDrain: () => tell({ type: 'drain' }),
+      onClose: (_code, silent) => {
+        try {
+          session.tell({ type: 'closed', silent });
+        } catch {
+          // Mailbox full: stop it directly; its deactivation reports the device gone.
+          void this.system.stop(session.address);
+        }
+      },
+    };
+  }
+
+  private badFrame(conn: Connection, message: string): void {
+    conn.send(encodeServerFrame(0, 'error', { code: ChatCodes.BAD_FRAME, message }));
+    conn.close(CloseCodes.POLICY, ChatCodes.BAD_FRAME);
+  }
+}

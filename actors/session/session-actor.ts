@@ -1,0 +1,319 @@
+import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.ts';
+import { codeOf } from '../../runtime/errors.ts';
+import type { Connection } from '../../runtime/gateway/index.ts';
+import { TokenBucket } from '../../runtime/limits/token-bucket.ts';
+import { encodeServerFrame } from '../../proto/client-codec.ts';
+import type { ClientFrame, Message, SendAck, ServerBody, ServerBodyName } from '../../proto/client-frames.ts';
+import type { TokenSigner } from '../auth/tokens.ts';
+import { channels, users, type ChatDeps } from '../chat-deps.ts';
+import { ChatCodes, reject } from '../errors.ts';
+import { MAX_TEXT_CODE_POINTS } from '../tables.ts';
+import { readInbox } from '../user/inbox-reader.ts';
+import type { SessionMessage } from './session-messages.ts';
+
+/** Close codes this endpoint uses besides the standard ones. */
+export const CloseCodes = {
+  GOING_AWAY: 1001,
+  POLICY: 1008,
+  RESTART: 1012,
+  SUPERSEDED: 4001,
+} as const;
+
+export interface SessionSettings {
+  readonly signer: TokenSigner;
+  readonly sendRatePerSec: number;
+  readonly sendBurst: number;
+  /** Stop pushing and fall back to paging from the inbox above this many buffered bytes. */
+  readonly highWaterBytes: number;
+  readonly catchUpPage: number;
+}
+
+const MAX_SYNC = 500;
+const MAX_CLIENT_ID = 128;
+
+/**
+ * One WebSocket connection. Owns the socket (through the gateway's Connection, never a socket
+ * library) and is never moved between nodes.
+ *
+ * Delivery invariant, per connection: inbox entries go out in inbox_seq order, each once, starting
+ * after the client's `last_inbox_seq`. Live pushes are sent only when they are exactly the next
+ * seq and the socket is not backed up; anything else (a gap, a slow reader, the backlog after
+ * hello) switches to paging from the durable inbox, one page per turn and only while the send
+ * buffer is below the high-water mark, so memory stays bounded however long the inbox is.
+ */
+class SessionActor implements Actor<SessionMessage> {
+  private phase: 'new' | 'authenticating' | 'ready' | 'closed' = 'new';
+  private userId = '';
+  private deviceId = '';
+  private lastSent = 0;
+  private catchingUp = false;
+  private waitingForDrain = false;
+  private lastTouchMs = 0;
+  private limiter: TokenBucket | undefined;
+
+  constructor(
+    private readonly ctx: ActorContext<SessionMessage>,
+    private readonly deps: ChatDeps,
+    private readonly conn: Connection,
+    private readonly settings: SessionSettings,
+  ) {}
+
+  private get key(): string {
+    return this.ctx.address.key;
+  }
+
+  receive(m: SessionMessage): unknown {
+    if (this.phase === 'closed') return undefined;
+    switch (m.type) {
+      case 'frame':
+        return this.onFrame(m.frame);
+      case 'delivery':
+        return this.onDelivery(m.inboxSeq, m.message);
+      case 'presence':
+        this.write(0, 'presence', m.presence);
+        return undefined;
+      case 'superseded':
+        this.conn.close(CloseCodes.SUPERSEDED, 'another connection of this device took over');
+        return undefined;
+      case 'catchUp':
+        return this.catchUp();
+      case 'drain':
+        if (this.waitingForDrain) {
+          this.waitingForDrain = false;
+          return this.catchUp();
+        }
+        return undefined;
+      case 'closed':
+        return this.onClosed(m.silent);
+    }
+  }
+
+  private write<K extends ServerBodyName>(ref: number, body: K, value: ServerBody<K>): void {
+    this.conn.send(encodeServerFrame(ref, body, value));
+  }
+
+  private error(ref: number, code: string, message: string): void {
+    this.write(ref, 'error', { code, message });
+  }
+
+  /** Answers with the error, then closes: for frames that make the connection unusable. */
+  private refuse(ref: number, code: string, message: string): void {
+    this.error(ref, code, message);
+    this.conn.close(CloseCodes.POLICY, code);
+    this.phase = 'closed';
+  }
+
+  private onFrame(frame: ClientFrame): unknown {
+    if (this.phase !== 'ready') {
+      if (frame.body === 'hello' && this.phase === 'new') return this.hello(frame.ref, frame.hello.token, frame.hello.device_id, frame.hello.last_inbox_seq);
+      this.refuse(frame.ref, ChatCodes.UNAUTHENTICATED, 'the first frame must be hello');
+      return undefined;
+    }
+    switch (frame.body) {
+      case 'hello':
+        this.error(frame.ref, ChatCodes.INVALID_ARGUMENT, 'already authenticated');
+        return undefined;
+      case 'heartbeat':
+        this.touch();
+        return undefined;
+      case 'send':
+        return this.send(frame.ref, frame.send.channel_id, frame.send.client_msg_id, frame.send.text);
+      case 'ack':
+        users(this.deps, this.userId).tell({ type: 'ack', deviceId: this.deviceId, inboxSeq: frame.ack.inbox_seq });
+        return undefined;
+      case 'sync':
+        return this.reply(frame.ref, async () => {
+          const limit = clamp(frame.sync.limit, 1, MAX_SYNC, 100);
+          const deliveries = await readInbox(this.deps.store, this.userId, frame.sync.after_inbox_seq, limit + 1);
+          this.write(frame.ref, 'sync_result', { deliveries: deliveries.slice(0, limit), has_more: deliveries.length > limit });
+        });
+      case 'history':
+        return this.reply(frame.ref, async () => {
+          const h = frame.history;
+          const result = await channels(this.deps, h.channel_id).ask<{ messages: Message[]; has_more: boolean }>({
+            type: 'history',
+            requesterId: this.userId,
+            ...(h.before_message_id ? { beforeMessageId: h.before_message_id } : {}),
+            limit: h.limit || 50,
+          });
+          this.write(frame.ref, 'history_result', result);
+        });
+      case 'presence_query':
+        return this.reply(frame.ref, async () => {
+          const presences = await users(this.deps, this.userId).ask<ServerBody<'presence'>[]>({ type: 'presenceQuery', userIds: frame.presence_query.user_ids });
+          this.write(frame.ref, 'presence_result', { presences });
+        });
+    }
+  }
+
+  /** Runs a request outside this actor's turn (reads and asks do not block pushes) and reports failures by ref. */
+  private reply(ref: number, work: () => Promise<void>): void {
+    work().catch((err: unknown) => {
+      if (this.phase !== 'closed') this.error(ref, codeOf(err), err instanceof Error ? err.message : 'request failed');
+    });
+  }
+
+  private async hello(ref: number, token: string, deviceId: string, lastInboxSeq: number): Promise<void> {
+    const claims = this.settings.signer.verify(token);
+    if (!claims) return this.refuse(ref, ChatCodes.UNAUTHENTICATED, 'invalid or expired token');
+    if (!deviceId || deviceId.length > MAX_CLIENT_ID) return this.refuse(ref, ChatCodes.INVALID_ARGUMENT, `device_id must be 1-${MAX_CLIENT_ID} characters`);
+    this.phase = 'authenticating';
+    this.userId = claims.sub;
+    this.deviceId = deviceId;
+    this.limiter = new TokenBucket(this.settings.sendRatePerSec, this.settings.sendBurst);
+    let head: number;
+    try {
+      ({ inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number }>({ type: 'connect', deviceId, session: this.key }));
+    } catch (err) {
+      return this.refuse(ref, codeOf(err) === 'OVERLOADED' ? ChatCodes.OVERLOADED : ChatCodes.UNAVAILABLE, 'could not open the session; retry');
+    }
+    if (this.phase !== 'authenticating') return; // closed while we waited
+    this.phase = 'ready';
+    this.lastTouchMs = Date.now();
+    this.lastSent = Math.min(lastInboxSeq, head);
+    this.write(ref, 'welcome', {
+      user_id: this.userId,
+      device_id: deviceId,
+      inbox_head_seq: head,
+      heartbeat_interval_ms: this.deps.timings.heartbeatIntervalMs,
+      node_id: this.deps.nodeId,
+    });
+    if (this.lastSent < head) this.startCatchUp();
+  }
+
+  private touch(): void {
+    const now = Date.now();
+    if (now - this.lastTouchMs < this.deps.timings.touchIntervalMs) return;
+    this.lastTouchMs = now;
+    try {
+      users(this.deps, this.userId).tell({ type: 'touch', deviceId: this.deviceId, session: this.key });
+    } catch {
+      // An overloaded user actor misses one touch; the next heartbeat sends another.
+    }
+  }
+
+  private send(ref: number, channelId: string, clientMsgId: string, text: string): void {
+    if (!this.limiter!.take()) return this.error(ref, ChatCodes.RATE_LIMITED, `at most ${this.settings.sendRatePerSec} messages/s`);
+    try {
+      validateSend(channelId, clientMsgId, text);
+    } catch (err) {
+      return this.error(ref, codeOf(err), (err as Error).message);
+    }
+    this.reply(ref, async () => {
+      const ack = await channels(this.deps, channelId).ask<SendAck>(
+        { type: 'send', senderId: this.userId, clientMsgId, text },
+        { timeoutMs: this.deps.timings.fanoutTimeoutMs * 2 },
+      );
+      this.write(ref, 'send_ack', ack);
+    });
+  }
+
+  private onDelivery(inboxSeq: number, message: Message): void {
+    if (this.phase !== 'ready' || inboxSeq <= this.lastSent) return;
+    if (!this.catchingUp && inboxSeq === this.lastSent + 1 && this.conn.bufferedAmount() < this.settings.highWaterBytes) {
+      this.write(0, 'delivery', { inbox_seq: inboxSeq, message });
+      this.lastSent = inboxSeq;
+      return;
+    }
+    this.startCatchUp();
+  }
+
+  private startCatchUp(): void {
+    if (this.catchingUp) return;
+    this.catchingUp = true;
+    this.ctx.self.tell({ type: 'catchUp' });
+  }
+
+  /** Sends one page of the backlog per turn, so pushes and frames interleave with a long replay. */
+  private async catchUp(): Promise<void> {
+    if (this.phase !== 'ready' || !this.catchingUp) return;
+    if (this.conn.bufferedAmount() >= this.settings.highWaterBytes) {
+      this.waitingForDrain = true;
+      return;
+    }
+    const page = this.settings.catchUpPage;
+    let deliveries;
+    try {
+      deliveries = await readInbox(this.deps.store, this.userId, this.lastSent, page);
+    } catch (err) {
+      this.deps.log.warn({ session: this.key, code: codeOf(err) }, 'inbox read failed; retrying');
+      this.ctx.timers.once('catchUp', 500, { type: 'catchUp' });
+      return;
+    }
+    if (this.phase !== 'ready') return;
+    for (const d of deliveries) {
+      if (d.inbox_seq !== this.lastSent + 1) break;
+      this.write(0, 'delivery', d);
+      this.lastSent = d.inbox_seq;
+    }
+    if (deliveries.length < page) this.catchingUp = false;
+    else this.ctx.self.tell({ type: 'catchUp' });
+  }
+
+  /** Also reached when the session is stopped without its 'closed' message (mailbox full). */
+  onDeactivate(): void {
+    if (this.phase !== 'closed') this.onClosed(true);
+  }
+
+  private onClosed(silent: boolean): void {
+    const wasReady = this.phase === 'ready' || this.phase === 'authenticating';
+    this.phase = 'closed';
+    if (wasReady) {
+      try {
+        users(this.deps, this.userId).tell({ type: 'disconnect', deviceId: this.deviceId, session: this.key, silent });
+      } catch (err) {
+        // The device then expires by the user actor's timer instead.
+        this.deps.log.warn({ session: this.key, code: codeOf(err) }, 'disconnect not delivered');
+      }
+    }
+    this.ctx.stop();
+  }
+}
+
+function clamp(n: number, min: number, max: number, fallback: number): number {
+  if (!Number.isFinite(n) || n <= 0) return fallback;
+  return Math.max(min, Math.min(max, Math.floor(n)));
+}
+
+/** The limits of a send, shared by the WebSocket and HTTP paths. */
+export function validateSend(channelId: unknown, clientMsgId: unknown, text: unknown): void {
+  if (typeof channelId !== 'string' || channelId.length === 0 || channelId.length > MAX_CLIENT_ID) {
+    throw reject(ChatCodes.INVALID_ARGUMENT, 'channel_id is required');
+  }
+  if (typeof clientMsgId !== 'string' || clientMsgId.length === 0 || clientMsgId.length > MAX_CLIENT_ID) {
+    throw reject(ChatCodes.INVALID_ARGUMENT, `client_msg_id must be 1-${MAX_CLIENT_ID} characters`);
+  }
+  if (typeof text !== 'string' || text.length === 0) throw reject(ChatCodes.INVALID_ARGUMENT, 'text must not be empty');
+  if (codePoints(text) > MAX_TEXT_CODE_POINTS) throw reject(ChatCodes.TEXT_TOO_LONG, `text is longer than ${MAX_TEXT_CODE_POINTS} characters`);
+}
+
+/** Code points, counted without allocating; at most `length` and at least half of it. */
+function codePoints(s: string): number {
+  if (s.length <= MAX_TEXT_CODE_POINTS) return s.length;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
+
+export function sessionKind(): ActorKind<SessionMessage> {
+  return {
+    name: 'session',
+    virtual: false,
+    idleMs: Infinity,
+    mailboxCapacity: 2048,
+    create: () => {
+      throw new Error('sessions are spawned with their socket, never activated by a message');
+    },
+  };
+}
+
+export function createSession(ctx: ActorContext<SessionMessage>, deps: ChatDeps, conn: Connection, settings: SessionSettings): Actor<SessionMessage> {
+  return new SessionActor(ctx, deps, conn, settings);
+}

@@ -1,0 +1,13 @@
+import type { ClientFrame, Message, Presence } from '../../proto/client-frames.ts';
+
+/** Messages a session actor handles: frames from its socket and pushes from user actors. */
+export type SessionMessage =
+  | { type: 'frame'; frame: ClientFrame }
+  | { type: 'delivery'; inboxSeq: number; message: Message }
+  | { type: 'presence'; presence: Presence }
+  /** Another connection of the same device took over. */
+  | { type: 'superseded' }
+  /** Internal: push the next page of the inbox backlog. */
+  | { type: 'catchUp' }
+  | { type: 'drain' }
+  | { type: 'closed'; silent: boolean };

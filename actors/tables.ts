@@ -1,0 +1,60 @@
+/**
+ * Where chat keeps its records in the runtime's generic storage. One place, so a reader can see
+ * the whole layout: journals (event logs) per actor, and key-value tables (table, partition, key).
+ */
+export const Journals = {
+  /** A channel's history: seq = channel_seq, key = message_id, dedup = sender:client_msg_id. */
+  channel: (channelId: string) => `channel/${channelId}`,
+  /** A user's inbox: seq = inbox_seq; entries reference channel messages, never copy them. */
+  inbox: (userId: string) => `inbox/${userId}`,
+} as const;
+
+export const Tables = {
+  /** username -> user id (partition = username, key ''). Unique by putIfAbsent. */
+  username: 'username',
+  /** user id -> profile (key 'profile'). */
+  user: 'user',
+  /** user -> users they added (partition = user, key = other). Friends = both directions. */
+  friend: 'friend',
+  /** sorted user pair -> DM channel id. */
+  dm: 'dm',
+  /** channel -> meta (key 'meta'). */
+  channel: 'channel',
+  /** channel -> members (key = user id). */
+  member: 'member',
+  /** user -> channels they are in (key = channel id). */
+  userChannel: 'user_channel',
+  /** user -> device cursors (key = device id). */
+  cursor: 'cursor',
+} as const;
+
+export interface UserProfile {
+  readonly username: string;
+  readonly password_hash: string;
+  readonly created_at_ms: number;
+}
+
+export interface ChannelMeta {
+  readonly kind: 'dm' | 'group';
+  readonly name: string;
+  readonly creator_id: string;
+  readonly created_at_ms: number;
+}
+
+/** What a channel journal event holds. */
+export interface StoredMessage {
+  readonly message_id: string;
+  readonly sender_id: string;
+  readonly client_msg_id: string;
+  readonly text: string;
+  readonly created_at_ms: number;
+}
+
+/** What an inbox journal event holds: a reference to a channel message. */
+export interface InboxRef {
+  readonly c: string;
+  readonly s: number;
+}
+
+export const MAX_GROUP_MEMBERS = 100;
+export const MAX_TEXT_CODE_POINTS = 100_000;

@@ -1,0 +1,303 @@
+import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.ts';
+import { codeOf } from '../../runtime/errors.ts';
+import type { Message, Presence } from '../../proto/client-frames.ts';
+import { messageFromEvent } from '../channel/channel-actor.ts';
+import { sessions, users, type ChatDeps } from '../chat-deps.ts';
+import { ChatCodes, reject } from '../errors.ts';
+import { Journals, Tables, type InboxRef } from '../tables.ts';
+import type { UserMessage } from './user-messages.ts';
+
+const SNAPSHOT_EVERY = 64;
+const CURSOR_FLUSH_MS = 1_000;
+const COMEMBER_CACHE_MS = 10_000;
+const MAX_PRESENCE_QUERY = 500;
+
+interface Snapshot {
+  readonly head: number;
+  readonly lastSeen: [string, number][];
+}
+
+interface Device {
+  session: string;
+  touchedMs: number;
+}
+
+/**
+ * One user: the inbox (gap-free `inbox_seq`), a cursor per device, presence and its timers.
+ *
+ * Inbox invariant: for each channel, entries appear in channel order, each at most once. The
+ * actor remembers the last channel seq it took per channel (`lastSeen`, in snapshots and
+ * rebuilt from the journal); a repeat is ignored and a jump ahead is filled from the channel's
+ * history first, so a failed fan-out can delay a message but never lose or reorder it.
+ *
+ * Presence: online while at least one device is connected. Sessions report clean and silent
+ * closes at once; devices whose session stopped touching (its node died) expire on a timer.
+ */
+class UserActor implements Actor<UserMessage> {
+  private readonly pid: string;
+  private epoch = 0;
+  private head = 0;
+  private snapshotSeq = 0;
+  private lastSeen = new Map<string, number>();
+  private devices: Map<string, Device> | undefined;
+  private dirtyCursors: Map<string, number> | undefined;
+  private friends: string[] | undefined;
+  private comembers: { ids: Set<string>; atMs: number } | undefined;
+
+  constructor(
+    private readonly ctx: ActorContext<UserMessage>,
+    private readonly deps: ChatDeps,
+  ) {
+    this.pid = Journals.inbox(ctx.address.key);
+  }
+
+  private get id(): string {
+    return this.ctx.address.key;
+  }
+
+  async onActivate(): Promise<void> {
+    const { journal } = this.deps.store;
+    this.epoch = await journal.acquire(this.pid, this.deps.nodeId);
+    const snap = await journal.loadSnapshot(this.pid);
+    if (snap) {
+      const s = JSON.parse(snap.data) as Snapshot;
+      this.head = s.head;
+      this.snapshotSeq = snap.seq;
+      this.lastSeen = new Map(s.lastSeen);
+    }
+    // Replay what came after the snapshot; bounded by SNAPSHOT_EVERY in the normal case.
+    for (;;) {
+      const page = await journal.read(this.pid, this.head, 500);
+      for (const e of page) {
+        const ref = JSON.parse(e.data) as InboxRef;
+        this.lastSeen.set(ref.c, Math.max(ref.s, this.lastSeen.get(ref.c) ?? 0));
+        this.head = e.seq;
+      }
+      if (page.length < 500) break;
+    }
+  }
+
+  async onDeactivate(): Promise<void> {
+    await this.flushCursors();
+    if (this.head > this.snapshotSeq) await this.saveSnapshot();
+  }
+
+  canPassivate(): boolean {
+    return (this.devices?.size ?? 0) === 0 && (this.dirtyCursors?.size ?? 0) === 0;
+  }
+
+  receive(m: UserMessage): unknown {
+    switch (m.type) {
+      case 'append':
+        return this.append(m.message);
+      case 'joined':
+        this.lastSeen.set(m.channelId, m.atSeq);
+        this.comembers = undefined;
+        return undefined;
+      case 'left':
+        this.lastSeen.delete(m.channelId);
+        this.comembers = undefined;
+        return undefined;
+      case 'connect':
+        return this.connect(m.deviceId, m.session);
+      case 'disconnect':
+        return this.disconnect(m.deviceId, m.session);
+      case 'touch': {
+        const d = this.devices?.get(m.deviceId);
+        if (d && d.session === m.session) d.touchedMs = Date.now();
+        return undefined;
+      }
+      case 'ack':
+        return this.ack(m.deviceId, m.inboxSeq);
+      case 'presenceChanged':
+        this.push({ type: 'presence', presence: m.presence });
+        return undefined;
+      case 'friendsChanged':
+        this.friends = undefined;
+        return undefined;
+      case 'presenceQuery':
+        return this.presenceQuery(m.userIds);
+      case 'head':
+        return this.head;
+      case 'expireDevices':
+        return this.expireDevices();
+      case 'flushCursors':
+        return this.flushCursors();
+    }
+  }
+
+  // ---- Inbox
+
+  private async append(message: Message): Promise<{ inbox_seq: number }> {
+    const channelId = message.channel_id;
+    const last = this.lastSeen.get(channelId);
+    if (last !== undefined && message.channel_seq <= last) return { inbox_seq: 0 };
+    let batch = [message];
+    if (last !== undefined && message.channel_seq > last + 1) {
+      const missing = await this.deps.store.journal.read(Journals.channel(channelId), last, message.channel_seq - last - 1);
+      batch = [...missing.map((e) => messageFromEvent(channelId, e)), message];
+    }
+    const first = this.head + 1;
+    await this.deps.store.journal.append(
+      this.pid,
+      this.epoch,
+      batch.map((msg, i) => ({ seq: first + i, data: JSON.stringify({ c: channelId, s: msg.channel_seq } satisfies InboxRef) })),
+    );
+    this.head = first + batch.length - 1;
+    this.lastSeen.set(channelId, message.channel_seq);
+    batch.forEach((msg, i) => this.push({ type: 'delivery', inboxSeq: first + i, message: msg }));
+    if (this.head - this.snapshotSeq >= SNAPSHOT_EVERY) {
+      this.saveSnapshot().catch((err: unknown) => this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox snapshot failed'));
+    }
+    return { inbox_seq: this.head };
+  }
+
+  private async saveSnapshot(): Promise<void> {
+    const seq = this.head;
+    const data: Snapshot = { head: seq, lastSeen: [...this.lastSeen] };
+    await this.deps.store.journal.saveSnapshot(this.pid, this.epoch, { seq, data: JSON.stringify(data) });
+    this.snapshotSeq = Math.max(this.snapshotSeq, seq);
+  }
+
+  private push(message: { type: 'delivery'; inboxSeq: number; message: Message } | { type: 'presence'; presence: Presence }): void {
+    if (!this.devices) return;
+    for (const d of this.devices.values()) {
+      try {
+        sessions(this.deps, d.session).tell(message);
+      } catch (err) {
+        // A session too far behind catches up from the inbox by itself; nothing is lost here.
+        this.deps.log.debug({ user: this.id, code: codeOf(err) }, 'push to session skipped');
+      }
+    }
+  }
+
+  // ---- Devices and presence
+
+  private async connect(deviceId: string, session: string): Promise<{ inbox_head_seq: number }> {
+    this.devices ??= new Map();
+    const prior = this.devices.get(deviceId);
+    if (prior && prior.session !== session) sessions(this.deps, prior.session).tell({ type: 'superseded' });
+    const wasOnline = this.devices.size > 0;
+    this.devices.set(deviceId, { session, touchedMs: Date.now() });
+    if (!this.ctx.timers.has('expire')) {
+      this.ctx.timers.every('expire', Math.max(250, Math.floor(this.deps.timings.presenceTimeoutMs / 4)), { type: 'expireDevices' });
+    }
+    if (!wasOnline) await this.transition(true);
+    return { inbox_head_seq: this.head };
+  }
+
+  private async disconnect(deviceId: string, session: string): Promise<void> {
+    const d = this.devices?.get(deviceId);
+    if (!d || d.session !== session) return; // a superseded session reporting late
+    this.devices!.delete(deviceId);
+    if (this.devices!.size === 0) await this.wentOffline();
+  }
+
+  private async expireDevices(): Promise<void> {
+    if (!this.devices) return;
+    const cutoff = Date.now() - (this.deps.timings.presenceTimeoutMs + this.deps.timings.touchIntervalMs);
+    let removed = false;
+    for (const [id, d] of this.devices) {
+      if (d.touchedMs < cutoff) {
+        this.devices.delete(id);
+        removed = true;
+      }
+    }
+    if (removed && this.devices.size === 0) await this.wentOffline();
+  }
+
+  private async wentOffline(): Promise<void> {
+    this.ctx.timers.cancel('expire');
+    this.devices = undefined;
+    await this.transition(false);
+  }
+
+  /** Records the transition and tells the friends who are online; group members ask instead. */
+  private async transition(online: boolean): Promise<void> {
+    const presence: Presence = { user_id: this.id, online, last_active_at_ms: Date.now() };
+    try {
+      await this.deps.presence.set(this.id, { online, lastActiveAtMs: presence.last_active_at_ms });
+      const friends = await this.mutualFriends();
+      if (friends.length === 0) return;
+      const states = await this.deps.presence.getMany(friends);
+      for (const f of friends) {
+        if (states.get(f)?.online) users(this.deps, f).tell({ type: 'presenceChanged', presence });
+      }
+    } catch (err) {
+      // Presence is best effort: chat must keep working when its directory is away.
+      this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'presence update failed');
+    }
+  }
+
+  private async mutualFriends(): Promise<string[]> {
+    if (this.friends) return this.friends;
+    const { kv } = this.deps.store;
+    const added = await kv.list(Tables.friend, this.id);
+    const back = await Promise.all(added.map((r) => kv.get(Tables.friend, r.key, this.id)));
+    this.friends = added.filter((_, i) => back[i] !== undefined).map((r) => r.key);
+    return this.friends;
+  }
+
+  private async coMembers(): Promise<Set<string>> {
+    const now = Date.now();
+    if (this.comembers && now - this.comembers.atMs < COMEMBER_CACHE_MS) return this.comembers.ids;
+    const { kv } = this.deps.store;
+    const ids = new Set<string>();
+    for (const ch of await kv.list(Tables.userChannel, this.id)) {
+      for (const m of await kv.list(Tables.member, ch.key)) ids.add(m.key);
+    }
+    this.comembers = { ids, atMs: now };
+    return ids;
+  }
+
+  private async presenceQuery(userIds: string[]): Promise<Presence[]> {
+    if (userIds.length > MAX_PRESENCE_QUERY) throw reject(ChatCodes.INVALID_ARGUMENT, `at most ${MAX_PRESENCE_QUERY} user ids per query`);
+    const friends = new Set(await this.mutualFriends());
+    const wanted = [...new Set(userIds)];
+    const needComembers = wanted.some((u) => u !== this.id && !friends.has(u));
+    const comembers = needComembers ? await this.coMembers() : new Set<string>();
+    const allowed = wanted.filter((u) => u === this.id || friends.has(u) || comembers.has(u));
+    if (allowed.length < wanted.length) throw reject(ChatCodes.FORBIDDEN, 'presence is visible to friends and channel co-members only');
+    const states = await this.deps.presence.getMany(allowed);
+    return allowed.map((u) => {
+      const s = states.get(u);
+      return { user_id: u, online: s?.online ?? false, last_active_at_ms: s?.lastActiveAtMs ?? 0 };
+    });
+  }
+
+  // ---- Cursors
+
+  private ack(deviceId: string, inboxSeq: number): void {
+    if (!Number.isSafeInteger(inboxSeq) || inboxSeq < 0) return;
+    this.dirtyCursors ??= new Map();
+    this.dirtyCursors.set(deviceId, Math.min(Math.max(inboxSeq, this.dirtyCursors.get(deviceId) ?? 0), this.head));
+    // Cursors are advisory (a client resumes from its own last acked seq), so they are
+    // written at most once a second per user rather than once per ack.
+    if (!this.ctx.timers.has('cursors')) this.ctx.timers.once('cursors', CURSOR_FLUSH_MS, { type: 'flushCursors' });
+  }
+
+  private async flushCursors(): Promise<void> {
+    const dirty = this.dirtyCursors;
+    if (!dirty || dirty.size === 0) return;
+    this.dirtyCursors = undefined;
+    const now = Date.now();
+    await this.deps.store.kv.write(
+      [...dirty].map(([device, seq]) => ({
+        op: 'put' as const,
+        table: Tables.cursor,
+        partition: this.id,
+        key: device,
+        value: JSON.stringify({ inbox_seq: seq, updated_at_ms: now }),
+      })),
+    );
+  }
+}
+
+export function userKind(deps: ChatDeps): ActorKind<UserMessage> {
+  return {
+    name: 'user',
+    idleMs: 120_000,
+    mailboxCapacity: 4096,
+    create: (ctx) => new UserActor(ctx, deps),
+  };
+}

@@ -1,0 +1,27 @@
+import type { Message, Presence } from '../../proto/client-frames.ts';
+
+/** Messages a user actor handles. */
+export type UserMessage =
+  /** From a channel: put this message in the inbox (idempotent per channel seq). Reply: { inbox_seq }. */
+  | { type: 'append'; message: Message }
+  /** From a channel: the user joined at this channel seq; earlier messages are not theirs. */
+  | { type: 'joined'; channelId: string; atSeq: number }
+  | { type: 'left'; channelId: string }
+  /** From a session after hello. Reply: { inbox_head_seq }. */
+  | { type: 'connect'; deviceId: string; session: string }
+  | { type: 'disconnect'; deviceId: string; session: string; silent: boolean }
+  /** From a session: the device is still there. */
+  | { type: 'touch'; deviceId: string; session: string }
+  | { type: 'ack'; deviceId: string; inboxSeq: number }
+  /** From another user actor: a friend's presence changed. */
+  | { type: 'presenceChanged'; presence: Presence }
+  /** The friend list changed (someone added or removed us); reload it when next needed. */
+  | { type: 'friendsChanged' }
+  /** Reply: Presence[] of those ids the user may see (friends or channel co-members). */
+  | { type: 'presenceQuery'; userIds: string[] }
+  /** Reply: the inbox head seq. */
+  | { type: 'head' }
+  /** Internal: expire devices whose session stopped touching. */
+  | { type: 'expireDevices' }
+  /** Internal: persist dirty device cursors. */
+  | { type: 'flushCursors' };

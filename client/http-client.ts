@@ -1,0 +1,113 @@
+/**
+ * The HTTP half of the API for apps: signup, login (with service discovery), friends, channels.
+ * Uses the platform's `fetch` (browsers, React Native, Node 18+); no Node-only APIs.
+ */
+export interface ServerInfo {
+  node_id: string;
+  ws_url: string;
+}
+
+export interface LoginResult {
+  token: string;
+  user_id: string;
+  servers: ServerInfo[];
+}
+
+export class ParleyApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ParleyApiError';
+  }
+}
+
+type Fetch = (input: string, init?: { method?: string; headers?: Record<string, string>; body?: string }) => Promise<{
+  status: number;
+  text(): Promise<string>;
+}>;
+
+export class ParleyHttp {
+  private readonly fetchImpl: Fetch;
+
+  constructor(
+    readonly baseUrl: string,
+    private token?: string,
+    fetchImpl?: Fetch,
+  ) {
+    this.fetchImpl = fetchImpl ?? (globalThis.fetch as unknown as Fetch);
+  }
+
+  setToken(token: string): void {
+    this.token = token;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const res = await this.fetchImpl(this.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const text = await res.text();
+    const json = text ? (JSON.parse(text) as unknown) : {};
+    if (res.status >= 400) {
+      const e = (json as { error?: { code?: string; message?: string } }).error;
+      throw new ParleyApiError(res.status, e?.code ?? 'HTTP_' + res.status, e?.message ?? `HTTP ${res.status}`);
+    }
+    return json as T;
+  }
+
+  signup(username: string, password: string): Promise<{ user_id: string }> {
+    return this.request('POST', '/v1/users', { username, password });
+  }
+
+  async login(username: string, password: string): Promise<LoginResult> {
+    const r = await this.request<LoginResult>('POST', '/v1/sessions', { username, password });
+    this.token = r.token;
+    return r;
+  }
+
+  servers(): Promise<{ servers: ServerInfo[] }> {
+    return this.request('GET', '/v1/servers');
+  }
+
+  addFriend(userId: string): Promise<{ status: 'pending' | 'friends' }> {
+    return this.request('POST', '/v1/friends', { user_id: userId });
+  }
+
+  friends(): Promise<{ friends: { user_id: string; username: string; online: boolean; last_active_at_ms: number }[] }> {
+    return this.request('GET', '/v1/friends');
+  }
+
+  openDm(userId: string): Promise<{ channel_id: string }> {
+    return this.request('POST', '/v1/dms', { user_id: userId });
+  }
+
+  createGroup(name: string, memberIds: string[]): Promise<{ channel_id: string }> {
+    return this.request('POST', '/v1/channels', { name, member_ids: memberIds });
+  }
+
+  channels(): Promise<{ channels: { channel_id: string; kind: 'dm' | 'group'; name: string; member_ids: string[] }[] }> {
+    return this.request('GET', '/v1/channels');
+  }
+
+  addMember(channelId: string, userId: string): Promise<object> {
+    return this.request('POST', `/v1/channels/${encodeURIComponent(channelId)}/members`, { user_id: userId });
+  }
+
+  removeMember(channelId: string, userId: string): Promise<object> {
+    return this.request('DELETE', `/v1/channels/${encodeURIComponent(channelId)}/members/${encodeURIComponent(userId)}`);
+  }
+
+  postMessage(channelId: string, clientMsgId: string, text: string): Promise<{ message_id: string; channel_seq: number; created_at_ms: number }> {
+    return this.request('POST', `/v1/channels/${encodeURIComponent(channelId)}/messages`, { client_msg_id: clientMsgId, text });
+  }
+
+  history(channelId: string, options: { before?: string; limit?: number } = {}): Promise<{ messages: import('../proto/client-frames.ts').Message[]; has_more: boolean }> {
+    const q = new URLSearchParams();
+    if (options.before) q.set('before', options.before);
+    if (options.limit !== undefined) q.set('limit', String(options.limit));
+    const qs = q.toString();
+    return this.request('GET', `/v1/channels/${encodeURIComponent(channelId)}/messages${qs ? `?${qs}` : ''}`);
+  }
+}

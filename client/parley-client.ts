@@ -1,0 +1,336 @@
+import { decodeServerFrame, encodeClientFrame } from '../proto/client-codec.ts';
+import type { ClientBody, ClientBodyName, Delivery, Message, Presence, SendAck, ServerFrame, Welcome } from '../proto/client-frames.ts';
+
+/** The part of the WebSocket API we use: the browser's, React Native's and the `ws` package's. */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+export type WebSocketFactory = new (url: string) => WebSocketLike;
+
+export interface ParleyClientOptions {
+  /** WebSocket URLs to try, best first (from login's `servers`). */
+  readonly servers: readonly string[];
+  readonly token: string;
+  readonly deviceId: string;
+  /** Resume point: the last inbox_seq this device acknowledged. */
+  readonly lastInboxSeq?: number;
+  /** Defaults to the platform's global WebSocket. */
+  readonly WebSocket?: WebSocketFactory;
+  /** Reconnect (with backoff) after an unexpected close. Default true. */
+  readonly reconnect?: boolean;
+  /** Acknowledge each delivery once the `delivery` listeners ran. Default true. */
+  readonly autoAck?: boolean;
+  /** Request timeout. Default 10 s. */
+  readonly requestTimeoutMs?: number;
+}
+
+export class ParleyError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ParleyError';
+  }
+}
+
+interface Events {
+  welcome: Welcome;
+  delivery: Delivery;
+  presence: Presence;
+  /** A socket closed; `willReconnect` tells whether the client tries again. */
+  disconnect: { code: number; reason: string; willReconnect: boolean };
+  error: ParleyError;
+}
+type Listener<T> = (value: T) => void;
+
+interface PendingRequest {
+  resolve: (frame: ServerFrame) => void;
+  reject: (err: ParleyError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface PendingSend {
+  readonly channelId: string;
+  readonly clientMsgId: string;
+  readonly text: string;
+  readonly resolve: (ack: SendAck) => void;
+  readonly reject: (err: ParleyError) => void;
+}
+
+const OPEN = 1;
+/** Close codes after which reconnecting would be refused again. */
+const FINAL_CLOSES = new Set([1008, 4001]);
+
+/**
+ * A Parley connection with resume. Guarantees to the app:
+ * - deliveries arrive in inbox_seq order, each once per client object, across reconnects
+ *   (hello resumes after the last acknowledged seq; repeats are dropped);
+ * - a `send` is retried with the same client_msg_id after a reconnect until it is acked or
+ *   refused, so it yields exactly one message however often the network fails;
+ * - other requests fail with UNAVAILABLE when their socket drops (they are safe to repeat).
+ */
+export class ParleyClient {
+  private ws: WebSocketLike | undefined;
+  private readonly WS: WebSocketFactory;
+  private readonly listeners: { [K in keyof Events]?: Listener<Events[K]>[] } = {};
+  private readonly requests = new Map<number, PendingRequest>();
+  private readonly sends = new Map<string, PendingSend>();
+  private nextRef = 1;
+  private serverIndex = 0;
+  private attempts = 0;
+  private closedByUser = false;
+  private ready = false;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  private acked: number;
+  private received: number;
+  private readonly timeoutMs: number;
+  /** The welcome of the current connection. */
+  welcome: Welcome | undefined;
+
+  constructor(private readonly o: ParleyClientOptions) {
+    const ws = o.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
+    if (!ws) throw new ParleyError('NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket');
+    if (o.servers.length === 0) throw new ParleyError('INVALID_ARGUMENT', 'servers must not be empty');
+    this.WS = ws;
+    this.acked = o.lastInboxSeq ?? 0;
+    this.received = this.acked;
+    this.timeoutMs = o.requestTimeoutMs ?? 10_000;
+  }
+
+  /** The highest inbox_seq acknowledged: where a later session should resume. */
+  get lastAcked(): number {
+    return this.acked;
+  }
+
+  get lastReceived(): number {
+    return this.received;
+  }
+
+  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
+    const list = (this.listeners[event] ??= []) as Listener<Events[K]>[];
+    list.push(listener);
+    return () => {
+      const i = list.indexOf(listener);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+
+  /** Opens the connection; resolves with the welcome. */
+  connect(): Promise<Welcome> {
+    this.closedByUser = false;
+    return new Promise((resolve, reject) => {
+      const offWelcome = this.on('welcome', (w) => {
+        offWelcome();
+        offDisconnect();
+        resolve(w);
+      });
+      const offDisconnect = this.on('disconnect', (d) => {
+        if (d.willReconnect) return;
+        offWelcome();
+        offDisconnect();
+        reject(new ParleyError('UNAVAILABLE', `connection closed (${d.code} ${d.reason})`));
+      });
+      this.open();
+    });
+  }
+
+  /** Sends a message; resolves once it is durable. Retried across reconnects with the same id. */
+  send(channelId: string, text: string, clientMsgId: string = randomId()): Promise<SendAck> {
+    return new Promise((resolve, reject) => {
+      const entry: PendingSend = { channelId, clientMsgId, text, resolve, reject };
+      this.sends.set(clientMsgId, entry);
+      if (this.ready) this.transmitSend(entry);
+    });
+  }
+
+  ack(inboxSeq: number): void {
+    if (inboxSeq <= this.acked) return;
+    this.acked = inboxSeq;
+    if (this.ready) this.frame(0, 'ack', { inbox_seq: inboxSeq });
+  }
+
+  async sync(afterInboxSeq: number, limit = 100): Promise<{ deliveries: Delivery[]; has_more: boolean }> {
+    const f = await this.request('sync', { after_inbox_seq: afterInboxSeq, limit });
+    if (f.body !== 'sync_result') throw unexpected(f);
+    return f.sync_result;
+  }
+
+  async history(channelId: string, options: { before?: string; limit?: number } = {}): Promise<{ messages: Message[]; has_more: boolean }> {
+    const f = await this.request('history', { channel_id: channelId, before_message_id: options.before ?? '', limit: options.limit ?? 50 });
+    if (f.body !== 'history_result') throw unexpected(f);
+    return f.history_result;
+  }
+
+  async presence(userIds: string[]): Promise<Presence[]> {
+    const f = await this.request('presence_query', { user_ids: userIds });
+    if (f.body !== 'presence_result') throw unexpected(f);
+    return f.presence_result.presences;
+  }
+
+  /** Closes for good: pending sends are rejected, no reconnect. */
+  close(): void {
+    this.closedByUser = true;
+    clearTimeout(this.reconnectTimer);
+    this.flushAck();
+    this.ws?.close(1000, 'bye');
+    this.teardown(new ParleyError('CLOSED', 'client closed'));
+    for (const s of this.sends.values()) s.reject(new ParleyError('CLOSED', 'client closed before the send was acknowledged'));
+    this.sends.clear();
+  }
+
+  // ---- internals
+
+  private emit<K extends keyof Events>(event: K, value: Events[K]): void {
+    for (const l of [...((this.listeners[event] ?? []) as Listener<Events[K]>[])]) l(value);
+  }
+
+  private open(): void {
+    const url = this.o.servers[this.serverIndex % this.o.servers.length]!;
+    const ws = new this.WS(url);
+    this.ws = ws;
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => this.frame(0, 'hello', { token: this.o.token, device_id: this.o.deviceId, last_inbox_seq: this.acked });
+    ws.onmessage = (ev) => this.onFrame(ev.data);
+    ws.onerror = () => undefined; // the close event follows and carries what we act on
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.teardown(new ParleyError('UNAVAILABLE', 'connection lost; retry'));
+      const willReconnect = !this.closedByUser && (this.o.reconnect ?? true) && !FINAL_CLOSES.has(ev.code);
+      this.emit('disconnect', { code: ev.code, reason: ev.reason, willReconnect });
+      if (willReconnect) this.scheduleReconnect();
+      else for (const s of this.sends.values()) s.reject(new ParleyError('UNAVAILABLE', `connection closed (${ev.code})`));
+      if (!willReconnect) this.sends.clear();
+    };
+  }
+
+  private scheduleReconnect(): void {
+    this.attempts++;
+    this.serverIndex++; // try the next server: the last one may be the one that went away
+    const base = Math.min(5_000, 100 * 2 ** Math.min(this.attempts - 1, 6));
+    this.reconnectTimer = setTimeout(() => this.open(), base / 2 + Math.random() * (base / 2));
+  }
+
+  private teardown(err: ParleyError): void {
+    this.ready = false;
+    clearInterval(this.heartbeat);
+    for (const r of this.requests.values()) {
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.requests.clear();
+  }
+
+  private frame<K extends ClientBodyName>(ref: number, body: K, value: ClientBody<K>): void {
+    if (this.ws && this.ws.readyState === OPEN) this.ws.send(encodeClientFrame(ref, body, value));
+  }
+
+  private request<K extends ClientBodyName>(body: K, value: ClientBody<K>): Promise<ServerFrame> {
+    if (!this.ready) return Promise.reject(new ParleyError('UNAVAILABLE', 'not connected'));
+    const ref = this.nextRef++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.requests.delete(ref);
+        reject(new ParleyError('TIMEOUT', `${body} timed out`));
+      }, this.timeoutMs);
+      this.requests.set(ref, { resolve, reject, timer });
+      this.frame(ref, body, value);
+    });
+  }
+
+  private transmitSend(s: PendingSend): void {
+    this.request('send', { channel_id: s.channelId, client_msg_id: s.clientMsgId, text: s.text }).then(
+      (f) => {
+        if (f.body !== 'send_ack') return;
+        this.sends.delete(s.clientMsgId);
+        s.resolve(f.send_ack);
+      },
+      (err: ParleyError) => {
+        // Lost with its socket: the next welcome sends it again, with the same id. Any other
+        // answer (including a retryable one from a live server) is the app's to act on.
+        if (!this.ready && !this.closedByUser) return;
+        this.sends.delete(s.clientMsgId);
+        s.reject(err);
+      },
+    );
+  }
+
+  private onFrame(data: unknown): void {
+    let f: ServerFrame;
+    try {
+      f = decodeServerFrame(data instanceof ArrayBuffer ? new Uint8Array(data) : (data as Uint8Array));
+    } catch {
+      this.emit('error', new ParleyError('BAD_FRAME', 'server sent an undecodable frame'));
+      return;
+    }
+    if (f.ref !== 0) {
+      const r = this.requests.get(f.ref);
+      if (!r) return;
+      this.requests.delete(f.ref);
+      clearTimeout(r.timer);
+      if (f.body === 'error') r.reject(new ParleyError(f.error.code, f.error.message));
+      else r.resolve(f);
+      if (f.body === 'welcome') this.onWelcome(f.welcome);
+      return;
+    }
+    switch (f.body) {
+      case 'welcome':
+        this.onWelcome(f.welcome);
+        return;
+      case 'delivery':
+        if (f.delivery.inbox_seq <= this.received) return; // already seen before a reconnect
+        this.received = f.delivery.inbox_seq;
+        this.emit('delivery', f.delivery);
+        if (this.o.autoAck ?? true) this.scheduleAck();
+        return;
+      case 'presence':
+        this.emit('presence', f.presence);
+        return;
+      case 'error':
+        this.emit('error', new ParleyError(f.error.code, f.error.message));
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onWelcome(w: Welcome): void {
+    this.welcome = w;
+    this.ready = true;
+    this.attempts = 0;
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => this.frame(0, 'heartbeat', {}), w.heartbeat_interval_ms || 5_000);
+    for (const s of this.sends.values()) this.transmitSend(s);
+    this.emit('welcome', w);
+  }
+
+  private scheduleAck(): void {
+    if (this.ackTimer !== undefined) return;
+    this.ackTimer = setTimeout(() => this.flushAck(), 20);
+  }
+
+  private flushAck(): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    this.ack(this.received);
+  }
+}
+
+function unexpected(f: ServerFrame): ParleyError {
+  return new ParleyError('BAD_FRAME', `unexpected reply ${f.body}`);
+}
+
+function randomId(): string {
+  const bytes = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}

@@ -1,0 +1,12 @@
+/**
+ * Wire formats. `client.proto` (package chat.v1) is the contract with every client; the
+ * checked-in descriptor lets browsers and React Native decode without a .proto parser.
+ *
+ * @example
+ * ```ts
+ * const bytes = encodeClientFrame(1, 'send', { channel_id, client_msg_id: 'c1', text: 'hi' });
+ * const frame = decodeClientFrame(bytes); // { ref: 1, body: 'send', send: {...} }
+ * ```
+ */
+export * from './client-frames.ts';
+export { decodeClientFrame, decodeServerFrame, encodeClientFrame, encodeServerFrame, FrameDecodeError } from './client-codec.ts';

@@ -1,0 +1,268 @@
+import type uWSTypes from 'uWebSockets.js';
+import { isCoded } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Connection, ConnectionHandler } from './connection.ts';
+import { errorBody, HttpError, type HttpRequest, type HttpResponse, type HttpRouter } from './http.ts';
+import { nativeUws } from './uws.ts';
+
+export interface GatewayOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly wsPath: string;
+  readonly router: HttpRouter;
+  readonly log: Logger;
+  /** Largest WebSocket message accepted; a larger one closes the socket (1009) without buffering it. */
+  readonly maxPayloadBytes: number;
+  /** Send-buffer bound per socket; above it `send` reports 'buffered' and the app should hold off. */
+  readonly maxBackpressureBytes: number;
+  /** Largest HTTP body; a larger one gets 413 as soon as it is exceeded. */
+  readonly maxHttpBodyBytes: number;
+  /** Close a socket that sent nothing for this long (0: never). */
+  readonly idleTimeoutMs: number;
+  /** Maps an error code to an HTTP status (codes the application defines). */
+  readonly statusForCode: (code: string) => number;
+  readonly onConnection: (connection: Connection) => ConnectionHandler;
+}
+
+interface SocketData {
+  conn?: SocketConnection;
+  remoteAddress: string;
+}
+
+const CLOSE_SILENT = 4008;
+
+class SocketConnection implements Connection {
+  open = true;
+  handler!: ConnectionHandler;
+  lastHeardMs = Date.now();
+  silent = false;
+
+  constructor(
+    readonly id: number,
+    readonly remoteAddress: string,
+    private readonly ws: uWSTypes.WebSocket<SocketData>,
+  ) {}
+
+  send(bytes: Uint8Array): 'sent' | 'buffered' | 'dropped' | 'closed' {
+    if (!this.open) return 'closed';
+    const r = this.ws.send(bytes, true, false);
+    return r === 1 ? 'sent' : r === 0 ? 'buffered' : 'dropped';
+  }
+
+  bufferedAmount(): number {
+    return this.open ? this.ws.getBufferedAmount() : 0;
+  }
+
+  close(code: number, reason = ''): void {
+    if (!this.open) return;
+    this.ws.end(code, reason);
+  }
+}
+
+/**
+ * HTTP API and WebSocket endpoint on one port, on native uWebSockets.js. Knows bytes and JSON,
+ * not chat: each socket gets a ConnectionHandler from the application.
+ *
+ * Silent sockets are found by one sweep over all connections rather than a timer each: a
+ * million idle sockets then cost one interval, not a million timers.
+ */
+export class Gateway {
+  private readonly app: uWSTypes.TemplatedApp;
+  private listenSocket: uWSTypes.us_listen_socket | undefined;
+  private readonly connections = new Set<SocketConnection>();
+  private nextId = 1;
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly uws = nativeUws();
+  boundPort = 0;
+
+  constructor(private readonly options: GatewayOptions) {
+    this.app = this.uws.App();
+    this.app.ws<SocketData>(options.wsPath, {
+      maxPayloadLength: options.maxPayloadBytes,
+      maxBackpressure: options.maxBackpressureBytes * 4,
+      closeOnBackpressureLimit: 1,
+      idleTimeout: 0,
+      sendPingsAutomatically: false,
+      compression: this.uws.DISABLED,
+      upgrade: (res, req, context) => {
+        res.upgrade<SocketData>(
+          { remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString() },
+          req.getHeader('sec-websocket-key'),
+          req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
+      },
+      open: (ws) => {
+        const data = ws.getUserData();
+        const conn = new SocketConnection(this.nextId++, data.remoteAddress, ws);
+        data.conn = conn;
+        this.connections.add(conn);
+        conn.handler = options.onConnection(conn);
+      },
+      message: (ws, message, isBinary) => {
+        const conn = ws.getUserData().conn!;
+        conn.lastHeardMs = Date.now();
+        // The ArrayBuffer is only valid during this call; handlers decode synchronously.
+        conn.handler.onMessage(new Uint8Array(message), isBinary);
+      },
+      drain: (ws) => ws.getUserData().conn?.handler.onDrain(),
+      pong: (ws) => {
+        const conn = ws.getUserData().conn;
+        if (conn) conn.lastHeardMs = Date.now();
+      },
+      close: (ws, code) => {
+        const conn = ws.getUserData().conn;
+        if (!conn) return;
+        conn.open = false;
+        this.connections.delete(conn);
+        conn.handler.onClose(code, conn.silent);
+      },
+    });
+    this.app.any('/*', (res, req) => this.http(res, req));
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(this.options.host, this.options.port, (socket) => {
+        if (!socket) {
+          reject(new Error(`cannot listen on ${this.options.host}:${this.options.port}`));
+          return;
+        }
+        this.listenSocket = socket;
+        this.boundPort = this.uws.us_socket_local_port(socket);
+        if (this.options.idleTimeoutMs > 0) {
+          const every = Math.max(100, Math.min(1_000, Math.floor(this.options.idleTimeoutMs / 10)));
+          this.sweeper = setInterval(() => this.sweepSilent(), every);
+          this.sweeper.unref();
+        }
+        resolve(this.boundPort);
+      });
+    });
+  }
+
+  /** Stops accepting new connections; open ones stay. */
+  stopAccepting(): void {
+    if (this.listenSocket) {
+      this.uws.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = undefined;
+    }
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
+
+  /** Closes every socket with `code` (1001 going away, 1012 service restart). */
+  closeAll(code: number, reason: string): void {
+    for (const conn of [...this.connections]) conn.close(code, reason);
+  }
+
+  /** Frees the app so the process can exit. */
+  close(): void {
+    this.stopAccepting();
+    (this.app as unknown as { close?: () => void }).close?.();
+  }
+
+  private sweepSilent(): void {
+    const cutoff = Date.now() - this.options.idleTimeoutMs;
+    for (const conn of this.connections) {
+      if (conn.lastHeardMs < cutoff) {
+        conn.silent = true;
+        conn.close(CLOSE_SILENT, 'no heartbeat');
+      }
+    }
+  }
+
+  private http(res: uWSTypes.HttpResponse, req: uWSTypes.HttpRequest): void {
+    // uWS request objects die at the first await: copy what we need now.
+    const method = req.getMethod().toUpperCase();
+    const path = req.getUrl();
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const authorization = req.getHeader('authorization');
+    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const reply = (r: HttpResponse): void => {
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(statusLine(r.status));
+        res.writeHeader('content-type', 'application/json');
+        res.end(r.body === undefined ? '' : JSON.stringify(r.body));
+      });
+    };
+    const found = this.options.router.match(method, path);
+    if (found === 'not_found') return reply({ status: 404, body: errorBody('NOT_FOUND', `no route ${method} ${path}`) });
+    if (found === 'method_not_allowed') return reply({ status: 405, body: errorBody('METHOD_NOT_ALLOWED', `${method} not allowed on ${path}`) });
+
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    res.onData((chunk, isLast) => {
+      if (refused) return;
+      size += chunk.byteLength;
+      if (size > this.options.maxHttpBodyBytes) {
+        refused = true;
+        // Answer at once and drop the connection: reading the rest would be buffering it.
+        if (!aborted) {
+          aborted = true;
+          res.cork(() => {
+            res.writeStatus(statusLine(413));
+            res.writeHeader('content-type', 'application/json');
+            res.writeHeader('connection', 'close');
+            res.end(JSON.stringify(errorBody('PAYLOAD_TOO_LARGE', `body over ${this.options.maxHttpBodyBytes} bytes`)), true);
+          });
+        }
+        return;
+      }
+      chunks.push(Buffer.from(chunk.slice(0)));
+      if (!isLast) return;
+      const raw = Buffer.concat(chunks);
+      const request: HttpRequest = {
+        method,
+        path,
+        params: found.params,
+        query,
+        authorization,
+        remoteAddress,
+        json: () => {
+          if (raw.length === 0) return {};
+          try {
+            return JSON.parse(raw.toString('utf8')) as unknown;
+          } catch {
+            throw new HttpError(400, 'INVALID_ARGUMENT', 'body is not valid JSON');
+          }
+        },
+      };
+      void this.run(found.handler, request).then(reply);
+    });
+  }
+
+  private async run(handler: (r: HttpRequest) => Promise<HttpResponse> | HttpResponse, req: HttpRequest): Promise<HttpResponse> {
+    try {
+      return await handler(req);
+    } catch (err) {
+      if (err instanceof HttpError) return { status: err.status, body: errorBody(err.code, err.message) };
+      if (isCoded(err)) {
+        const status = this.options.statusForCode(err.code);
+        if (status >= 500) this.options.log.error({ err, path: req.path }, 'http handler failed');
+        return { status, body: errorBody(err.code, err.message) };
+      }
+      this.options.log.error({ err, path: req.path }, 'http handler failed');
+      return { status: 500, body: errorBody('INTERNAL', 'internal error') };
+    }
+  }
+}
+
+const REASONS: Record<number, string> = {
+  200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
+  404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 413: 'Payload Too Large', 422: 'Unprocessable Entity',
+  429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+};
+
+function statusLine(status: number): string {
+  return `${status} ${REASONS[status] ?? 'Status'}`;
+}

@@ -1,0 +1,69 @@
+import { CodedError } from '../errors.ts';
+
+export interface HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  readonly authorization: string;
+  readonly remoteAddress: string;
+  /** The body parsed as JSON; throws INVALID_ARGUMENT (400) when malformed. */
+  json(): unknown;
+}
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly body?: unknown;
+}
+
+export type HttpHandler = (req: HttpRequest) => Promise<HttpResponse> | HttpResponse;
+
+interface Route {
+  readonly method: string;
+  readonly parts: readonly string[];
+  readonly handler: HttpHandler;
+}
+
+/** Method + path routing with `:name` segments; a tiny table is all the API needs. */
+export class HttpRouter {
+  private readonly routes: Route[] = [];
+
+  add(method: string, pattern: string, handler: HttpHandler): this {
+    this.routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+    return this;
+  }
+
+  match(method: string, path: string): { handler: HttpHandler; params: Record<string, string> } | 'not_found' | 'method_not_allowed' {
+    const segs = path.split('/').filter(Boolean);
+    let pathMatched = false;
+    for (const r of this.routes) {
+      if (r.parts.length !== segs.length) continue;
+      const params: Record<string, string> = {};
+      let ok = true;
+      for (let i = 0; i < segs.length && ok; i++) {
+        const p = r.parts[i]!;
+        if (p.startsWith(':')) params[p.slice(1)] = decodeURIComponent(segs[i]!);
+        else ok = p === segs[i];
+      }
+      if (!ok) continue;
+      pathMatched = true;
+      if (r.method === method) return { handler: r.handler, params };
+    }
+    return pathMatched ? 'method_not_allowed' : 'not_found';
+  }
+}
+
+/** The JSON error envelope every HTTP error uses: {"error":{"code","message"}}. */
+export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
+  return { error: { code, message } };
+}
+
+export class HttpError extends CodedError {
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+  ) {
+    super(code, message, { expected: true });
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * The network edge: one uWebSockets.js app serving a JSON HTTP API and a binary WebSocket
+ * endpoint on one port. Generic: it hands bytes to per-socket handlers and JSON to routes.
+ *
+ * Guarantees: refuses to start on the package's JavaScript fallback; oversized WebSocket
+ * messages close the socket without being buffered; oversized HTTP bodies get 413 as soon as
+ * the bound is crossed; every HTTP error body is `{"error":{"code","message"}}`; sockets that
+ * send nothing for `idleTimeoutMs` are closed and reported as silent.
+ *
+ * @example
+ * ```ts
+ * const router = new HttpRouter().add('GET', '/healthz', () => ({ status: 200, body: { ok: true } }));
+ * const gw = new Gateway({ host: '127.0.0.1', port: 0, wsPath: '/ws', router, log, ...limits,
+ *   statusForCode: () => 400, onConnection: (conn) => ({ onMessage: (b) => conn.send(b), onDrain() {}, onClose() {} }) });
+ * await gw.listen();
+ * ```
+ */
+export type { Connection, ConnectionHandler } from './connection.ts';
+export { Gateway, type GatewayOptions } from './gateway.ts';
+export { errorBody, HttpError, HttpRouter, type HttpHandler, type HttpRequest, type HttpResponse } from './http.ts';
+export { nativeUws } from './uws.ts';

@@ -1,0 +1,20 @@
+/**
+ * Storage for actors, with no idea what they store: a journal of events per actor identity
+ * (with owner epochs that fence a stale activation, and dedup keys for idempotent appends) and a
+ * small key-value store. Engines: SQLite (embedded default) and, behind the same interfaces,
+ * networked ones. Every engine passes the contract suite in test/storage/.
+ *
+ * Guarantees: a write's promise resolves only once it is durable; appends are gap-free per
+ * identity; an epoch older than the newest `acquire` can no longer write.
+ *
+ * @example
+ * ```ts
+ * const store = openStore('sqlite:/tmp/x/parley.db', { log });
+ * const epoch = await store.journal.acquire('counter/a', 'node-1');
+ * await store.journal.append('counter/a', epoch, [{ seq: 1, data: '{"n":1}' }]);
+ * ```
+ */
+export type { AppendResult, Journal, JournalEvent, Snapshot } from './journal.ts';
+export type { KeyValueRecord, KeyValueStore, KeyValueWrite } from './key-value.ts';
+export { StoreCodes, type Store } from './store.ts';
+export { openStore } from './open-store.ts';

@@ -1,0 +1,265 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { CodedError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { AppendResult, Journal, JournalEvent, Snapshot } from '../journal.ts';
+import type { KeyValueRecord, KeyValueStore, KeyValueWrite } from '../key-value.ts';
+import { StoreCodes, type Store } from '../store.ts';
+import { applySchema, decodeKey, encodeKey } from './schema.ts';
+import type { WireEvent, WriteOp, WriteResult, WriterInit, WriterRequest, WriterResponse } from './writer-protocol.ts';
+
+export interface SqliteStoreOptions {
+  /** Database file; created with its directory when missing. */
+  readonly path: string;
+  /** 'fsync' survives power loss; 'os' survives a process kill only (the OS holds the WAL). */
+  readonly durability?: 'fsync' | 'os';
+  /** Upper bound on operations per group commit. */
+  readonly maxBatch?: number;
+  readonly log: Logger;
+}
+
+interface Pending {
+  readonly op: WriteOp;
+  readonly resolve: (r: WriteResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/**
+ * The writer is TypeScript like the rest; a worker does not inherit the parent's loader hooks on
+ * Node 20, so it registers tsx itself before importing the writer module.
+ */
+const WRITER_BOOTSTRAP = `
+  const { workerData } = require('node:worker_threads');
+  import(workerData.tsxApi).then((tsx) => { tsx.register(); return import(workerData.writer); });
+`;
+const TSX_API = import.meta.resolve('tsx/esm/api');
+
+/**
+ * The embedded engine. Reads run on the calling thread against WAL snapshots (microseconds, and
+ * they never wait for the writer). Writes queue here and go to one writer thread in batches: while
+ * one batch commits, the next one fills, so the fsync cost is shared by everything that arrived
+ * meanwhile (group commit) and every promise resolves only after its batch is durable.
+ *
+ * Several processes may open one file (nodes of a cluster on one box): SQLite serialises their
+ * write transactions and the owner epochs in `owners` fence stale activations across processes.
+ */
+export class SqliteStore implements Store, Journal, KeyValueStore {
+  readonly journal: Journal = this;
+  readonly kv: KeyValueStore = this;
+  readonly describe: string;
+  private readonly db: Database.Database;
+  private readonly worker: Worker;
+  private readonly maxBatch: number;
+  private queue: Pending[] = [];
+  private inFlight: Map<number, Pending[]> = new Map();
+  private nextId = 1;
+  private broken: Error | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly stmts;
+
+  constructor(private readonly options: SqliteStoreOptions) {
+    mkdirSync(dirname(options.path), { recursive: true });
+    this.describe = `sqlite:${options.path}`;
+    this.maxBatch = options.maxBatch ?? 4096;
+    this.db = new Database(options.path);
+    applySchema(this.db);
+    this.stmts = {
+      read: this.db.prepare<[string, number, number], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      readBefore: this.db.prepare<[string, string, number], Row>(
+        'SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND k < ? AND k IS NOT NULL ORDER BY k DESC LIMIT ?',
+      ),
+      readLatest: this.db.prepare<[string, number], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND k IS NOT NULL ORDER BY k DESC LIMIT ?'),
+      readSeq: this.db.prepare<[string, number], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND seq = ?'),
+      maxSeq: this.db.prepare<[string], { m: number | null }>('SELECT max(seq) AS m FROM journal WHERE pid = ?'),
+      snapshot: this.db.prepare<[string], { seq: number; data: string }>('SELECT seq, data FROM snapshots WHERE pid = ?'),
+      kvGet: this.db.prepare<[string, string, string], { v: string }>('SELECT v FROM kv WHERE tbl = ? AND part = ? AND k = ?'),
+      kvList: this.db.prepare<[string, string, number], { k: string; v: string }>('SELECT k, v FROM kv WHERE tbl = ? AND part = ? ORDER BY k LIMIT ?'),
+    };
+    const init: WriterInit & { tsxApi: string; writer: string } = {
+      path: options.path,
+      synchronous: options.durability === 'os' ? 'NORMAL' : 'FULL',
+      tsxApi: TSX_API,
+      writer: new URL('./sqlite-writer.ts', import.meta.url).href,
+    };
+    this.worker = new Worker(WRITER_BOOTSTRAP, { eval: true, workerData: init });
+    this.worker.on('message', (res: WriterResponse | 'closed') => this.onResponse(res));
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.on('exit', (code) => {
+      if (!this.closing) this.fail(new Error(`sqlite writer exited with code ${code}`));
+    });
+  }
+
+  // ---- Journal
+
+  async acquire(persistenceId: string, owner: string): Promise<number> {
+    const r = await this.submit({ t: 'acquire', pid: persistenceId, owner });
+    return expectOk(r).epoch!;
+  }
+
+  async append(persistenceId: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult> {
+    const wire: WireEvent[] = events.map((e) => ({
+      seq: e.seq,
+      data: e.data,
+      ...(e.key === undefined ? {} : { k: encodeKey(e.key) }),
+      ...(e.dedupKey === undefined ? {} : { dedup: e.dedupKey }),
+    }));
+    const r = await this.submit({ t: 'append', pid: persistenceId, epoch, events: wire });
+    if (!r.ok && r.code === 'DUPLICATE' && r.duplicate) return { ok: false, duplicate: fromWire(r.duplicate) };
+    expectOk(r);
+    return { ok: true };
+  }
+
+  async read(persistenceId: string, afterSeq: number, limit: number): Promise<JournalEvent[]> {
+    return this.readRows(() => this.stmts.read.all(persistenceId, afterSeq, limit));
+  }
+
+  async readBefore(persistenceId: string, beforeKey: bigint | undefined, limit: number): Promise<JournalEvent[]> {
+    return this.readRows(() =>
+      beforeKey === undefined ? this.stmts.readLatest.all(persistenceId, limit) : this.stmts.readBefore.all(persistenceId, encodeKey(beforeKey), limit),
+    );
+  }
+
+  async readSeqs(persistenceId: string, seqs: readonly number[]): Promise<JournalEvent[]> {
+    const sorted = [...seqs].sort((a, b) => a - b);
+    return this.readRows(() => sorted.map((s) => this.stmts.readSeq.get(persistenceId, s)).filter((r): r is Row => r !== undefined));
+  }
+
+  async highestSeq(persistenceId: string): Promise<number> {
+    this.ensureOpen();
+    return this.stmts.maxSeq.get(persistenceId)?.m ?? 0;
+  }
+
+  async saveSnapshot(persistenceId: string, epoch: number, snapshot: Snapshot): Promise<void> {
+    expectOk(await this.submit({ t: 'snapshot', pid: persistenceId, epoch, seq: snapshot.seq, data: snapshot.data }));
+  }
+
+  async loadSnapshot(persistenceId: string): Promise<Snapshot | undefined> {
+    this.ensureOpen();
+    const row = this.stmts.snapshot.get(persistenceId);
+    return row ? { seq: row.seq, data: row.data } : undefined;
+  }
+
+  // ---- Key-value
+
+  async get(table: string, partition: string, key: string): Promise<string | undefined> {
+    this.ensureOpen();
+    return this.stmts.kvGet.get(table, partition, key)?.v;
+  }
+
+  async list(table: string, partition: string, limit = 10_000): Promise<KeyValueRecord[]> {
+    this.ensureOpen();
+    return this.stmts.kvList.all(table, partition, limit).map((r) => ({ key: r.k, value: r.v }));
+  }
+
+  async write(writes: readonly KeyValueWrite[]): Promise<void> {
+    if (writes.length === 0) return;
+    expectOk(await this.submit({ t: 'kv', writes }));
+  }
+
+  async putIfAbsent(table: string, partition: string, key: string, value: string): Promise<{ created: boolean; value: string }> {
+    const r = expectOk(await this.submit({ t: 'putIfAbsent', table, partition, key, value }));
+    return { created: r.created!, value: r.value! };
+  }
+
+  // ---- Lifecycle
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const deadline = Date.now() + 10_000;
+      while ((this.queue.length > 0 || this.inFlight.size > 0) && !this.broken && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => void this.worker.terminate().then(() => resolve()), 5_000);
+        this.worker.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        this.worker.postMessage('close');
+      });
+      this.db.close();
+    })();
+    return this.closing;
+  }
+
+  // ---- Internals
+
+  private submit(op: WriteOp): Promise<WriteResult> {
+    if (this.broken) return Promise.reject(unavailable(this.broken));
+    if (this.closing) return Promise.reject(new CodedError(StoreCodes.UNAVAILABLE, 'store is closing'));
+    return new Promise<WriteResult>((resolve, reject) => {
+      this.queue.push({ op, resolve, reject });
+      if (this.inFlight.size === 0 && this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  /** Sends what queued up as one batch; called again as soon as the previous batch committed. */
+  private flush(): void {
+    if (this.inFlight.size > 0 || this.queue.length === 0 || this.broken) return;
+    const batch = this.queue.length <= this.maxBatch ? this.queue : this.queue.slice(0, this.maxBatch);
+    this.queue = batch === this.queue ? [] : this.queue.slice(this.maxBatch);
+    const id = this.nextId++;
+    this.inFlight.set(id, batch);
+    const req: WriterRequest = { id, ops: batch.map((p) => p.op) };
+    this.worker.postMessage(req);
+  }
+
+  private onResponse(res: WriterResponse | 'closed'): void {
+    if (res === 'closed') return;
+    const batch = this.inFlight.get(res.id);
+    this.inFlight.delete(res.id);
+    if (batch) {
+      if ('error' in res) {
+        this.options.log.error({ error: res.error, ops: batch.length }, 'sqlite batch failed');
+        const err = new CodedError(StoreCodes.UNAVAILABLE, `storage write failed: ${res.error}`);
+        for (const p of batch) p.reject(err);
+      } else {
+        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(res.results[i]!);
+      }
+    }
+    this.flush();
+  }
+
+  private fail(err: Error): void {
+    if (this.broken) return;
+    this.broken = err;
+    this.options.log.error({ err }, 'sqlite writer failed; store unavailable');
+    const e = unavailable(err);
+    for (const batch of this.inFlight.values()) for (const p of batch) p.reject(e);
+    for (const p of this.queue) p.reject(e);
+    this.inFlight.clear();
+    this.queue = [];
+  }
+
+  private ensureOpen(): void {
+    if (this.broken) throw unavailable(this.broken);
+  }
+
+  private readRows(query: () => Row[]): JournalEvent[] {
+    this.ensureOpen();
+    return query().map((r) => fromWire({ seq: r.seq, data: r.data, ...(r.k === null ? {} : { k: r.k }), ...(r.dedup === null ? {} : { dedup: r.dedup }) }));
+  }
+}
+
+interface Row {
+  seq: number;
+  k: string | null;
+  dedup: string | null;
+  data: string;
+}
+
+function fromWire(e: WireEvent): JournalEvent {
+  const key = e.k === undefined ? undefined : decodeKey(e.k);
+  return { seq: e.seq, data: e.data, ...(key === undefined ? {} : { key }), ...(e.dedup === undefined ? {} : { dedupKey: e.dedup }) };
+}
+
+function expectOk(r: WriteResult): Extract<WriteResult, { ok: true }> {
+  if (r.ok) return r;
+  throw new CodedError(r.code, r.message);
+}
+
+function unavailable(cause: Error): CodedError {
+  return new CodedError(StoreCodes.UNAVAILABLE, 'storage is unavailable', { cause });
+}

@@ -1,0 +1,34 @@
+import type { KeyValueWrite } from '../key-value.ts';
+
+/** Messages between the store facade and its writer thread. @internal */
+export interface WireEvent {
+  readonly seq: number;
+  readonly data: string;
+  readonly k?: string;
+  readonly dedup?: string;
+}
+
+export type WriteOp =
+  | { readonly t: 'acquire'; readonly pid: string; readonly owner: string }
+  | { readonly t: 'append'; readonly pid: string; readonly epoch: number; readonly events: readonly WireEvent[] }
+  | { readonly t: 'snapshot'; readonly pid: string; readonly epoch: number; readonly seq: number; readonly data: string }
+  | { readonly t: 'kv'; readonly writes: readonly KeyValueWrite[] }
+  | { readonly t: 'putIfAbsent'; readonly table: string; readonly partition: string; readonly key: string; readonly value: string };
+
+export type WriteResult =
+  | { readonly ok: true; readonly epoch?: number; readonly created?: boolean; readonly value?: string }
+  | { readonly ok: false; readonly code: string; readonly message: string; readonly duplicate?: WireEvent };
+
+export interface WriterRequest {
+  readonly id: number;
+  readonly ops: readonly WriteOp[];
+}
+
+export type WriterResponse =
+  | { readonly id: number; readonly results: readonly WriteResult[] }
+  | { readonly id: number; readonly error: string };
+
+export interface WriterInit {
+  readonly path: string;
+  readonly synchronous: 'FULL' | 'NORMAL';
+}
