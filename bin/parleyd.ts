@@ -87,4 +87,9 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
-await main(process.argv);
+try {
+  await main(process.argv);
+} catch (err) {
+  process.stderr.write(`parleyd: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+}

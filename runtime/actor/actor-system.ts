@@ -126,7 +126,11 @@ export class ActorSystem {
         if (error !== undefined) reject(error);
         else resolve(value as R);
       };
-      this.deliverLocal(address, message, reply);
+      try {
+        this.deliverLocal(address, message, reply);
+      } catch (err) {
+        reply(err); // an unknown kind: fail now rather than at the timeout
+      }
     });
   }
 

@@ -1,0 +1,214 @@
+import test from 'ava';
+import WebSocket from 'ws';
+import { decodeServerFrame, encodeClientFrame } from '../../proto/index.ts';
+import type { ServerFrame } from '../../proto/index.ts';
+import { connect, eventually, newUser, startServer, type ServerHandle, type TestUser } from '../support/server.ts';
+
+let server: ServerHandle;
+
+test.before(async () => {
+  // A small per-session send rate keeps the rate-limit test short; the contract's default (50/s,
+  // burst 100) is checked against config in test/config.
+  server = await startServer({ flags: { 'send-rate': '20', 'send-burst': '40' } });
+});
+
+test.after.always(async () => {
+  await server?.stop();
+});
+
+/** A raw socket that records decoded frames and how it closed. */
+async function raw(): Promise<{ ws: WebSocket; frames: ServerFrame[]; closed: Promise<number> }> {
+  const ws = new WebSocket(server.wsUrl);
+  const frames: ServerFrame[] = [];
+  ws.on('message', (data: Buffer) => frames.push(decodeServerFrame(new Uint8Array(data))));
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  return { ws, frames, closed };
+}
+
+async function hello(user: TestUser): Promise<Awaited<ReturnType<typeof raw>>> {
+  const r = await raw();
+  r.ws.send(encodeClientFrame(1, 'hello', { token: user.token, device_id: 'raw', last_inbox_seq: 0 }));
+  await eventually(() => r.frames.some((f) => f.body === 'welcome'));
+  return r;
+}
+
+/** After every refusal, the server must still serve a normal client. */
+async function stillServes(t: import('ava').ExecutionContext): Promise<void> {
+  const a = await newUser(server);
+  const b = await newUser(server);
+  const { channel_id } = await a.http.openDm(b.userId);
+  const c = await connect(server, a);
+  const ack = await c.client.send(channel_id, 'still here');
+  t.is(ack.channel_seq, 1);
+  c.client.close();
+}
+
+test('bad input - an undecodable binary frame gets BAD_FRAME and close 1008; other sockets are unaffected', async (t) => {
+  const u = await newUser(server);
+  const bystander = await hello(u);
+  const r = await raw();
+  r.ws.send(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+  t.is(await r.closed, 1008);
+  t.is(r.frames[0]?.body, 'error');
+  t.is(r.frames[0]?.body === 'error' && r.frames[0].error.code, 'BAD_FRAME');
+  t.is(bystander.ws.readyState, WebSocket.OPEN);
+  bystander.ws.close();
+  await stillServes(t);
+});
+
+test('bad input - a text frame gets BAD_FRAME and close 1008', async (t) => {
+  const r = await raw();
+  r.ws.send('{"hello":{}}');
+  t.is(await r.closed, 1008);
+  t.is(r.frames[0]?.body === 'error' && r.frames[0].error.code, 'BAD_FRAME');
+  await stillServes(t);
+});
+
+test('bad input - any frame before hello gets UNAUTHENTICATED, then close', async (t) => {
+  const r = await raw();
+  r.ws.send(encodeClientFrame(3, 'send', { channel_id: 'x', client_msg_id: 'y', text: 'z' }));
+  t.is(await r.closed, 1008);
+  t.is(r.frames[0]?.body === 'error' && r.frames[0].error.code, 'UNAUTHENTICATED');
+  t.is(r.frames[0]?.ref, 3);
+});
+
+test('bad input - a bad token and an expired token get UNAUTHENTICATED, then close', async (t) => {
+  const u = await newUser(server);
+  for (const token of ['nonsense', u.token.slice(0, -2) + 'xx', expired(u.token)]) {
+    const r = await raw();
+    r.ws.send(encodeClientFrame(1, 'hello', { token, device_id: 'd', last_inbox_seq: 0 }));
+    t.is(await r.closed, 1008);
+    t.is(r.frames[0]?.body === 'error' && r.frames[0].error.code, 'UNAUTHENTICATED');
+  }
+  await stillServes(t);
+});
+
+/** Re-signs nothing: an expired token is one whose payload says so, which breaks its signature too. */
+function expired(token: string): string {
+  const [v, payload, sig] = token.split('.');
+  const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as { exp: number };
+  claims.exp = 1;
+  return `${v}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${sig}`;
+}
+
+test('bad input - send to a channel you are not in gets FORBIDDEN and the socket stays open; so does its history', async (t) => {
+  const a = await newUser(server);
+  const b = await newUser(server);
+  const outsider = await newUser(server);
+  const { channel_id } = await a.http.openDm(b.userId);
+  const c = await connect(server, outsider);
+  const err = await t.throwsAsync(c.client.send(channel_id, 'let me in'));
+  t.is((err as { code?: string }).code, 'FORBIDDEN');
+  const err2 = await t.throwsAsync(c.client.history(channel_id));
+  t.is((err2 as { code?: string }).code, 'FORBIDDEN');
+  const httpErr = await t.throwsAsync(outsider.http.postMessage(channel_id, 'x', 'y'));
+  t.is((httpErr as { status?: number }).status, 403);
+  // Still open: a legal request on the same socket works.
+  t.deepEqual(await c.client.presence([outsider.userId]).then((p) => p.length), 1);
+  c.client.close();
+});
+
+test('limits - text of exactly 100,000 code points is accepted; 100,001 gets TEXT_TOO_LONG; empty gets INVALID_ARGUMENT', async (t) => {
+  const a = await newUser(server);
+  const b = await newUser(server);
+  const { channel_id } = await a.http.openDm(b.userId);
+  const c = await connect(server, a);
+  // Astral characters: 100,000 code points are 200,000 UTF-16 units and 400,000 UTF-8 bytes.
+  const atLimit = '😀'.repeat(100_000);
+  const ack = await c.client.send(channel_id, atLimit);
+  t.is(ack.channel_seq, 1);
+  const { messages } = await a.http.history(channel_id, { limit: 1 });
+  t.is(messages[0]!.text, atLimit);
+  const over = await t.throwsAsync(c.client.send(channel_id, 'a'.repeat(100_001)));
+  t.is((over as { code?: string }).code, 'TEXT_TOO_LONG');
+  const overAstral = await t.throwsAsync(c.client.send(channel_id, '😀'.repeat(100_001)));
+  t.is((overAstral as { code?: string }).code, 'TEXT_TOO_LONG');
+  const empty = await t.throwsAsync(c.client.send(channel_id, ''));
+  t.is((empty as { code?: string }).code, 'INVALID_ARGUMENT');
+  const httpOver = await t.throwsAsync(a.http.postMessage(channel_id, 'long', 'b'.repeat(100_001)));
+  t.is((httpOver as { status?: number; code?: string }).status, 400);
+  t.is((httpOver as { code?: string }).code, 'TEXT_TOO_LONG');
+  await t.notThrowsAsync(a.http.postMessage(channel_id, 'exact', 'c'.repeat(100_000)));
+  // Nothing refused was stored.
+  const all = await a.http.history(channel_id, { limit: 100 });
+  t.is(all.messages.length, 2);
+  c.client.close();
+});
+
+test('limits - a frame over the maximum payload is refused (socket closed), not buffered', async (t) => {
+  const u = await newUser(server);
+  const r = await hello(u);
+  r.ws.send(Buffer.alloc(600 * 1024, 1)); // over max_frame_bytes (512 KiB)
+  const code = await r.closed;
+  t.true(code === 1009 || code === 1006, `close code ${code}`);
+  await stillServes(t);
+});
+
+test('limits - sending faster than the session rate gets RATE_LIMITED and loses nothing sent before', async (t) => {
+  const a = await newUser(server);
+  const b = await newUser(server);
+  const { channel_id } = await a.http.openDm(b.userId);
+  const bc = await connect(server, b);
+  const c = await connect(server, a);
+  // Burst 40 at 20/s: fire 60 at once; some must be refused, and every accepted one delivered.
+  const results = await Promise.allSettled(Array.from({ length: 60 }, (_, i) => c.client.send(channel_id, `burst ${i}`, `rl-${i}`)));
+  const ok = results.filter((r) => r.status === 'fulfilled');
+  const limited = results.filter((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'RATE_LIMITED');
+  t.true(limited.length > 0, 'some sends were rate limited');
+  t.is(ok.length + limited.length, 60);
+  t.true(ok.length >= 40);
+  t.true(await eventually(() => bc.deliveries.length === ok.length));
+  const { messages } = await a.http.history(channel_id, { limit: 100 });
+  t.is(messages.length, ok.length);
+  // After a pause the session may send again.
+  await new Promise((r) => setTimeout(r, 300));
+  await t.notThrowsAsync(c.client.send(channel_id, 'after pause'));
+  c.client.close();
+  bc.client.close();
+});
+
+async function httpRaw(method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; json: { error?: { code: string; message: string } } }> {
+  const res = await fetch(server.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body }) });
+  const text = await res.text();
+  return { status: res.status, json: text ? (JSON.parse(text) as { error?: { code: string; message: string } }) : {} };
+}
+
+test('http - malformed JSON 400, missing token 401, unknown route 404, body over 1 MiB 413; all with the error envelope', async (t) => {
+  const u = await newUser(server);
+  const malformed = await httpRaw('POST', '/v1/users', '{"username": ');
+  t.is(malformed.status, 400);
+  t.is(malformed.json.error?.code, 'INVALID_ARGUMENT');
+  const noToken = await httpRaw('GET', '/v1/channels');
+  t.is(noToken.status, 401);
+  t.is(noToken.json.error?.code, 'UNAUTHENTICATED');
+  const badToken = await httpRaw('GET', '/v1/channels', undefined, { authorization: 'Bearer nope' });
+  t.is(badToken.status, 401);
+  const unknown = await httpRaw('GET', '/v1/nothing-here');
+  t.is(unknown.status, 404);
+  t.is(unknown.json.error?.code, 'NOT_FOUND');
+  const exactly = await httpRaw('POST', '/v1/friends', Buffer.alloc(1024 * 1024, 0x20), { authorization: `Bearer ${u.token}` });
+  t.not(exactly.status, 413, 'a body of exactly 1 MiB is read');
+  const big = await httpRaw('POST', '/v1/friends', Buffer.alloc(1024 * 1024 + 1, 0x20), { authorization: `Bearer ${u.token}` });
+  t.is(big.status, 413);
+  t.is(big.json.error?.code, 'PAYLOAD_TOO_LARGE');
+  await stillServes(t);
+});
+
+test('http - signup validation: username 3-32 of a-z 0-9 _ . -, password at least 8; duplicate 409; wrong password 401', async (t) => {
+  const post = (b: unknown) => httpRaw('POST', '/v1/users', JSON.stringify(b), { 'content-type': 'application/json' });
+  t.is((await post({ username: 'ab', password: 'password1' })).status, 400);
+  t.is((await post({ username: 'a'.repeat(33), password: 'password1' })).status, 400);
+  t.is((await post({ username: 'Upper', password: 'password1' })).status, 400);
+  t.is((await post({ username: `x${process.pid}ok`, password: '1234567' })).status, 400);
+  const name = `e${process.pid}${Date.now() % 100000}`;
+  t.is((await post({ username: name.padEnd(32, '_').slice(0, 32), password: '12345678' })).status, 201);
+  t.is((await post({ username: 'abc' + String(process.pid).slice(0, 3), password: '12345678' })).status, 201);
+  t.is((await post({ username: 'abc' + String(process.pid).slice(0, 3), password: '12345678' })).status, 409);
+  const login = await httpRaw('POST', '/v1/sessions', JSON.stringify({ username: 'abc' + String(process.pid).slice(0, 3), password: 'wrongpass' }));
+  t.is(login.status, 401);
+  t.is(login.json.error?.code, 'UNAUTHENTICATED');
+});
