@@ -1,0 +1,22 @@
+/**
+ * Chat, built on the runtime: session actors (one per socket), user actors (inbox, device
+ * cursors, presence) and channel actors (membership, order, fan-out), plus the HTTP API and
+ * auth. Actors see interfaces only (Store, Connection, PresenceDirectory), never a concrete
+ * engine or socket library.
+ *
+ * Guarantees (each tested in test/e2e):
+ * - `send_ack` means the message is durable in the channel's history and in every member's
+ *   inbox (or, for a member whose inbox append failed, queued for retry and healed by gap fill);
+ *   it survives kill -9.
+ * - `channel_seq` is gap-free per channel, `inbox_seq` gap-free per user, message ids strictly
+ *   increase within a channel; a resend with the same `client_msg_id` yields the first result.
+ * - On one connection, deliveries arrive in inbox order without gaps or duplicates.
+ *
+ * @example
+ * ```ts
+ * const node = new ChatNode({ nodeId: 'n1', nodeNumber: 1, host: '127.0.0.1', port: 8080, store, signer, ... });
+ * await node.start();
+ * ```
+ */
+export { ChatNode, type ChatNodeOptions } from './chat-node.ts';
+export { ChatCodes, httpStatusFor } from './errors.ts';

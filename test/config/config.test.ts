@@ -1,0 +1,45 @@
+import test from 'ava';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../config/config.ts';
+import { configReference } from '../../config/reference.ts';
+
+test('config - REFERENCE.md is generated from settings.ts (run `npm run config:doc`)', (t) => {
+  t.is(readFileSync(new URL('../../config/REFERENCE.md', import.meta.url), 'utf8'), configReference());
+});
+
+test('config - defaults follow the contract', (t) => {
+  const c = loadConfig({}, {});
+  t.is(c.port, 8080);
+  t.is(c.data_dir, './data');
+  t.is(c.send_rate, 50);
+  t.is(c.send_burst, 100);
+  t.true(c.auth_per_minute >= 300);
+  t.is(c.heartbeat_interval_ms, 5_000);
+  t.is(c.presence_timeout_ms, 30_000);
+  t.is(c.scrypt_log_n, 17);
+});
+
+test('config - the file, then PARLEY_* variables, then flags: later wins', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-config-'));
+  const file = join(dir, 'parley.json');
+  writeFileSync(file, JSON.stringify({ port: 1111, host: '0.0.0.0', node_id: 'from-file' }));
+  const c = loadConfig({ config: file, port: '3333' }, { PARLEY_PORT: '2222', PARLEY_NODE_ID: 'from-env' });
+  t.is(c.port, 3333);
+  t.is(c.node_id, 'from-env');
+  t.is(c.host, '0.0.0.0');
+  const viaEnvFile = loadConfig({}, { PARLEY_CONFIG: file });
+  t.is(viaEnvFile.port, 1111);
+});
+
+test('config - unknown keys and bad values are refused with the setting named', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-config-'));
+  const file = join(dir, 'bad.json');
+  writeFileSync(file, JSON.stringify({ prot: 1 }));
+  t.throws(() => loadConfig({ config: file }, {}), { message: /unknown setting "prot"/ });
+  t.throws(() => loadConfig({ port: '70000' }, {}), { message: /--port must be at most 65535/ });
+  t.throws(() => loadConfig({}, { PARLEY_NODE_NUMBER: '1024' }), { message: /PARLEY_NODE_NUMBER must be at most 1023/ });
+  writeFileSync(file, '{ not json');
+  t.throws(() => loadConfig({ config: file }, {}), { message: /cannot read config file/ });
+});
