@@ -21,6 +21,13 @@
  *   PARLEY_CASSANDRA_VERSION       5.0.x version from Maven Central (default 5.0.9)
  *   PARLEY_CASSANDRA_HOME          jar cache dir (default ~/.cache/parley/cassandra-<version>)
  *   PARLEY_CASSANDRA_JAVA          java executable, 11 or 17 (default: found on the machine)
+ *
+ * Data, generated config and logs live in <base>/<service>/ and survive `down`; delete the dir to reset.
+ * nodetool, through the local JMX port (the tool needs JDK-internal access too):
+ *   java --add-exports java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/sun.nio.ch=ALL-UNNAMED \
+ *     --add-exports java.base/jdk.internal.ref=ALL-UNNAMED --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \
+ *     --add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/java.lang=ALL-UNNAMED \
+ *     -cp "$HOME/.cache/parley/cassandra-5.0.9/lib/*" org.apache.cassandra.tools.NodeTool -h 127.0.0.1 -p 27199 status
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
