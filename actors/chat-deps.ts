@@ -27,6 +27,8 @@ export interface ChatDeps {
   readonly presence: PresenceDirectory;
   readonly log: Logger;
   readonly timings: ChatTimings;
+  /** In a cluster, user actors index their devices by node so a crashed node's users can be found. */
+  readonly clustered: boolean;
 }
 
 export const users = (deps: ChatDeps, userId: string): ActorRef<UserMessage> => deps.system.ref<UserMessage>('user', userId);

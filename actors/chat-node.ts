@@ -9,7 +9,8 @@ import { Accounts } from './auth/accounts.ts';
 import type { PasswordCost } from './auth/password.ts';
 import type { TokenSigner } from './auth/tokens.ts';
 import { channelKind } from './channel/channel-actor.ts';
-import type { ChatDeps, ChatTimings } from './chat-deps.ts';
+import { users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
+import { Tables } from './tables.ts';
 import { ChatCodes, httpStatusFor } from './errors.ts';
 import { Snowflake } from './ids/snowflake.ts';
 import { CloseCodes, createSession, sessionKind, type SessionSettings } from './session/session-actor.ts';
@@ -40,6 +41,8 @@ export interface ChatNodeOptions {
   readonly actorIdleMs?: number;
   readonly presence?: PresenceDirectory;
   readonly discovery?: Discovery;
+  /** Part of a cluster: record which nodes host each user's devices, for takeover after a crash. */
+  readonly clustered?: boolean;
 }
 
 /**
@@ -52,6 +55,7 @@ export class ChatNode {
   private readonly gateway: Gateway;
   private readonly sessionSettings: SessionSettings;
   private stopping: Promise<void> | undefined;
+  private discovery: Discovery | undefined;
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
@@ -64,6 +68,7 @@ export class ChatNode {
       presence: o.presence ?? new InProcessPresenceDirectory(),
       log: o.log,
       timings: o.timings,
+      clustered: o.clustered ?? false,
     };
     const idle = o.actorIdleMs;
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
@@ -76,7 +81,9 @@ export class ChatNode {
       highWaterBytes: 1024 * 1024,
       catchUpPage: 200,
     };
-    const discovery = o.discovery ?? { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
+    const discovery: Discovery = { servers: () => (this.discovery ?? self).servers() };
+    const self: Discovery = { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
+    this.discovery = o.discovery;
     this.gateway = new Gateway({
       host: o.host,
       port: o.port,
@@ -105,6 +112,29 @@ export class ChatNode {
 
   get connectionCount(): number {
     return this.gateway.connectionCount;
+  }
+
+  /** Replaces how clients are told where to connect (the cluster's member list). */
+  useDiscovery(discovery: Discovery): void {
+    this.discovery = discovery;
+  }
+
+  /**
+   * After a membership change: devices on departed nodes are gone (their users may go offline),
+   * and every local session re-registers, since its user actor may now live elsewhere, freshly
+   * activated and unaware of it.
+   */
+  onMembershipChange(left: readonly string[]): void {
+    for (const nodeId of left) {
+      this.system.broadcast('user', { type: 'nodeDown', nodeId });
+      void this.o.store.kv.list(Tables.presenceNode, nodeId).then(
+        (rows) => {
+          for (const r of rows) users(this.deps, r.key).tell({ type: 'nodeDown', nodeId });
+        },
+        (err: unknown) => this.o.log.warn({ err, nodeId }, 'could not list users of a departed node'),
+      );
+    }
+    this.system.broadcast('session', { type: 'reattach' });
   }
 
   async start(): Promise<number> {

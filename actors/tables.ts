@@ -26,6 +26,8 @@ export const Tables = {
   userChannel: 'user_channel',
   /** user -> device cursors (key = device id). */
   cursor: 'cursor',
+  /** node -> users with a device connected there (cluster only), for takeover after a crash. */
+  presenceNode: 'presence_node',
 } as const;
 
 export interface UserProfile {

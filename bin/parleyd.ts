@@ -9,11 +9,8 @@
  */
 import { Command } from 'commander';
 import { createLogger } from '../runtime/log.ts';
-import { openStore } from '../runtime/storage/index.ts';
-import { loadSigningSecret } from '../actors/auth/signing-secret.ts';
-import { TokenSigner } from '../actors/auth/tokens.ts';
-import { ChatNode } from '../actors/chat-node.ts';
 import { loadConfig, type Config } from '../config/config.ts';
+import { assembleNode } from './node-assembly.ts';
 import { flagOf, SETTINGS, type Setting } from '../config/settings.ts';
 
 
@@ -36,35 +33,8 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(2);
   }
   const log = createLogger({ level: config.log_level });
-  const store = await openStore(config.store, { log, dataDir: config.data_dir, durability: config.durability });
-  const secret = loadSigningSecret({ dataDir: config.data_dir, ...(config.secret_file ? { secretFile: config.secret_file } : {}) });
-  const node = new ChatNode({
-    nodeId: config.node_id,
-    nodeNumber: config.node_number,
-    host: config.host,
-    port: config.port,
-    ...(config.public_url ? { publicUrl: config.public_url } : {}),
-    store,
-    signer: new TokenSigner(secret, config.token_ttl_s),
-    passwordCost: { logN: config.scrypt_log_n, r: 8, p: 1 },
-    log,
-    actorIdleMs: config.actor_idle_ms,
-    timings: {
-      heartbeatIntervalMs: config.heartbeat_interval_ms,
-      presenceTimeoutMs: config.presence_timeout_ms,
-      touchIntervalMs: Math.max(50, Math.floor(config.presence_timeout_ms / 3)),
-      fanoutTimeoutMs: config.fanout_timeout_ms,
-    },
-    limits: {
-      sendRatePerSec: config.send_rate,
-      sendBurst: config.send_burst,
-      authPerMinute: config.auth_per_minute,
-      maxFrameBytes: config.max_frame_bytes,
-      maxHttpBodyBytes: config.max_http_body_bytes,
-    },
-  });
-  const port = await node.start();
-  log.info({ node_id: config.node_id, port, ws_url: node.publicUrl, store: store.describe }, 'parley node serving');
+  const running = await assembleNode(config, log);
+  log.info({ node_id: config.node_id, port: running.port, ws_url: running.node.publicUrl, store: config.store, cluster: config.etcd ?? null }, 'parley node serving');
 
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -77,8 +47,7 @@ export async function main(argv: string[]): Promise<void> {
     }, 20_000);
     hard.unref();
     void (async () => {
-      await node.stop();
-      await store.close();
+      await running.stop();
       log.info('stopped');
       process.exit(0);
     })();

@@ -24,6 +24,11 @@ export interface Config {
   actor_idle_ms: number;
   max_frame_bytes: number;
   max_http_body_bytes: number;
+  etcd: string | undefined;
+  cluster_prefix: string;
+  grpc_host: string | undefined;
+  grpc_port: number;
+  lease_ttl_s: number;
   log_level: string;
 }
 

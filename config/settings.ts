@@ -37,6 +37,11 @@ export const SETTINGS = [
   { key: 'actor_idle_ms', type: 'int', default: 120_000, min: 100, doc: 'Idle time after which a user or channel actor is passivated.' },
   { key: 'max_frame_bytes', type: 'int', default: 524_288, min: 1024, doc: 'Largest WebSocket frame accepted; larger ones close the socket (1009).' },
   { key: 'max_http_body_bytes', type: 'int', default: 1_048_576, min: 1024, doc: 'Largest HTTP request body; larger ones get 413.' },
+  { key: 'etcd', type: 'string', default: undefined, doc: 'etcd endpoints (comma-separated URLs). Set: this node joins a cluster; unset: a single node.' },
+  { key: 'cluster_prefix', type: 'string', default: '/parley', doc: 'etcd key prefix of the cluster; nodes with the same prefix form one cluster.' },
+  { key: 'grpc_host', type: 'string', default: undefined, doc: 'Address for inter-node gRPC; default: host.' },
+  { key: 'grpc_port', type: 'int', default: 0, min: 0, max: 65535, doc: 'Port for inter-node gRPC (0: any free port, advertised through etcd).' },
+  { key: 'lease_ttl_s', type: 'int', default: 5, min: 2, max: 60, doc: 'Membership lease TTL: a node that stops renewing is gone for the others after this long.' },
   { key: 'log_level', type: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (JSON logs on stdout).' },
 ] as const satisfies readonly Setting[];
 

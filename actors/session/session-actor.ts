@@ -77,6 +77,8 @@ class SessionActor implements Actor<SessionMessage> {
         return undefined;
       case 'catchUp':
         return this.catchUp();
+      case 'reattach':
+        return this.reattach();
       case 'drain':
         if (this.waitingForDrain) {
           this.waitingForDrain = false;
@@ -179,6 +181,25 @@ class SessionActor implements Actor<SessionMessage> {
       node_id: this.deps.nodeId,
     });
     if (this.lastSent < head) this.startCatchUp();
+  }
+
+  /**
+   * A new activation of our user actor knows nothing of this device: tell it again, and catch up
+   * on anything appended while the old one could not push to us.
+   */
+  private async reattach(): Promise<void> {
+    if (this.phase !== 'ready') return;
+    try {
+      const { inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number }>({
+        type: 'connect',
+        deviceId: this.deviceId,
+        session: this.key,
+      });
+      if (head > this.lastSent) this.startCatchUp();
+    } catch (err) {
+      this.deps.log.warn({ session: this.key, code: codeOf(err) }, 'reattach failed; retrying');
+      this.ctx.timers.once('reattach', 1_000, { type: 'reattach' });
+    }
   }
 
   private touch(): void {

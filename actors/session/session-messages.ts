@@ -7,6 +7,8 @@ export type SessionMessage =
   | { type: 'presence'; presence: Presence }
   /** Another connection of the same device took over. */
   | { type: 'superseded' }
+  /** The user's actor may have moved (membership changed): register again and catch up. */
+  | { type: 'reattach' }
   /** Internal: push the next page of the inbox backlog. */
   | { type: 'catchUp' }
   | { type: 'drain' }

@@ -120,7 +120,11 @@ class UserActor implements Actor<UserMessage> {
       case 'head':
         return this.head;
       case 'expireDevices':
-        return this.expireDevices();
+        return this.expireDevices(() => false);
+      case 'nodeDown':
+        return this.nodeDown(m.nodeId);
+      case 'offlineCheck':
+        return this.offlineCheck();
       case 'flushCursors':
         return this.flushCursors();
     }
@@ -179,6 +183,7 @@ class UserActor implements Actor<UserMessage> {
     if (prior && prior.session !== session) sessions(this.deps, prior.session).tell({ type: 'superseded' });
     const wasOnline = this.devices.size > 0;
     this.devices.set(deviceId, { session, touchedMs: Date.now() });
+    if (prior?.session !== session) await this.indexNode(session, true);
     if (!this.ctx.timers.has('expire')) {
       this.ctx.timers.every('expire', Math.max(250, Math.floor(this.deps.timings.presenceTimeoutMs / 4)), { type: 'expireDevices' });
     }
@@ -190,20 +195,53 @@ class UserActor implements Actor<UserMessage> {
     const d = this.devices?.get(deviceId);
     if (!d || d.session !== session) return; // a superseded session reporting late
     this.devices!.delete(deviceId);
+    await this.indexNode(session, false);
     if (this.devices!.size === 0) await this.wentOffline();
   }
 
-  private async expireDevices(): Promise<void> {
+  /** Drops devices whose session stopped touching, or that `gone` names. */
+  private async expireDevices(gone: (d: Device) => boolean): Promise<void> {
     if (!this.devices) return;
     const cutoff = Date.now() - (this.deps.timings.presenceTimeoutMs + this.deps.timings.touchIntervalMs);
     let removed = false;
     for (const [id, d] of this.devices) {
-      if (d.touchedMs < cutoff) {
+      if (d.touchedMs < cutoff || gone(d)) {
         this.devices.delete(id);
         removed = true;
       }
     }
     if (removed && this.devices.size === 0) await this.wentOffline();
+  }
+
+  /**
+   * A node died. Devices we knew on it are gone. If we were activated just now (our previous
+   * activation died with that node) we know no devices at all: the sessions still alive elsewhere
+   * re-register within moments, so give them a grace period, then go offline if none did.
+   */
+  private async nodeDown(nodeId: string): Promise<void> {
+    await this.expireDevices((d) => sessionNode(d.session) === nodeId);
+    await this.deps.store.kv.write([{ op: 'delete', table: Tables.presenceNode, partition: nodeId, key: this.id }]).catch(() => undefined);
+    if ((this.devices?.size ?? 0) === 0) {
+      this.ctx.timers.once('offlineCheck', Math.max(500, this.deps.timings.touchIntervalMs), { type: 'offlineCheck' });
+    }
+  }
+
+  private async offlineCheck(): Promise<void> {
+    if ((this.devices?.size ?? 0) > 0) return;
+    const state = (await this.deps.presence.getMany([this.id])).get(this.id);
+    if (state?.online) await this.transition(false);
+  }
+
+  /** Cluster only: which nodes host our devices, so a takeover can find us (see nodeDown). */
+  private async indexNode(session: string, present: boolean): Promise<void> {
+    if (!this.deps.clustered) return;
+    const node = sessionNode(session);
+    if (!present && [...(this.devices?.values() ?? [])].some((d) => sessionNode(d.session) === node)) return;
+    await this.deps.store.kv.write([
+      present
+        ? { op: 'put', table: Tables.presenceNode, partition: node, key: this.id, value: '1' }
+        : { op: 'delete', table: Tables.presenceNode, partition: node, key: this.id },
+    ]);
   }
 
   private async wentOffline(): Promise<void> {
@@ -291,6 +329,11 @@ class UserActor implements Actor<UserMessage> {
       })),
     );
   }
+}
+
+/** Session keys are `<node id>.<connection number>`. */
+function sessionNode(sessionKey: string): string {
+  return sessionKey.slice(0, sessionKey.lastIndexOf('.'));
 }
 
 export function userKind(deps: ChatDeps): ActorKind<UserMessage> {

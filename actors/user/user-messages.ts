@@ -21,6 +21,10 @@ export type UserMessage =
   | { type: 'presenceQuery'; userIds: string[] }
   /** Reply: the inbox head seq. */
   | { type: 'head' }
+  /** A node left the cluster: its sessions are gone, and so are our devices on it. */
+  | { type: 'nodeDown'; nodeId: string }
+  /** Internal: after a takeover, go offline unless a device re-registered meanwhile. */
+  | { type: 'offlineCheck' }
   /** Internal: expire devices whose session stopped touching. */
   | { type: 'expireDevices' }
   /** Internal: persist dirty device cursors. */

@@ -146,6 +146,15 @@ export class ActorSystem {
     await Promise.all([...this.activations.values()].map((a) => a.stop('shutdown')));
   }
 
+  /** Tells every local activation of `kind` (for node-wide events such as a peer leaving). */
+  broadcast(kind: string, message: unknown): number {
+    let n = 0;
+    for (const a of this.activations.values()) {
+      if (a.address.kind === kind && !a.isStopping && a.enqueue({ message })) n++;
+    }
+    return n;
+  }
+
   /** Passivates the local activations matching `predicate` (ownership moved elsewhere). */
   async passivateWhere(predicate: (address: ActorAddress) => boolean): Promise<number> {
     const victims = [...this.activations.values()].filter((a) => predicate(a.address));

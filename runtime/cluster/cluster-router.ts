@@ -1,0 +1,251 @@
+import { CodedError, Rejection, RuntimeCodes } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { ActorAddress, ActorSystem, RemoteRouter } from '../actor/index.ts';
+import { TransportError } from '../transport/transport-error.ts';
+import type { Envelope, Transport } from '../transport/transport.ts';
+import { HashRing } from './hash-ring.ts';
+import type { Member, MembershipProvider } from './membership.ts';
+
+export interface ClusterRouterOptions {
+  readonly nodeId: string;
+  readonly system: ActorSystem;
+  readonly membership: MembershipProvider;
+  readonly transport: Transport;
+  readonly log: Logger;
+  /**
+   * Actors that never move (they own a socket): the node they live on, read from their address.
+   * Undefined for placed actors.
+   */
+  readonly pinnedNode?: (address: ActorAddress) => string | undefined;
+  /** A message forwarded this many times without reaching its owner fails with UNAVAILABLE. */
+  readonly maxHops?: number;
+}
+
+interface PendingAsk {
+  readonly node: string;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: unknown) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** Fired after the ring changed: who left and who joined, by node id. */
+export type MembershipChange = { readonly left: readonly string[]; readonly joined: readonly string[] };
+
+const UNHEALTHY = '\u0000unhealthy';
+
+/**
+ * Routes actor messages across the cluster: placement by rendezvous hashing over the live
+ * members, messages to other nodes as envelopes over the transport, asks matched to replies by
+ * correlation id.
+ *
+ * - A node routes by its own view; a receiver whose view disagrees forwards (at most `maxHops`).
+ *   Views converge within the membership lease TTL; in between, the store's owner epochs keep
+ *   two activations from both writing, so a stale view costs a retry, never a duplicate.
+ * - When the view changes, local activations this node no longer owns are passivated (they
+ *   persist); the new owner activates them from storage on their next message.
+ * - An ask to a node whose link broke fails at once with UNAVAILABLE, not at its timeout.
+ * - A node that cannot renew its own membership stops serving: every message fails UNAVAILABLE
+ *   and its activations are passivated, before its lease can lapse elsewhere.
+ */
+export class ClusterRouter implements RemoteRouter {
+  private ring = new HashRing([]);
+  private members = new Map<string, Member>();
+  private readonly pending = new Map<number, PendingAsk>();
+  private nextCorrelation = 1;
+  private readonly maxHops: number;
+  private readonly listeners: ((change: MembershipChange) => void)[] = [];
+  private leaving = false;
+
+  constructor(private readonly o: ClusterRouterOptions) {
+    this.maxHops = o.maxHops ?? 3;
+    o.transport.onEnvelope((env) => this.onEnvelope(env));
+    o.transport.onPeerDown((node) => this.failAsksTo(node, `link to node ${node} is down`));
+    o.membership.onChange((members) => this.onMembers(members));
+    o.membership.onSelfUnhealthy(() => void this.stopServing());
+    this.onMembers(o.membership.members());
+  }
+
+  onMembershipChange(listener: (change: MembershipChange) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Live members, as this node sees them. */
+  view(): readonly Member[] {
+    return [...this.members.values()];
+  }
+
+  ownerOf(address: ActorAddress): string | undefined {
+    const pinned = this.o.pinnedNode?.(address);
+    if (pinned !== undefined) return pinned === this.o.nodeId ? undefined : pinned;
+    if (this.ring.size > 0 && !this.leaving && !this.o.membership.selfHealthy()) return UNHEALTHY;
+    const node = this.ring.ownerOf(`${address.kind}/${address.key}`);
+    return node === undefined || node === this.o.nodeId ? undefined : node;
+  }
+
+  tell(node: string, address: ActorAddress, message: unknown): void {
+    this.send(node, this.envelope('tell', address, 0, message));
+  }
+
+  ask(node: string, address: ActorAddress, message: unknown, timeoutMs: number): Promise<unknown> {
+    const correlationId = this.nextCorrelation++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(correlationId);
+        reject(new CodedError(RuntimeCodes.TIMEOUT, `ask to ${address.kind} on node ${node} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(correlationId, { node, resolve, reject, timer });
+      try {
+        this.send(node, this.envelope('ask', address, correlationId, message));
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(correlationId);
+        reject(err);
+      }
+    });
+  }
+
+  private envelope(kind: 'tell' | 'ask', address: ActorAddress, correlationId: number, message: unknown): Envelope {
+    return {
+      kind,
+      targetKind: address.kind,
+      targetKey: address.key,
+      correlationId,
+      hops: 0,
+      payload: encode(message),
+      senderNode: this.o.nodeId,
+    };
+  }
+
+  private send(node: string, env: Envelope): void {
+    if (node === UNHEALTHY) throw new CodedError(RuntimeCodes.UNAVAILABLE, 'this node lost its cluster membership; retry on another node');
+    const member = this.members.get(node);
+    if (!member) throw new CodedError(RuntimeCodes.UNAVAILABLE, `node ${node} is not a live member`);
+    try {
+      this.o.transport.send(node, member.grpcAddress, env);
+    } catch (err) {
+      if (err instanceof TransportError && err.code === 'BACKPRESSURE') {
+        throw new CodedError(RuntimeCodes.OVERLOADED, `link to node ${node} is saturated; retry later`, { cause: err });
+      }
+      throw new CodedError(RuntimeCodes.UNAVAILABLE, `cannot reach node ${node}`, { cause: err });
+    }
+  }
+
+  private onEnvelope(env: Envelope): void {
+    if (env.kind === 'reply' || env.kind === 'error') {
+      const p = this.pending.get(env.correlationId);
+      if (!p) return; // timed out already
+      this.pending.delete(env.correlationId);
+      clearTimeout(p.timer);
+      if (env.kind === 'reply') p.resolve(decode(env.payload));
+      else p.reject(new Rejection(env.errorCode ?? 'INTERNAL', env.errorMessage ?? 'remote actor failed'));
+      return;
+    }
+    const address = { kind: env.targetKind, key: env.targetKey };
+    const reply =
+      env.kind === 'ask'
+        ? (error: unknown, value?: unknown) => this.replyTo(env, error, value)
+        : undefined;
+    const owner = this.ownerOf(address);
+    if (owner !== undefined) {
+      if (owner !== UNHEALTHY && env.hops < this.maxHops) {
+        // Our view says someone else owns it (the sender's view is older or newer): pass it on.
+        try {
+          this.send(owner, { ...env, payload: env.payload.slice(), hops: env.hops + 1 });
+          return;
+        } catch (err) {
+          reply?.(err);
+          return;
+        }
+      }
+      reply?.(new CodedError(RuntimeCodes.UNAVAILABLE, `no owner reachable for ${env.targetKind} after ${env.hops} hops; retry`));
+      return;
+    }
+    let message: unknown;
+    try {
+      message = decode(env.payload);
+    } catch {
+      reply?.(new CodedError('BAD_FRAME', 'undecodable actor message'));
+      return;
+    }
+    try {
+      this.o.system.deliverLocal(address, message, reply);
+    } catch (err) {
+      reply?.(err);
+    }
+  }
+
+  private replyTo(env: Envelope, error: unknown, value?: unknown): void {
+    const back: Envelope =
+      error === undefined
+        ? { kind: 'reply', targetKind: env.targetKind, targetKey: env.targetKey, correlationId: env.correlationId, hops: 0, payload: encode(value), senderNode: this.o.nodeId }
+        : {
+            kind: 'error',
+            targetKind: env.targetKind,
+            targetKey: env.targetKey,
+            correlationId: env.correlationId,
+            hops: 0,
+            payload: new Uint8Array(0),
+            errorCode: error instanceof CodedError ? error.code : 'INTERNAL',
+            errorMessage: error instanceof Error ? error.message : 'remote actor failed',
+            senderNode: this.o.nodeId,
+          };
+    try {
+      this.send(env.senderNode, back);
+    } catch (err) {
+      this.o.log.debug({ node: env.senderNode, err }, 'reply not sent; the asker will time out');
+    }
+  }
+
+  private onMembers(list: readonly Member[]): void {
+    const before = new Set(this.members.keys());
+    this.members = new Map(list.map((m) => [m.nodeId, m]));
+    const left = [...before].filter((n) => !this.members.has(n));
+    const joined = [...this.members.keys()].filter((n) => !before.has(n));
+    if (left.length === 0 && joined.length === 0) return;
+    this.ring = new HashRing([...this.members.keys()]);
+    for (const n of left) {
+      this.o.transport.dropPeer(n);
+      this.failAsksTo(n, `node ${n} left the cluster`);
+    }
+    // Hand off what moved: the actor persists here and is activated from storage by its new owner.
+    void this.o.system.passivateWhere((a) => this.o.pinnedNode?.(a) === undefined && this.ownerOf(a) !== undefined).then((n) => {
+      if (n > 0) this.o.log.info({ handedOff: n, members: this.ring.size }, 'actors handed off after membership change');
+    });
+    this.o.log.info({ left, joined, members: [...this.members.keys()] }, 'cluster membership changed');
+    for (const l of this.listeners) l({ left, joined });
+  }
+
+  private failAsksTo(node: string, why: string): void {
+    for (const [id, p] of this.pending) {
+      if (p.node !== node) continue;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.reject(new CodedError(RuntimeCodes.UNAVAILABLE, why));
+    }
+  }
+
+  /**
+   * Called before leaving on purpose: from then on the view without us is the truth, so
+   * messages that still arrive here are forwarded to the new owners instead of refused.
+   */
+  beginLeave(): void {
+    this.leaving = true;
+  }
+
+  /**
+   * What this node hosts may already belong to someone else: passivate it. Until membership is
+   * healthy again, `ownerOf` refuses every placed actor, so nothing reactivates here meanwhile.
+   */
+  async stopServing(): Promise<void> {
+    this.o.log.error('cluster membership lost; passivating placed actors and refusing their messages');
+    await this.o.system.passivateWhere((a) => this.o.pinnedNode?.(a) === undefined);
+  }
+}
+
+function encode(value: unknown): Uint8Array {
+  return value === undefined ? new Uint8Array(0) : Buffer.from(JSON.stringify(value));
+}
+
+function decode(bytes: Uint8Array): unknown {
+  return bytes.length === 0 ? undefined : JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+}
