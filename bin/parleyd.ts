@@ -59,6 +59,8 @@ export async function main(argv: string[]): Promise<void> {
 try {
   await main(process.argv);
 } catch (err) {
-  process.stderr.write(`parleyd: ${err instanceof Error ? err.message : String(err)}\n`);
+  let text = err instanceof Error ? err.message : String(err);
+  for (let c = (err as { cause?: unknown }).cause; c; c = (c as { cause?: unknown }).cause) text += `: ${c instanceof Error ? c.message : String(c)}`;
+  process.stderr.write(`parleyd: ${text}\n`);
   process.exit(1);
 }

@@ -2,10 +2,6 @@ import protobuf from 'protobufjs/light.js';
 import { clientDescriptor } from './client-descriptor.ts';
 import type { ClientBody, ClientBodyName, ClientFrame, ServerBody, ServerBodyName, ServerFrame } from './client-frames.ts';
 
-// Seqs and times stay far below 2^53, so plain numbers beat Long objects on every frame.
-protobuf.util.Long = undefined as unknown as typeof protobuf.util.Long;
-protobuf.configure();
-
 const root = protobuf.Root.fromJSON(clientDescriptor as unknown as protobuf.INamespace);
 const ClientFrameType = root.lookupType('chat.v1.ClientFrame');
 const ServerFrameType = root.lookupType('chat.v1.ServerFrame');
@@ -16,6 +12,76 @@ export class FrameDecodeError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'FrameDecodeError';
+  }
+}
+
+/**
+ * uint64 fields decode as Long objects when the `long` package is loaded (protobufjs's setting is
+ * process-wide and other libraries, etcd3 among them, need it). Seqs and times stay far below
+ * 2^53, so each frame's 64-bit fields are turned into plain numbers here, field by field.
+ */
+type Longish = number | { toNumber(): number };
+const num = (v: unknown): number => (typeof v === 'number' ? v : v == null ? 0 : (v as Exclude<Longish, number>).toNumber());
+
+interface Mutable {
+  [k: string]: unknown;
+}
+
+function fixMessage(m: Mutable | null | undefined): void {
+  if (!m) return;
+  m.created_at_ms = num(m.created_at_ms);
+  m.channel_seq = num(m.channel_seq);
+}
+
+function fixDelivery(d: Mutable | null | undefined): void {
+  if (!d) return;
+  d.inbox_seq = num(d.inbox_seq);
+  fixMessage(d.message as Mutable);
+}
+
+function fixPresence(p: Mutable | null | undefined): void {
+  if (p) p.last_active_at_ms = num(p.last_active_at_ms);
+}
+
+function numbersInClientFrame(f: Mutable): void {
+  f.ref = num(f.ref);
+  switch (f.body) {
+    case 'hello':
+      (f.hello as Mutable).last_inbox_seq = num((f.hello as Mutable).last_inbox_seq);
+      break;
+    case 'ack':
+      (f.ack as Mutable).inbox_seq = num((f.ack as Mutable).inbox_seq);
+      break;
+    case 'sync':
+      (f.sync as Mutable).after_inbox_seq = num((f.sync as Mutable).after_inbox_seq);
+      break;
+  }
+}
+
+function numbersInServerFrame(f: Mutable): void {
+  f.ref = num(f.ref);
+  switch (f.body) {
+    case 'welcome':
+      (f.welcome as Mutable).inbox_head_seq = num((f.welcome as Mutable).inbox_head_seq);
+      break;
+    case 'send_ack':
+      fixMessage(f.send_ack as Mutable);
+      break;
+    case 'delivery':
+      fixDelivery(f.delivery as Mutable);
+      break;
+    case 'sync_result':
+      for (const d of (f.sync_result as { deliveries: Mutable[] }).deliveries) fixDelivery(d);
+      break;
+    case 'history_result':
+      for (const m of (f.history_result as { messages: Mutable[] }).messages) fixMessage(m);
+      break;
+    case 'presence':
+      fixPresence(f.presence as Mutable);
+      break;
+    case 'presence_result':
+      for (const p of (f.presence_result as { presences: Mutable[] }).presences) fixPresence(p);
+      break;
   }
 }
 
@@ -35,7 +101,9 @@ export function encodeClientFrame<K extends ClientBodyName>(ref: number, body: K
 }
 
 export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
-  return decode<ClientFrame>(ClientFrameType, bytes);
+  const f = decode<ClientFrame>(ClientFrameType, bytes);
+  numbersInClientFrame(f as unknown as Mutable);
+  return f;
 }
 
 export function encodeServerFrame<K extends ServerBodyName>(ref: number, body: K, value: ServerBody<K>): Uint8Array {
@@ -43,5 +111,7 @@ export function encodeServerFrame<K extends ServerBodyName>(ref: number, body: K
 }
 
 export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
-  return decode<ServerFrame>(ServerFrameType, bytes);
+  const f = decode<ServerFrame>(ServerFrameType, bytes);
+  numbersInServerFrame(f as unknown as Mutable);
+  return f;
 }
