@@ -4,7 +4,7 @@ import type { Store } from '../runtime/storage/index.ts';
 import type { ChannelMessage } from './channel/channel-messages.ts';
 import type { Snowflake } from './ids/snowflake.ts';
 import type { SessionMessage } from './session/session-messages.ts';
-import type { PresenceDirectory } from './user/presence-directory.ts';
+import type { PresenceDirectory } from '../runtime/presence/index.ts';
 import type { UserMessage } from './user/user-messages.ts';
 
 /** Timings the chat actors run on; tests shorten them. */

@@ -15,7 +15,7 @@ import { ChatCodes, httpStatusFor } from './errors.ts';
 import { Snowflake } from './ids/snowflake.ts';
 import { CloseCodes, createSession, sessionKind, type SessionSettings } from './session/session-actor.ts';
 import type { SessionMessage } from './session/session-messages.ts';
-import { InProcessPresenceDirectory, type PresenceDirectory } from './user/presence-directory.ts';
+import { InProcessPresenceDirectory, type PresenceDirectory } from '../runtime/presence/index.ts';
 import { userKind } from './user/user-actor.ts';
 
 export interface ChatNodeOptions {

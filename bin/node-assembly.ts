@@ -14,7 +14,7 @@ import { loadSigningSecret } from '../actors/auth/signing-secret.ts';
 import { TokenSigner } from '../actors/auth/tokens.ts';
 import { ChatNode } from '../actors/chat-node.ts';
 import { CloseCodes } from '../actors/session/session-actor.ts';
-import { KvPresenceDirectory } from '../actors/user/kv-presence-directory.ts';
+import { KvPresenceDirectory, RedisPresenceDirectory } from '../runtime/presence/index.ts';
 import type { Config } from '../config/config.ts';
 
 export interface RunningNode {
@@ -58,6 +58,12 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     membership = new EtcdMembership({ client: etcd, prefix: config.cluster_prefix, ttlSeconds: config.lease_ttl_s, logger: log });
   }
 
+  const touchIntervalMs = Math.max(50, Math.floor(config.presence_timeout_ms / 6));
+  const presence = config.redis
+    ? new RedisPresenceDirectory({ url: config.redis, onlineTtlMs: config.presence_timeout_ms + touchIntervalMs, log })
+    : membership
+      ? new KvPresenceDirectory(store.kv)
+      : undefined;
   const node = new ChatNode({
     nodeId: config.node_id,
     nodeNumber: config.node_number,
@@ -72,7 +78,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     timings: {
       heartbeatIntervalMs: config.heartbeat_interval_ms,
       presenceTimeoutMs: config.presence_timeout_ms,
-      touchIntervalMs: Math.max(50, Math.floor(config.presence_timeout_ms / 6)),
+      touchIntervalMs,
       fanoutTimeoutMs: config.fanout_timeout_ms,
     },
     limits: {
@@ -82,7 +88,8 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       maxFrameBytes: config.max_frame_bytes,
       maxHttpBodyBytes: config.max_http_body_bytes,
     },
-    ...(membership ? { presence: new KvPresenceDirectory(store.kv), clustered: true } : {}),
+    ...(presence ? { presence } : {}),
+    clustered: membership !== undefined,
   });
 
   let router: ClusterRouter | undefined;
@@ -131,6 +138,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
           await node.stop(CloseCodes.GOING_AWAY);
         }
         await transport?.stop();
+        if (presence instanceof RedisPresenceDirectory) await presence.close();
         etcd?.close();
         await store.close();
       })()),

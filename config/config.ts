@@ -29,6 +29,7 @@ export interface Config {
   grpc_host: string | undefined;
   grpc_port: number;
   lease_ttl_s: number;
+  redis: string | undefined;
   log_level: string;
 }
 

@@ -42,6 +42,7 @@ export const SETTINGS = [
   { key: 'grpc_host', type: 'string', default: undefined, doc: 'Address for inter-node gRPC; default: host.' },
   { key: 'grpc_port', type: 'int', default: 0, min: 0, max: 65535, doc: 'Port for inter-node gRPC (0: any free port, advertised through etcd).' },
   { key: 'lease_ttl_s', type: 'int', default: 5, min: 2, max: 60, doc: 'Membership lease TTL: a node that stops renewing is gone for the others after this long.' },
+  { key: 'redis', type: 'string', default: undefined, doc: 'Redis URL for presence (redis://127.0.0.1:6379). Unset: presence in process (single node) or in the store (cluster).' },
   { key: 'log_level', type: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (JSON logs on stdout).' },
 ] as const satisfies readonly Setting[];
 

@@ -104,8 +104,9 @@ class UserActor implements Actor<UserMessage> {
         return this.disconnect(m.deviceId, m.session);
       case 'touch': {
         const d = this.devices?.get(m.deviceId);
-        if (d && d.session === m.session) d.touchedMs = Date.now();
-        return undefined;
+        if (!d || d.session !== m.session) return undefined;
+        d.touchedMs = Date.now();
+        return this.deps.presence.refresh?.(this.id).catch(() => undefined);
       }
       case 'ack':
         return this.ack(m.deviceId, m.inboxSeq);

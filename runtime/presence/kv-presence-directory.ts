@@ -1,4 +1,4 @@
-import type { KeyValueStore } from '../../runtime/storage/index.ts';
+import type { KeyValueStore } from '../storage/index.ts';
 import type { PresenceDirectory, PresenceState } from './presence-directory.ts';
 
 const TABLE = 'presence';

@@ -1,7 +1,7 @@
 /**
- * Who is online, readable by any actor. The user actor owns each user's transitions and writes
- * here; readers (presence queries, fan-out) only read. The in-process directory serves one node;
- * a shared one (Redis) lets the answer survive a user actor moving between nodes.
+ * Who is online, readable from any node. One owner (an actor) writes each identity's
+ * transitions; everyone else only reads. The in-process directory serves one node; a shared one
+ * (the store, or Redis) lets the answer survive the owner moving between nodes.
  */
 export interface PresenceState {
   readonly online: boolean;
@@ -12,6 +12,11 @@ export interface PresenceDirectory {
   set(userId: string, state: PresenceState): Promise<void>;
   /** States of these users, in one round trip; users never seen are offline with time 0. */
   getMany(userIds: readonly string[]): Promise<Map<string, PresenceState>>;
+  /**
+   * The owner is alive and the identity still online: directories whose online states expire
+   * (Redis) extend them. Called at most every few seconds per identity.
+   */
+  refresh?(userId: string): Promise<void>;
 }
 
 export class InProcessPresenceDirectory implements PresenceDirectory {
