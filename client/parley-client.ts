@@ -29,6 +29,8 @@ export interface ParleyClientOptions {
   readonly autoAck?: boolean;
   /** Request timeout. Default 10 s. */
   readonly requestTimeoutMs?: number;
+  /** Retries of a send the server answered UNAVAILABLE, TIMEOUT or OVERLOADED. Default 4. */
+  readonly sendRetries?: number;
 }
 
 export class ParleyError extends Error {
@@ -58,6 +60,8 @@ interface PendingRequest {
 }
 
 interface PendingSend {
+  /** Server answers of a retryable kind so far, for backoff and the bound. */
+  attempts: number;
   readonly channelId: string;
   readonly clientMsgId: string;
   readonly text: string;
@@ -66,6 +70,8 @@ interface PendingSend {
 }
 
 const OPEN = 1;
+/** Server answers that mean "not done, or not certainly done; the same request may be repeated". */
+const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'OVERLOADED']);
 /** Close codes after which reconnecting would be refused again. */
 const FINAL_CLOSES = new Set([1008, 4001]);
 
@@ -74,7 +80,8 @@ const FINAL_CLOSES = new Set([1008, 4001]);
  * - deliveries arrive in inbox_seq order, each once per client object, across reconnects
  *   (hello resumes after the last acknowledged seq; repeats are dropped);
  * - a `send` is retried with the same client_msg_id after a reconnect until it is acked or
- *   refused, so it yields exactly one message however often the network fails;
+ *   refused (and a few times on a retryable server answer), so it yields exactly one message
+ *   however often the network fails;
  * - other requests fail with UNAVAILABLE when their socket drops (they are safe to repeat).
  */
 export class ParleyClient {
@@ -94,6 +101,7 @@ export class ParleyClient {
   private acked: number;
   private received: number;
   private readonly timeoutMs: number;
+  private readonly sendRetries: number;
   /** The welcome of the current connection. */
   welcome: Welcome | undefined;
 
@@ -105,6 +113,7 @@ export class ParleyClient {
     this.acked = o.lastInboxSeq ?? 0;
     this.received = this.acked;
     this.timeoutMs = o.requestTimeoutMs ?? 10_000;
+    this.sendRetries = o.sendRetries ?? 4;
   }
 
   /** The highest inbox_seq acknowledged: where a later session should resume. */
@@ -147,7 +156,7 @@ export class ParleyClient {
   /** Sends a message; resolves once it is durable. Retried across reconnects with the same id. */
   send(channelId: string, text: string, clientMsgId: string = randomId()): Promise<SendAck> {
     return new Promise((resolve, reject) => {
-      const entry: PendingSend = { channelId, clientMsgId, text, resolve, reject };
+      const entry: PendingSend = { attempts: 0, channelId, clientMsgId, text, resolve, reject };
       this.sends.set(clientMsgId, entry);
       if (this.ready) this.transmitSend(entry);
     });
@@ -255,9 +264,17 @@ export class ParleyClient {
         s.resolve(f.send_ack);
       },
       (err: ParleyError) => {
-        // Lost with its socket: the next welcome sends it again, with the same id. Any other
-        // answer (including a retryable one from a live server) is the app's to act on.
+        // Lost with its socket: the next welcome sends it again, with the same id.
         if (!this.ready && !this.closedByUser) return;
+        // A retryable answer from a live server: try again (same id, so at most one message),
+        // a bounded number of times with backoff, then let the app decide.
+        if (RETRYABLE.has(err.code) && s.attempts < this.sendRetries && !this.closedByUser) {
+          s.attempts++;
+          setTimeout(() => {
+            if (this.ready && this.sends.get(s.clientMsgId) === s) this.transmitSend(s);
+          }, Math.min(3_000, 100 * 2 ** s.attempts));
+          return;
+        }
         this.sends.delete(s.clientMsgId);
         s.reject(err);
       },

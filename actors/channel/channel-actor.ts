@@ -194,26 +194,39 @@ class ChannelActor implements Actor<ChannelMessage> {
       channel_seq: message.channel_seq,
       created_at_ms: message.created_at_ms,
     };
-    return deferReply(this.fanout(message).then(() => ack));
+    return deferReply(
+      this.fanout(message).then((failed) => {
+        // The ack promises every inbox has it. If one append failed, the message is stored and
+        // its delivery retried in the background, but the sender hears "retry": its resend (same
+        // client_msg_id) returns this same message once every inbox took it.
+        if (failed > 0) throw reject(ChatCodes.UNAVAILABLE, `stored, but ${failed} inbox(es) not yet updated; retry with the same client_msg_id`);
+        return ack;
+      }),
+    );
   }
 
-  /** Tells every member in channel order; resolves when every inbox took it or its retry is queued. */
-  private async fanout(message: Message): Promise<void> {
-    const appends = [...this.members].map(async (memberId) => {
-      const backlog = this.pendingFanout.get(memberId);
-      if (backlog) {
-        backlog.push(message); // keep channel order behind earlier failures
-        return;
-      }
+  /**
+   * Asks every member's user actor to append, in channel order (asks to one actor queue in
+   * order). Resolves with the number of members whose append failed; those are retried here in
+   * the background, and the user actor's gap fill heals any that is still missing.
+   */
+  private async fanout(message: Message): Promise<number> {
+    const appends = [...this.members].map(async (memberId): Promise<number> => {
       try {
         await users(this.deps, memberId).ask({ type: 'append', message }, { timeoutMs: this.deps.timings.fanoutTimeoutMs });
+        return 0;
       } catch (err) {
         this.deps.log.warn({ channel: this.id, member: memberId, code: codeOf(err) }, 'inbox append failed; will retry');
         // Recorded in a turn of this actor's own, so the backlog is only touched by handlers.
-        this.ctx.self.tell({ type: 'fanoutFailed', memberId, message });
+        try {
+          this.ctx.self.tell({ type: 'fanoutFailed', memberId, message });
+        } catch {
+          // Our own mailbox is full: the sender's retry or the member's gap fill covers it.
+        }
+        return 1;
       }
     });
-    await Promise.all(appends);
+    return (await Promise.all(appends)).reduce((a, b) => a + b, 0);
   }
 
   private async retryFanout(): Promise<void> {
