@@ -1,5 +1,5 @@
 import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.ts';
-import { codeOf } from '../../runtime/errors.ts';
+import { CodedError, codeOf } from '../../runtime/errors.ts';
 import type { JournalEvent, KeyValueWrite } from '../../runtime/storage/index.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, isRetryable, reject } from '../errors.ts';
@@ -9,6 +9,7 @@ import type { ChannelInfo, ChannelMessage, Message, SendAck } from './channel-me
 
 const HISTORY_MAX = 100;
 const FANOUT_RETRY_MS = 1_000;
+const RECENT_SENDS = 1_024;
 
 /**
  * One channel (a DM is a channel of two, a group one of at most 100): membership, message order,
@@ -30,6 +31,8 @@ class ChannelActor implements Actor<ChannelMessage> {
   private readonly pid: string;
   /** Member -> messages whose inbox append failed, in channel order. */
   private readonly pendingFanout = new Map<string, Message[]>();
+  private readonly recent = new Map<string, Promise<Message>>();
+  private broken = false;
 
   constructor(
     private readonly ctx: ActorContext<ChannelMessage>,
@@ -90,6 +93,15 @@ class ChannelActor implements Actor<ChannelMessage> {
       }
       case 'retryFanout':
         return this.retryFanout();
+      case 'reload':
+        if (m.reason === 'FENCED') {
+          // Another activation owns this channel now: ours is stale. Stop; a later message
+          // reaches whichever node owns it then.
+          this.ctx.stop();
+          return undefined;
+        }
+        // Any other failure: let the kernel rebuild this actor from what the store holds.
+        throw new CodedError('RELOAD', `channel ${this.id} reloads after a failed write (${m.reason})`);
     }
   }
 
@@ -158,51 +170,81 @@ class ChannelActor implements Actor<ChannelMessage> {
     users(this.deps, userId).tell({ type: 'left', channelId: this.id });
   }
 
+  /**
+   * Pipelined: the turn assigns seq and id and hands the append to the store, then ends; the
+   * next send is assigned while this one commits (the store's group commit takes both). Appends
+   * complete in submission order, so acks and fan-out follow channel order. A failed append
+   * leaves `head` ahead of the store: the actor refuses further sends and rebuilds itself.
+   */
   private async send(senderId: string, clientMsgId: string, text: string): Promise<unknown> {
     this.requireMember(senderId);
-    const createdAt = Date.now();
-    const id = this.deps.ids.next(this.lastMessageId);
-    const stored: StoredMessage = { message_id: id.toString(), sender_id: senderId, client_msg_id: clientMsgId, text, created_at_ms: createdAt };
-    const seq = this.head + 1;
-    let result;
-    try {
-      result = await this.deps.store.journal.append(this.pid, this.epoch, [
-        { seq, key: id, dedupKey: `${senderId}:${clientMsgId}`, data: JSON.stringify(stored) },
-      ]);
-    } catch (err) {
-      if (codeOf(err) === 'FENCED' || codeOf(err) === 'SEQ_CONFLICT') {
-        // Someone else owns this channel now (or wrote under us): our view is stale. Throwing a
-        // non-rejection makes the kernel rebuild this actor from storage.
-        throw err;
-      }
-      throw reject(isRetryable(codeOf(err)) ? ChatCodes.UNAVAILABLE : ChatCodes.INTERNAL, 'message could not be stored; retry');
+    if (this.broken) throw reject(ChatCodes.UNAVAILABLE, 'channel is recovering from a failed write; retry');
+    const dedupKey = `${senderId}:${clientMsgId}`;
+    let prior = this.recent.get(dedupKey);
+    if (!prior) {
+      const stored = await this.deps.store.journal.findByDedup(this.pid, dedupKey).catch((err: unknown) => {
+        throw reject(ChatCodes.UNAVAILABLE, `message could not be stored (${codeOf(err)}); retry`);
+      });
+      if (stored) prior = Promise.resolve(messageFromEvent(this.id, stored));
     }
-    let message: Message;
-    if (result.ok) {
-      this.head = seq;
-      this.lastMessageId = id;
-      message = toMessage(this.id, { seq, data: stored });
-    } else {
+    if (prior) {
       // A resend: answer with the first result and fan out again; inbox appends are idempotent,
       // so this also heals a fan-out that a crash interrupted.
-      message = toMessage(this.id, { seq: result.duplicate.seq, data: JSON.parse(result.duplicate.data) as StoredMessage });
+      return deferReply(prior.then((m) => this.deliverAndAck(m)));
     }
-    const ack: SendAck = {
+    const seq = ++this.head;
+    const id = this.deps.ids.next(this.lastMessageId);
+    this.lastMessageId = id;
+    const stored: StoredMessage = { message_id: id.toString(), sender_id: senderId, client_msg_id: clientMsgId, text, created_at_ms: Date.now() };
+    const message = toMessage(this.id, { seq, data: stored });
+    const durable = this.deps.store.journal.append(this.pid, this.epoch, [{ seq, key: id, dedupKey, data: JSON.stringify(stored) }]).then((r) => {
+      if (!r.ok) throw new CodedError('SEQ_CONFLICT', 'a concurrent writer stored this dedup key');
+      return message;
+    });
+    this.remember(dedupKey, durable);
+    durable.catch((err: unknown) => this.writeFailed(err));
+    return deferReply(
+      durable.then(
+        (m) => this.deliverAndAck(m),
+        (err: unknown) => {
+          throw reject(ChatCodes.UNAVAILABLE, `message could not be stored (${codeOf(err)}); retry`);
+        },
+      ),
+    );
+  }
+
+  private async deliverAndAck(message: Message): Promise<SendAck> {
+    const failed = await this.fanout(message);
+    // The ack promises every inbox has it. If one append failed, the message is stored and its
+    // delivery retried in the background, but the sender hears "retry": its resend (same
+    // client_msg_id) returns this same message once every inbox took it.
+    if (failed > 0) throw reject(ChatCodes.UNAVAILABLE, `stored, but ${failed} inbox(es) not yet updated; retry with the same client_msg_id`);
+    return {
       channel_id: this.id,
-      client_msg_id: clientMsgId,
+      client_msg_id: message.client_msg_id,
       message_id: message.message_id,
       channel_seq: message.channel_seq,
       created_at_ms: message.created_at_ms,
     };
-    return deferReply(
-      this.fanout(message).then((failed) => {
-        // The ack promises every inbox has it. If one append failed, the message is stored and
-        // its delivery retried in the background, but the sender hears "retry": its resend (same
-        // client_msg_id) returns this same message once every inbox took it.
-        if (failed > 0) throw reject(ChatCodes.UNAVAILABLE, `stored, but ${failed} inbox(es) not yet updated; retry with the same client_msg_id`);
-        return ack;
-      }),
-    );
+  }
+
+  /** Recent sends by dedup key, in flight or done, so a quick resend never races its original. */
+  private remember(dedupKey: string, message: Promise<Message>): void {
+    this.recent.set(dedupKey, message);
+    message.catch(() => this.recent.delete(dedupKey));
+    if (this.recent.size > RECENT_SENDS) this.recent.delete(this.recent.keys().next().value!);
+  }
+
+  private writeFailed(err: unknown): void {
+    if (this.broken) return;
+    this.broken = true;
+    this.deps.log.warn({ channel: this.id, code: codeOf(err) }, 'channel write failed; rebuilding from storage');
+    try {
+      this.ctx.self.tell({ type: 'reload', reason: codeOf(err) });
+    } catch {
+      // Mailbox full: the next send sees `broken` and the reload request is retried then.
+      this.broken = false;
+    }
   }
 
   /**

@@ -18,7 +18,9 @@ export type ChannelMessage =
   /** Internal: an inbox append failed; keep it for retry. */
   | { type: 'fanoutFailed'; memberId: string; message: Message }
   /** Internal: retry members whose inbox append failed. */
-  | { type: 'retryFanout' };
+  | { type: 'retryFanout' }
+  /** Internal: a pipelined write failed; rebuild from storage (or stop, when fenced). */
+  | { type: 'reload'; reason: string };
 
 export interface ChannelInfo {
   channel_id: string;

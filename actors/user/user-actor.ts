@@ -1,5 +1,5 @@
-import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.ts';
-import { codeOf } from '../../runtime/errors.ts';
+import { deferReply, type Actor, type ActorContext, type ActorKind } from '../../runtime/actor/index.ts';
+import { CodedError, codeOf } from '../../runtime/errors.ts';
 import type { Message, Presence } from '../../proto/client-frames.ts';
 import { messageFromEvent } from '../channel/channel-actor.ts';
 import { sessions, users, type ChatDeps } from '../chat-deps.ts';
@@ -39,6 +39,10 @@ class UserActor implements Actor<UserMessage> {
   private head = 0;
   private snapshotSeq = 0;
   private lastSeen = new Map<string, number>();
+  /** What the journal is known to hold: the snapshot is made of these, never of in-flight state. */
+  private durableHead = 0;
+  private durableSeen = new Map<string, number>();
+  private broken = false;
   private devices: Map<string, Device> | undefined;
   private dirtyCursors: Map<string, number> | undefined;
   private friends: string[] | undefined;
@@ -75,11 +79,13 @@ class UserActor implements Actor<UserMessage> {
       }
       if (page.length < 500) break;
     }
+    this.durableHead = this.head;
+    this.durableSeen = new Map(this.lastSeen);
   }
 
   async onDeactivate(): Promise<void> {
     await this.flushCursors();
-    if (this.head > this.snapshotSeq) await this.saveSnapshot();
+    if (this.durableHead > this.snapshotSeq && !this.broken) await this.saveSnapshot();
   }
 
   canPassivate(): boolean {
@@ -119,13 +125,19 @@ class UserActor implements Actor<UserMessage> {
       case 'presenceQuery':
         return this.presenceQuery(m.userIds);
       case 'head':
-        return this.head;
+        return this.durableHead;
       case 'expireDevices':
         return this.expireDevices(() => false);
       case 'nodeDown':
         return this.nodeDown(m.nodeId);
       case 'offlineCheck':
         return this.offlineCheck();
+      case 'reload':
+        if (m.reason === 'FENCED') {
+          this.ctx.stop(); // another activation owns this inbox now
+          return undefined;
+        }
+        throw new CodedError('RELOAD', `inbox ${this.id} reloads after a failed write (${m.reason})`);
       case 'flushCursors':
         return this.flushCursors();
     }
@@ -133,7 +145,14 @@ class UserActor implements Actor<UserMessage> {
 
   // ---- Inbox
 
-  private async append(message: Message): Promise<{ inbox_seq: number }> {
+  /**
+   * Pipelined like the channel's send: seqs are assigned in the turn and the append handed to
+   * the store; deliveries are pushed and the reply sent once it is durable, in seq order. The
+   * snapshot records only durable state (`durableHead`, `durableSeen`), so a failed write can
+   * never leave a snapshot that claims entries the journal lacks.
+   */
+  private async append(message: Message): Promise<unknown> {
+    if (this.broken) throw new CodedError('UNAVAILABLE', 'inbox is recovering from a failed write; retry');
     const channelId = message.channel_id;
     const last = this.lastSeen.get(channelId);
     if (last !== undefined && message.channel_seq <= last) return { inbox_seq: 0 };
@@ -143,23 +162,41 @@ class UserActor implements Actor<UserMessage> {
       batch = [...missing.map((e) => messageFromEvent(channelId, e)), message];
     }
     const first = this.head + 1;
-    await this.deps.store.journal.append(
+    this.head += batch.length;
+    this.lastSeen.set(channelId, message.channel_seq);
+    const write = this.deps.store.journal.append(
       this.pid,
       this.epoch,
       batch.map((msg, i) => ({ seq: first + i, data: JSON.stringify({ c: channelId, s: msg.channel_seq } satisfies InboxRef) })),
     );
-    this.head = first + batch.length - 1;
-    this.lastSeen.set(channelId, message.channel_seq);
-    batch.forEach((msg, i) => this.push({ type: 'delivery', inboxSeq: first + i, message: msg }));
-    if (this.head - this.snapshotSeq >= SNAPSHOT_EVERY) {
-      this.saveSnapshot().catch((err: unknown) => this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox snapshot failed'));
+    write.catch((err: unknown) => this.writeFailed(err));
+    return deferReply(
+      write.then(() => {
+        this.durableHead = first + batch.length - 1;
+        this.durableSeen.set(channelId, message.channel_seq);
+        batch.forEach((msg, i) => this.push({ type: 'delivery', inboxSeq: first + i, message: msg }));
+        if (this.durableHead - this.snapshotSeq >= SNAPSHOT_EVERY) {
+          this.saveSnapshot().catch((err: unknown) => this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox snapshot failed'));
+        }
+        return { inbox_seq: this.durableHead };
+      }),
+    );
+  }
+
+  private writeFailed(err: unknown): void {
+    if (this.broken) return;
+    this.broken = true;
+    this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox write failed; rebuilding from storage');
+    try {
+      this.ctx.self.tell({ type: 'reload', reason: codeOf(err) });
+    } catch {
+      this.broken = false;
     }
-    return { inbox_seq: this.head };
   }
 
   private async saveSnapshot(): Promise<void> {
-    const seq = this.head;
-    const data: Snapshot = { head: seq, lastSeen: [...this.lastSeen] };
+    const seq = this.durableHead;
+    const data: Snapshot = { head: seq, lastSeen: [...this.durableSeen] };
     await this.deps.store.journal.saveSnapshot(this.pid, this.epoch, { seq, data: JSON.stringify(data) });
     this.snapshotSeq = Math.max(this.snapshotSeq, seq);
   }
@@ -189,7 +226,7 @@ class UserActor implements Actor<UserMessage> {
       this.ctx.timers.every('expire', Math.max(250, Math.floor(this.deps.timings.presenceTimeoutMs / 4)), { type: 'expireDevices' });
     }
     if (!wasOnline) await this.transition(true);
-    return { inbox_head_seq: this.head };
+    return { inbox_head_seq: this.durableHead };
   }
 
   private async disconnect(deviceId: string, session: string): Promise<void> {

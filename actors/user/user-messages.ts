@@ -28,4 +28,6 @@ export type UserMessage =
   /** Internal: expire devices whose session stopped touching. */
   | { type: 'expireDevices' }
   /** Internal: persist dirty device cursors. */
-  | { type: 'flushCursors' };
+  | { type: 'flushCursors' }
+  /** Internal: a pipelined write failed; rebuild from storage (or stop, when fenced). */
+  | { type: 'reload'; reason: string };

@@ -40,6 +40,8 @@ export interface Journal {
   /** The events with these seqs, in seq order; missing ones are left out. */
   readSeqs(persistenceId: string, seqs: readonly number[]): Promise<JournalEvent[]>;
   highestSeq(persistenceId: string): Promise<number>;
+  /** The event stored under this dedup key, if any. */
+  findByDedup(persistenceId: string, dedupKey: string): Promise<JournalEvent | undefined>;
   saveSnapshot(persistenceId: string, epoch: number, snapshot: Snapshot): Promise<void>;
   loadSnapshot(persistenceId: string): Promise<Snapshot | undefined>;
 }

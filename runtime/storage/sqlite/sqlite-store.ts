@@ -73,6 +73,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       readLatest: this.db.prepare<[string, number], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND k IS NOT NULL ORDER BY k DESC LIMIT ?'),
       readSeq: this.db.prepare<[string, number], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND seq = ?'),
       maxSeq: this.db.prepare<[string], { m: number | null }>('SELECT max(seq) AS m FROM journal WHERE pid = ?'),
+      byDedup: this.db.prepare<[string, string], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND dedup = ?'),
       snapshot: this.db.prepare<[string], { seq: number; data: string }>('SELECT seq, data FROM snapshots WHERE pid = ?'),
       kvGet: this.db.prepare<[string, string, string], { v: string }>('SELECT v FROM kv WHERE tbl = ? AND part = ? AND k = ?'),
       kvList: this.db.prepare<[string, string, number], { k: string; v: string }>('SELECT k, v FROM kv WHERE tbl = ? AND part = ? ORDER BY k LIMIT ?'),
@@ -129,6 +130,14 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   async highestSeq(persistenceId: string): Promise<number> {
     this.ensureOpen();
     return this.stmts.maxSeq.get(persistenceId)?.m ?? 0;
+  }
+
+  async findByDedup(persistenceId: string, dedupKey: string): Promise<JournalEvent | undefined> {
+    const [row] = this.readRows(() => {
+      const r = this.stmts.byDedup.get(persistenceId, dedupKey);
+      return r ? [r] : [];
+    });
+    return row;
   }
 
   async saveSnapshot(persistenceId: string, epoch: number, snapshot: Snapshot): Promise<void> {
