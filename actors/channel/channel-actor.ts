@@ -190,7 +190,7 @@ class ChannelActor implements Actor<ChannelMessage> {
     if (prior) {
       // A resend: answer with the first result and fan out again; inbox appends are idempotent,
       // so this also heals a fan-out that a crash interrupted.
-      return deferReply(prior.then((m) => this.deliverAndAck(m)));
+      return deferReply(prior.then((m) => this.fanoutAndAck(m, Promise.resolve(m), false)));
     }
     const seq = ++this.head;
     const id = this.deps.ids.next(this.lastMessageId);
@@ -203,18 +203,30 @@ class ChannelActor implements Actor<ChannelMessage> {
     });
     this.remember(dedupKey, durable);
     durable.catch((err: unknown) => this.writeFailed(err));
-    return deferReply(
-      durable.then(
-        (m) => this.deliverAndAck(m),
-        (err: unknown) => {
-          throw reject(ChatCodes.UNAVAILABLE, `message could not be stored (${codeOf(err)}); retry`);
-        },
-      ),
-    );
+    return deferReply(this.fanoutAndAck(message, durable, true));
   }
 
-  private async deliverAndAck(message: Message): Promise<SendAck> {
-    const failed = await this.fanout(message);
+  /**
+   * Puts the message in every member's inbox, then acks. With a store that applies this process's
+   * writes in order (SQLite), members on this node are asked at once, before the message is
+   * durable: their inbox appends require the message's event, land in the same group commit, and
+   * are refused if it never made it. Members elsewhere are asked once it is durable, so no inbox
+   * anywhere can reference a message that is not stored.
+   */
+  private async fanoutAndAck(message: Message, durable: Promise<Message>, early: boolean): Promise<SendAck> {
+    const ordered = early && this.deps.store.journal.orderedWrites;
+    const now: string[] = [];
+    const later: string[] = [];
+    for (const m of this.members) (ordered && this.deps.system.isLocal({ kind: 'user', key: m }) ? now : later).push(m);
+    const first = now.map((m) => this.appendTo(m, message, true));
+    try {
+      await durable;
+    } catch (err) {
+      await Promise.all(first);
+      throw reject(ChatCodes.UNAVAILABLE, `message could not be stored (${codeOf(err)}); retry`);
+    }
+    const results = await Promise.all([...first, ...later.map((m) => this.appendTo(m, message, false))]);
+    const failed = results.reduce((a, b) => a + b, 0);
     // The ack promises every inbox has it. If one append failed, the message is stored and its
     // delivery retried in the background, but the sender hears "retry": its resend (same
     // client_msg_id) returns this same message once every inbox took it.
@@ -248,27 +260,25 @@ class ChannelActor implements Actor<ChannelMessage> {
   }
 
   /**
-   * Asks every member's user actor to append, in channel order (asks to one actor queue in
-   * order). Resolves with the number of members whose append failed; those are retried here in
-   * the background, and the user actor's gap fill heals any that is still missing.
+   * Asks one member's user actor to append (asks to one actor queue in order, so members see
+   * channel order). Resolves 1 if it failed: that append is retried here in the background, and
+   * the user actor's gap fill heals anything still missing.
    */
-  private async fanout(message: Message): Promise<number> {
-    const appends = [...this.members].map(async (memberId): Promise<number> => {
+  private async appendTo(memberId: string, message: Message, requireEvent: boolean): Promise<number> {
+    try {
+      await users(this.deps, memberId).ask({ type: 'append', message, requireEvent }, { timeoutMs: this.deps.timings.fanoutTimeoutMs });
+      return 0;
+    } catch (err) {
+      if (codeOf(err) === 'REQUIREMENT_MISSING') return 1; // the message itself failed; the sender hears that
+      this.deps.log.warn({ channel: this.id, member: memberId, code: codeOf(err) }, 'inbox append failed; will retry');
+      // Recorded in a turn of this actor's own, so the backlog is only touched by handlers.
       try {
-        await users(this.deps, memberId).ask({ type: 'append', message }, { timeoutMs: this.deps.timings.fanoutTimeoutMs });
-        return 0;
-      } catch (err) {
-        this.deps.log.warn({ channel: this.id, member: memberId, code: codeOf(err) }, 'inbox append failed; will retry');
-        // Recorded in a turn of this actor's own, so the backlog is only touched by handlers.
-        try {
-          this.ctx.self.tell({ type: 'fanoutFailed', memberId, message });
-        } catch {
-          // Our own mailbox is full: the sender's retry or the member's gap fill covers it.
-        }
-        return 1;
+        this.ctx.self.tell({ type: 'fanoutFailed', memberId, message });
+      } catch {
+        // Our own mailbox is full: the sender's retry or the member's gap fill covers it.
       }
-    });
-    return (await Promise.all(appends)).reduce((a, b) => a + b, 0);
+      return 1;
+    }
   }
 
   private async retryFanout(): Promise<void> {

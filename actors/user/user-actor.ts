@@ -95,7 +95,7 @@ class UserActor implements Actor<UserMessage> {
   receive(m: UserMessage): unknown {
     switch (m.type) {
       case 'append':
-        return this.append(m.message);
+        return this.append(m.message, m.requireEvent ?? false);
       case 'joined':
         this.lastSeen.set(m.channelId, m.atSeq);
         this.comembers = undefined;
@@ -151,7 +151,7 @@ class UserActor implements Actor<UserMessage> {
    * snapshot records only durable state (`durableHead`, `durableSeen`), so a failed write can
    * never leave a snapshot that claims entries the journal lacks.
    */
-  private async append(message: Message): Promise<unknown> {
+  private async append(message: Message, requireEvent: boolean): Promise<unknown> {
     if (this.broken) throw new CodedError('UNAVAILABLE', 'inbox is recovering from a failed write; retry');
     const channelId = message.channel_id;
     const last = this.lastSeen.get(channelId);
@@ -168,6 +168,7 @@ class UserActor implements Actor<UserMessage> {
       this.pid,
       this.epoch,
       batch.map((msg, i) => ({ seq: first + i, data: JSON.stringify({ c: channelId, s: msg.channel_seq } satisfies InboxRef) })),
+      requireEvent ? { requires: { persistenceId: Journals.channel(channelId), seq: message.channel_seq, key: BigInt(message.message_id) } } : undefined,
     );
     write.catch((err: unknown) => this.writeFailed(err));
     return deferReply(

@@ -2,8 +2,11 @@ import type { Message, Presence } from '../../proto/client-frames.ts';
 
 /** Messages a user actor handles. */
 export type UserMessage =
-  /** From a channel: put this message in the inbox (idempotent per channel seq). Reply: { inbox_seq }. */
-  | { type: 'append'; message: Message }
+  /**
+   * From a channel: put this message in the inbox (idempotent per channel seq). Reply: { inbox_seq }.
+   * `requireEvent`: the message may not be durable yet; the inbox entry is written only with it.
+   */
+  | { type: 'append'; message: Message; requireEvent?: boolean }
   /** From a channel: the user joined at this channel seq; earlier messages are not theirs. */
   | { type: 'joined'; channelId: string; atSeq: number }
   | { type: 'left'; channelId: string }

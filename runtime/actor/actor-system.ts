@@ -78,6 +78,11 @@ export class ActorSystem {
     return n;
   }
 
+  /** Whether messages to this address are handled on this node (by placement, not activation). */
+  isLocal(address: ActorAddress): boolean {
+    return this.remote?.ownerOf(address) === undefined;
+  }
+
   isActive(address: ActorAddress): boolean {
     return this.activations.has(addressId(address));
   }

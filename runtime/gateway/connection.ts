@@ -2,7 +2,10 @@
 export interface Connection {
   readonly id: number;
   readonly remoteAddress: string;
-  /** 'buffered' means it was queued behind backpressure; 'dropped' that the bound was hit. */
+  /**
+   * Queues a frame; frames of one turn go out together at its end, in order. 'buffered' means
+   * queued; 'closed' that the socket is gone. Check `bufferedAmount` for backpressure.
+   */
   send(bytes: Uint8Array): 'sent' | 'buffered' | 'dropped' | 'closed';
   /** Bytes waiting in the socket's send buffer. */
   bufferedAmount(): number;

@@ -31,30 +31,78 @@ interface SocketData {
 
 const CLOSE_SILENT = 4008;
 
+/**
+ * Frames sent during one turn of the event loop are written per socket in one corked burst at
+ * the end of the turn: an ack and a delivery for the same client then cost one syscall, not two.
+ * @internal
+ */
+class WriteCoalescer {
+  private readonly pending = new Set<SocketConnection>();
+  private scheduled = false;
+
+  add(conn: SocketConnection): void {
+    this.pending.add(conn);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    for (const conn of this.pending) conn.flush();
+    this.pending.clear();
+  }
+}
+
 class SocketConnection implements Connection {
   open = true;
   handler!: ConnectionHandler;
   lastHeardMs = Date.now();
   silent = false;
+  /** Frames waiting for the end of this turn; allocated only while there are some. */
+  private outbox: Uint8Array[] | undefined;
+  private outboxBytes = 0;
 
   constructor(
     readonly id: number,
     readonly remoteAddress: string,
     private readonly ws: uWSTypes.WebSocket<SocketData>,
+    private readonly coalescer: WriteCoalescer,
   ) {}
 
   send(bytes: Uint8Array): 'sent' | 'buffered' | 'dropped' | 'closed' {
     if (!this.open) return 'closed';
-    const r = this.ws.send(bytes, true, false);
-    return r === 1 ? 'sent' : r === 0 ? 'buffered' : 'dropped';
+    if (!this.outbox) {
+      this.outbox = [];
+      this.coalescer.add(this);
+    }
+    this.outbox.push(bytes);
+    this.outboxBytes += bytes.byteLength;
+    return 'buffered';
+  }
+
+  flush(): void {
+    const frames = this.outbox;
+    this.outbox = undefined;
+    this.outboxBytes = 0;
+    if (!frames || !this.open) return;
+    if (frames.length === 1) {
+      this.ws.send(frames[0]!, true, false);
+      return;
+    }
+    this.ws.cork(() => {
+      for (const f of frames) this.ws.send(f, true, false);
+    });
   }
 
   bufferedAmount(): number {
-    return this.open ? this.ws.getBufferedAmount() : 0;
+    return this.open ? this.ws.getBufferedAmount() + this.outboxBytes : 0;
   }
 
   close(code: number, reason = ''): void {
     if (!this.open) return;
+    this.flush(); // an error frame sent just before closing must still go out first
     this.ws.end(code, reason);
   }
 }
@@ -70,6 +118,7 @@ export class Gateway {
   private readonly app: uWSTypes.TemplatedApp;
   private listenSocket: uWSTypes.us_listen_socket | undefined;
   private readonly connections = new Set<SocketConnection>();
+  private readonly coalescer = new WriteCoalescer();
   private nextId = 1;
   private sweeper: NodeJS.Timeout | undefined;
   private readonly uws = nativeUws();
@@ -95,7 +144,7 @@ export class Gateway {
       },
       open: (ws) => {
         const data = ws.getUserData();
-        const conn = new SocketConnection(this.nextId++, data.remoteAddress, ws);
+        const conn = new SocketConnection(this.nextId++, data.remoteAddress, ws, this.coalescer);
         data.conn = conn;
         this.connections.add(conn);
         conn.handler = options.onConnection(conn);

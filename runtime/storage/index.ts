@@ -14,7 +14,7 @@
  * await store.journal.append('counter/a', epoch, [{ seq: 1, data: '{"n":1}' }]);
  * ```
  */
-export type { AppendResult, Journal, JournalEvent, Snapshot } from './journal.ts';
+export type { AppendOptions, AppendResult, EventRef, Journal, JournalEvent, Snapshot } from './journal.ts';
 export type { KeyValueRecord, KeyValueStore, KeyValueWrite } from './key-value.ts';
 export { StoreCodes, type Store } from './store.ts';
 export { openStore } from './open-store.ts';

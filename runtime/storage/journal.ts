@@ -24,15 +24,34 @@ export type AppendResult =
   /** Only for a single-event append whose dedupKey was already stored. */
   | { readonly ok: false; readonly duplicate: JournalEvent };
 
+/** A precondition: the append is applied only if this event is stored (same seq and key). */
+export interface EventRef {
+  readonly persistenceId: string;
+  readonly seq: number;
+  readonly key: bigint;
+}
+
+export interface AppendOptions {
+  /** Refuse the append (REQUIREMENT_MISSING) unless this event is stored by the time it applies. */
+  readonly requires?: EventRef;
+}
+
 export interface Snapshot {
   readonly seq: number;
   readonly data: string;
 }
 
 export interface Journal {
+  /**
+   * True when this process's appends are applied in submission order (one ordered writer, as in
+   * SQLite): an append whose `requires` names an earlier, not yet durable append of this process
+   * can then be submitted at once and lands in the same group commit. False (networked stores):
+   * submit it only after the required event is durable.
+   */
+  readonly orderedWrites: boolean;
   /** Claims ownership for a new activation; every older epoch is fenced from now on. */
   acquire(persistenceId: string, owner: string): Promise<number>;
-  append(persistenceId: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult>;
+  append(persistenceId: string, epoch: number, events: readonly JournalEvent[], options?: AppendOptions): Promise<AppendResult>;
   /** Events with seq > afterSeq, oldest first. */
   read(persistenceId: string, afterSeq: number, limit: number): Promise<JournalEvent[]>;
   /** Events with key < beforeKey (all when undefined), newest first. */

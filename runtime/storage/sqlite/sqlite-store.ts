@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CodedError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { AppendResult, Journal, JournalEvent, Snapshot } from '../journal.ts';
+import type { AppendOptions, AppendResult, Journal, JournalEvent, Snapshot } from '../journal.ts';
 import type { KeyValueRecord, KeyValueStore, KeyValueWrite } from '../key-value.ts';
 import { StoreCodes, type Store } from '../store.ts';
 import { applySchema, decodeKey, encodeKey } from './schema.ts';
@@ -49,6 +49,8 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   readonly journal: Journal = this;
   readonly kv: KeyValueStore = this;
   readonly describe: string;
+  /** One writer thread applies batches in submission order. */
+  readonly orderedWrites = true;
   private readonly db: Database.Database;
   private readonly worker: Worker;
   private readonly maxBatch: number;
@@ -99,14 +101,20 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     return expectOk(r).epoch!;
   }
 
-  async append(persistenceId: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult> {
+  async append(persistenceId: string, epoch: number, events: readonly JournalEvent[], options?: AppendOptions): Promise<AppendResult> {
     const wire: WireEvent[] = events.map((e) => ({
       seq: e.seq,
       data: e.data,
       ...(e.key === undefined ? {} : { k: encodeKey(e.key) }),
       ...(e.dedupKey === undefined ? {} : { dedup: e.dedupKey }),
     }));
-    const r = await this.submit({ t: 'append', pid: persistenceId, epoch, events: wire });
+    const r = await this.submit({
+      t: 'append',
+      pid: persistenceId,
+      epoch,
+      events: wire,
+      ...(options?.requires ? { requires: [options.requires.persistenceId, options.requires.seq, encodeKey(options.requires.key)] as const } : {}),
+    });
     if (!r.ok && r.code === 'DUPLICATE' && r.duplicate) return { ok: false, duplicate: fromWire(r.duplicate) };
     expectOk(r);
     return { ok: true };

@@ -23,6 +23,7 @@ const q = {
   byDedup: db.prepare<[string, string], { seq: number; k: string | null; dedup: string | null; data: string }>(
     'SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND dedup = ?',
   ),
+  hasEvent: db.prepare<[string, number, string], { one: number }>('SELECT 1 AS one FROM journal WHERE pid = ? AND seq = ? AND k = ?'),
   insertEvent: db.prepare<[string, number, string | null, string | null, string]>(
     'INSERT INTO journal (pid, seq, k, dedup, data) VALUES (?, ?, ?, ?, ?)',
   ),
@@ -94,6 +95,9 @@ function apply(op: WriteOp): WriteResult {
     case 'append': {
       const refused = fenced(op.pid, op.epoch);
       if (refused) return refused;
+      if (op.requires && !q.hasEvent.get(op.requires[0], op.requires[1], op.requires[2])) {
+        return { ok: false, code: 'REQUIREMENT_MISSING', message: `${op.requires[0]} has no event ${op.requires[1]} with that key` };
+      }
       if (op.events.length === 1 && op.events[0]!.dedup !== undefined) {
         const prior = q.byDedup.get(op.pid, op.events[0]!.dedup);
         if (prior) {

@@ -10,7 +10,14 @@ export interface WireEvent {
 
 export type WriteOp =
   | { readonly t: 'acquire'; readonly pid: string; readonly owner: string }
-  | { readonly t: 'append'; readonly pid: string; readonly epoch: number; readonly events: readonly WireEvent[] }
+  | {
+      readonly t: 'append';
+      readonly pid: string;
+      readonly epoch: number;
+      readonly events: readonly WireEvent[];
+      /** Precondition: [pid, seq, key] must be stored. */
+      readonly requires?: readonly [string, number, string];
+    }
   | { readonly t: 'snapshot'; readonly pid: string; readonly epoch: number; readonly seq: number; readonly data: string }
   | { readonly t: 'kv'; readonly writes: readonly KeyValueWrite[] }
   | { readonly t: 'putIfAbsent'; readonly table: string; readonly partition: string; readonly key: string; readonly value: string };
