@@ -8,12 +8,20 @@ export class CodedError extends Error {
   readonly expected: boolean;
 
   constructor(code: string, message: string, options: { cause?: unknown; expected?: boolean } = {}) {
+    // Refusals and flow-control errors are answers, produced by the thousand under load; a stack
+    // trace would cost more than the request. Faults keep theirs.
+    const cheap = options.expected === true || FLOW_CODES.has(code);
+    const limit = Error.stackTraceLimit;
+    if (cheap) Error.stackTraceLimit = 0;
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    if (cheap) Error.stackTraceLimit = limit;
     this.name = 'CodedError';
     this.code = code;
     this.expected = options.expected ?? false;
   }
 }
+
+const FLOW_CODES = new Set(['OVERLOADED', 'TIMEOUT', 'UNAVAILABLE', 'STOPPED', 'FENCED', 'SEQ_CONFLICT', 'REQUIREMENT_MISSING', 'RATE_LIMITED']);
 
 /**
  * A refusal a handler returns on purpose. It reaches the caller as is and, unlike any other

@@ -158,7 +158,8 @@ export class Activation<M> {
       let env: Envelope<M> | undefined;
       while (!this.stopRequested && (env = this.mailbox.poll()) !== undefined) {
         this.lastActiveMs = Date.now();
-        await this.handle(env);
+        const pending = this.handle(env);
+        if (pending) await pending;
       }
     } finally {
       this.running = false;
@@ -170,31 +171,47 @@ export class Activation<M> {
     }
   }
 
-  private async handle(env: Envelope<M>): Promise<void> {
-    const actor = this.actor!;
+  /**
+   * Runs one message. Returns a promise only when the handler did (or failed and the actor must
+   * be rebuilt): a synchronous handler costs no microtask, which matters at a million messages.
+   */
+  private handle(env: Envelope<M>): Promise<void> | undefined {
+    let result: unknown;
     try {
-      let result = actor.receive(env.message);
-      if (result instanceof Promise) result = await result;
-      if (result instanceof DeferredReply) {
-        const reply = env.reply;
-        (result as DeferredReply<unknown>).promise.then(
-          (value) => reply?.(undefined, value),
-          (error: unknown) => reply?.(error),
-        );
-      } else {
-        env.reply?.(undefined, result);
-      }
+      result = this.actor!.receive(env.message);
     } catch (err) {
-      if (err instanceof Rejection || (err instanceof CodedError && err.expected)) {
-        env.reply?.(err);
-        return;
-      }
-      this.log.error({ err, actor: this.address }, 'actor handler failed; restarting from persisted state');
-      env.reply?.(
-        err instanceof CodedError ? err : new CodedError(RuntimeCodes.ACTOR_FAILED, `actor ${this.address.kind} failed`, { cause: err }),
-      );
-      await this.restart();
+      return this.failed(env, err);
     }
+    if (result instanceof Promise) {
+      return result.then(
+        (value: unknown) => this.settle(env, value),
+        (err: unknown) => this.failed(env, err),
+      );
+    }
+    this.settle(env, result);
+    return undefined;
+  }
+
+  private settle(env: Envelope<M>, result: unknown): void {
+    if (result instanceof DeferredReply) {
+      const reply = env.reply;
+      (result as DeferredReply<unknown>).promise.then(
+        (value) => reply?.(undefined, value),
+        (error: unknown) => reply?.(error),
+      );
+    } else {
+      env.reply?.(undefined, result);
+    }
+  }
+
+  private failed(env: Envelope<M>, err: unknown): Promise<void> | undefined {
+    if (err instanceof Rejection || (err instanceof CodedError && err.expected)) {
+      env.reply?.(err);
+      return undefined;
+    }
+    this.log.error({ err, actor: this.address }, 'actor handler failed; restarting from persisted state');
+    env.reply?.(err instanceof CodedError ? err : new CodedError(RuntimeCodes.ACTOR_FAILED, `actor ${this.address.kind} failed`, { cause: err }));
+    return this.restart();
   }
 
   /** Drops the suspect in-memory state and rebuilds the actor from what it persisted. */

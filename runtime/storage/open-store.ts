@@ -12,7 +12,8 @@ export interface OpenStoreOptions {
 }
 
 /**
- * Opens the engine a store URL names: `sqlite:` (file under the data dir), `sqlite:/path/file.db`.
+ * Opens the engine a store URL names: `sqlite:` (file under the data dir), `sqlite:/path/file.db`,
+ * `cassandra://HOST[:PORT][,HOST...]/KEYSPACE?dc=...&consistency=...&replication=simple:1`.
  * Unknown schemes fail at start with a CONFIG error rather than at the first write.
  */
 export async function openStore(url: string, options: OpenStoreOptions): Promise<Store> {
@@ -21,5 +22,10 @@ export async function openStore(url: string, options: OpenStoreOptions): Promise
     const path = rest.length > 0 ? rest : join(options.dataDir ?? './data', 'parley.db');
     return new SqliteStore({ path, log: options.log, ...(options.durability ? { durability: options.durability } : {}) });
   }
-  throw new CodedError(RuntimeCodes.CONFIG, `unsupported store URL "${url}": expected sqlite:[PATH]`);
+  if (url.startsWith('cassandra://')) {
+    // Loaded on demand: an embedded deployment never pays for the driver.
+    const { CassandraStore, parseCassandraUrl } = await import('./cassandra/cassandra-store.ts');
+    return CassandraStore.open({ ...parseCassandraUrl(url), log: options.log });
+  }
+  throw new CodedError(RuntimeCodes.CONFIG, `unsupported store URL "${url}": expected sqlite:[PATH] or cassandra://HOST[:PORT]/KEYSPACE`);
 }
