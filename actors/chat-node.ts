@@ -37,6 +37,8 @@ export interface ChatNodeOptions {
     readonly authPerMinute: number;
     readonly maxFrameBytes: number;
     readonly maxHttpBodyBytes: number;
+    /** Sends in flight on this node before new ones are refused with OVERLOADED. */
+    readonly maxInflightSends: number;
   };
   readonly actorIdleMs?: number;
   readonly presence?: PresenceDirectory;
@@ -80,6 +82,7 @@ export class ChatNode {
       sendBurst: o.limits.sendBurst,
       highWaterBytes: 1024 * 1024,
       catchUpPage: 200,
+      inflight: { count: 0, max: o.limits.maxInflightSends },
     };
     const discovery: Discovery = { servers: () => (this.discovery ?? self).servers() };
     const self: Discovery = { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };

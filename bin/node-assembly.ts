@@ -87,6 +87,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       authPerMinute: config.auth_per_minute,
       maxFrameBytes: config.max_frame_bytes,
       maxHttpBodyBytes: config.max_http_body_bytes,
+      maxInflightSends: config.max_inflight_sends,
     },
     ...(presence ? { presence } : {}),
     clustered: membership !== undefined,

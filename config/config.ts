@@ -18,6 +18,7 @@ export interface Config {
   auth_per_minute: number;
   send_rate: number;
   send_burst: number;
+  max_inflight_sends: number;
   heartbeat_interval_ms: number;
   presence_timeout_ms: number;
   fanout_timeout_ms: number;

@@ -19,3 +19,30 @@ export function createLogger(options: { level?: string; name?: string } = {}): L
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/**
+ * Logs a recurring event at most once per interval, with how often it happened meanwhile: under
+ * overload the same warning would otherwise be written thousands of times a second, adding to
+ * the load it reports.
+ */
+export class ThrottledLog {
+  private suppressed = 0;
+  private lastMs = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly message: string,
+    private readonly intervalMs = 1_000,
+  ) {}
+
+  warn(fields: Record<string, unknown>): void {
+    const now = Date.now();
+    if (now - this.lastMs < this.intervalMs) {
+      this.suppressed++;
+      return;
+    }
+    this.log.warn({ ...fields, suppressed: this.suppressed }, this.message);
+    this.suppressed = 0;
+    this.lastMs = now;
+  }
+}

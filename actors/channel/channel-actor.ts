@@ -1,5 +1,6 @@
 import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.ts';
 import { CodedError, codeOf } from '../../runtime/errors.ts';
+import { ThrottledLog } from '../../runtime/log.ts';
 import type { JournalEvent, KeyValueWrite } from '../../runtime/storage/index.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, isRetryable, reject } from '../errors.ts';
@@ -37,6 +38,8 @@ class ChannelActor implements Actor<ChannelMessage> {
   constructor(
     private readonly ctx: ActorContext<ChannelMessage>,
     private readonly deps: ChatDeps,
+    /** Shared by all channels of the node, so an overload logs a line a second, not one per member. */
+    private readonly fanoutLog: ThrottledLog,
   ) {
     this.pid = Journals.channel(ctx.address.key);
   }
@@ -270,7 +273,7 @@ class ChannelActor implements Actor<ChannelMessage> {
       return 0;
     } catch (err) {
       if (codeOf(err) === 'REQUIREMENT_MISSING') return 1; // the message itself failed; the sender hears that
-      this.deps.log.warn({ channel: this.id, member: memberId, code: codeOf(err) }, 'inbox append failed; will retry');
+      this.fanoutLog.warn({ channel: this.id, member: memberId, code: codeOf(err) });
       // Recorded in a turn of this actor's own, so the backlog is only touched by handlers.
       try {
         this.ctx.self.tell({ type: 'fanoutFailed', memberId, message });
@@ -331,11 +334,12 @@ export function messageFromEvent(channelId: string, e: JournalEvent): Message {
 }
 
 export function channelKind(deps: ChatDeps): ActorKind<ChannelMessage> {
+  const fanoutLog = new ThrottledLog(deps.log, 'inbox append failed; will retry');
   return {
     name: 'channel',
     idleMs: 300_000,
     mailboxCapacity: 4096,
-    create: (ctx) => new ChannelActor(ctx, deps),
+    create: (ctx) => new ChannelActor(ctx, deps, fanoutLog),
   };
 }
 

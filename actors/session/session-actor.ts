@@ -26,6 +26,13 @@ export interface SessionSettings {
   /** Stop pushing and fall back to paging from the inbox above this many buffered bytes. */
   readonly highWaterBytes: number;
   readonly catchUpPage: number;
+  /**
+   * Sends in flight on this node, shared by all its sessions. Past `max`, a send is refused
+   * with OVERLOADED at once: accepting work the node cannot finish in time only turns into
+   * timeouts, retries and more work (a collapse), while a quick refusal keeps the latency of
+   * accepted sends bounded and tells clients to back off.
+   */
+  readonly inflight: { count: number; readonly max: number };
 }
 
 const MAX_SYNC = 500;
@@ -220,12 +227,19 @@ class SessionActor implements Actor<SessionMessage> {
     } catch (err) {
       return this.error(ref, codeOf(err), (err as Error).message);
     }
+    const inflight = this.settings.inflight;
+    if (inflight.count >= inflight.max) return this.error(ref, ChatCodes.OVERLOADED, 'server busy; retry shortly');
+    inflight.count++;
     this.reply(ref, async () => {
-      const ack = await channels(this.deps, channelId).ask<SendAck>(
-        { type: 'send', senderId: this.userId, clientMsgId, text },
-        { timeoutMs: this.deps.timings.fanoutTimeoutMs * 2 },
-      );
-      this.write(ref, 'send_ack', ack);
+      try {
+        const ack = await channels(this.deps, channelId).ask<SendAck>(
+          { type: 'send', senderId: this.userId, clientMsgId, text },
+          { timeoutMs: this.deps.timings.fanoutTimeoutMs * 2 },
+        );
+        this.write(ref, 'send_ack', ack);
+      } finally {
+        inflight.count--;
+      }
     });
   }
 
