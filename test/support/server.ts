@@ -107,7 +107,7 @@ export async function connect(
   server: ServerHandle | string,
   user: TestUser,
   deviceId = 'd1',
-  options: { lastInboxSeq?: number; reconnect?: boolean; autoAck?: boolean } = {},
+  options: { lastInboxSeq?: number; reconnect?: boolean; autoAck?: boolean; sendRetries?: number } = {},
 ): Promise<{ client: ParleyClient; deliveries: import('../../client/index.ts').Delivery[]; presences: import('../../client/index.ts').Presence[] }> {
   const url = typeof server === 'string' ? server : server.wsUrl;
   const client = new ParleyClient({ servers: [url], token: user.token, deviceId, WebSocket: NodeWebSocket, reconnect: options.reconnect ?? false, ...options });
