@@ -132,7 +132,13 @@ export class ChatNode {
       this.system.broadcast('user', { type: 'nodeDown', nodeId });
       void this.o.store.kv.list(Tables.presenceNode, nodeId).then(
         (rows) => {
-          for (const r of rows) users(this.deps, r.key).tell({ type: 'nodeDown', nodeId });
+          for (const r of rows) {
+            try {
+              users(this.deps, r.key).tell({ type: 'nodeDown', nodeId });
+            } catch (err) {
+              this.o.log.warn({ err, nodeId }, 'nodeDown not delivered');
+            }
+          }
         },
         (err: unknown) => this.o.log.warn({ err, nodeId }, 'could not list users of a departed node'),
       );

@@ -55,7 +55,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       logger: log,
     });
     await transport.start();
-    membership = new EtcdMembership({ client: etcd, prefix: config.cluster_prefix, ttlSeconds: config.lease_ttl_s, logger: log });
+    membership = new EtcdMembership({ client: etcd, prefix: config.cluster_prefix, ttlSeconds: config.lease_ttl_s, healthMargin: 0.9, logger: log });
   }
 
   const touchIntervalMs = Math.max(50, Math.floor(config.presence_timeout_ms / 6));

@@ -16,6 +16,8 @@ export const CloseCodes = {
   GOING_AWAY: 1001,
   POLICY: 1008,
   RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
+  INTERNAL_ERROR: 1011,
   SUPERSEDED: 4001,
 } as const;
 
@@ -128,7 +130,11 @@ class SessionActor implements Actor<SessionMessage> {
       case 'send':
         return this.send(frame.ref, frame.send.channel_id, frame.send.client_msg_id, frame.send.text);
       case 'ack':
-        users(this.deps, this.userId).tell({ type: 'ack', deviceId: this.deviceId, inboxSeq: frame.ack.inbox_seq });
+        try {
+          users(this.deps, this.userId).tell({ type: 'ack', deviceId: this.deviceId, inboxSeq: frame.ack.inbox_seq });
+        } catch {
+          // Cursors are advisory; the next ack carries a higher seq anyway.
+        }
         return undefined;
       case 'sync':
         return this.reply(frame.ref, async () => {
@@ -174,7 +180,13 @@ class SessionActor implements Actor<SessionMessage> {
     try {
       ({ inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number }>({ type: 'connect', deviceId, session: this.key }));
     } catch (err) {
-      return this.refuse(ref, codeOf(err) === 'OVERLOADED' ? ChatCodes.OVERLOADED : ChatCodes.UNAVAILABLE, 'could not open the session; retry');
+      // Transient (the user actor is moving or its node is gone): tell the client to come back
+      // (1013 Try Again Later), not 1008, which the SDK rightly treats as final.
+      const code = codeOf(err) === 'OVERLOADED' ? ChatCodes.OVERLOADED : ChatCodes.UNAVAILABLE;
+      this.error(ref, code, 'could not open the session; retry');
+      this.conn.close(CloseCodes.TRY_AGAIN_LATER, code);
+      this.phase = 'closed';
+      return;
     }
     if (this.phase !== 'authenticating') return; // closed while we waited
     this.phase = 'ready';
@@ -287,7 +299,12 @@ class SessionActor implements Actor<SessionMessage> {
 
   /** Also reached when the session is stopped without its 'closed' message (mailbox full). */
   onDeactivate(): void {
-    if (this.phase !== 'closed') this.onClosed(true);
+    if (this.phase !== 'closed') {
+      // Stopped by a failure or a shutdown while the socket is open: never leave a socket that
+      // nothing reads; the client reconnects and resumes.
+      this.conn.close(CloseCodes.INTERNAL_ERROR, 'session ended; reconnect');
+      this.onClosed(true);
+    }
   }
 
   private onClosed(silent: boolean): void {

@@ -110,7 +110,17 @@ class UserActor implements Actor<UserMessage> {
         return this.disconnect(m.deviceId, m.session);
       case 'touch': {
         const d = this.devices?.get(m.deviceId);
-        if (!d || d.session !== m.session) return undefined;
+        if (!d) {
+          // This activation does not know the device (it was rebuilt, moved or passivated while
+          // the session lived on): have the session register again and catch up.
+          try {
+            sessions(this.deps, m.session).tell({ type: 'reattach' });
+          } catch {
+            // the next touch asks again
+          }
+          return undefined;
+        }
+        if (d.session !== m.session) return undefined;
         d.touchedMs = Date.now();
         return this.deps.presence.refresh?.(this.id).catch(() => undefined);
       }
@@ -219,7 +229,13 @@ class UserActor implements Actor<UserMessage> {
   private async connect(deviceId: string, session: string): Promise<{ inbox_head_seq: number }> {
     this.devices ??= new Map();
     const prior = this.devices.get(deviceId);
-    if (prior && prior.session !== session) sessions(this.deps, prior.session).tell({ type: 'superseded' });
+    if (prior && prior.session !== session) {
+      try {
+        sessions(this.deps, prior.session).tell({ type: 'superseded' });
+      } catch {
+        // Its node is gone or unreachable: that session is dead anyway.
+      }
+    }
     const wasOnline = this.devices.size > 0;
     this.devices.set(deviceId, { session, touchedMs: Date.now() });
     if (prior?.session !== session) await this.indexNode(session, true);

@@ -230,6 +230,8 @@ export class ClusterRouter implements RemoteRouter {
    */
   beginLeave(): void {
     this.leaving = true;
+    this.ring = new HashRing([...this.members.keys()].filter((n) => n !== this.o.nodeId));
+    void this.o.system.passivateWhere((a) => this.o.pinnedNode?.(a) === undefined);
   }
 
   /**
