@@ -262,6 +262,19 @@ export async function main(argv: string[]): Promise<void> {
         }) + '\n',
       );
     });
+  program
+    .command('schema')
+    .description('storage schema')
+    .command('apply')
+    .description('create or migrate the store\'s schema (idempotent, versioned migrations); prints what it did')
+    .requiredOption('--store <url>', 'storage URL, e.g. cassandra://127.0.0.1:9042/parley?replication=network:dc1=3 or sqlite:/path/parley.db')
+    .action(async (opts: { store: string }) => {
+      // Opening a store applies the migrations it has not applied yet (SQLite: user_version;
+      // Cassandra: a migrations table in the keyspace), so applying twice is a no-op.
+      const store = await openStore(opts.store, { log: silentLogger() });
+      await store.close();
+      process.stdout.write(JSON.stringify({ ok: true, store: store.describe }) + '\n');
+    });
   await program.parseAsync(argv);
 }
 
