@@ -66,8 +66,9 @@ saved_caches_directory: ${quote(join(d, 'saved_caches'))}
 hints_directory: ${quote(join(d, 'hints'))}
 cdc_raw_directory: ${quote(join(d, 'cdc_raw'))}
 
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+# A single node is only as durable as its commit log: sync before acking (batch), so a kill -9
+# loses nothing acknowledged. Production clusters may relax this behind RF 3 and LOCAL_QUORUM.
+commitlog_sync: batch
 
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
@@ -188,8 +189,6 @@ export function cassandraJvmArgs(options: CassandraJvmOptions): string[] {
     // Without this, 5.0 spends ~3 s at start-up measuring memtable row overhead; 181 is
     // the value it measured itself on this JVM.
     '-Dcassandra.memtable.row_overhead_size=181',
-    // Skips the forced flushes of system tables; a local node loses nothing it needs by that.
-    '-Dcassandra.unsafesystem=true',
   ];
   if (options.fastJit) args.push('-XX:TieredStopAtLevel=1');
   if (options.jmxPort !== undefined) {

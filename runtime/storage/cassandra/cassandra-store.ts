@@ -24,7 +24,9 @@ import { applyCassandraSchema, assertKeyspaceName, type Replication } from './sc
  *     any in-flight Paxos round) and owner_token tells whether the winner was us.
  *  3. LOCAL_SERIAL read of the intent and roll it forward (see below), then return the epoch.
  *
- * append(pid, E, events N+1..N+k):
+ * append(pid, E, events N+1..N+k [, requires R]):
+ *  0. `requires`: R must be in `events` (stored events never change, so checking before the
+ *     commit is as good as at it). Missing: REQUIREMENT_MISSING, or FENCED for a stale epoch.
  *  1. For events with a dedupKey: claim `dedup (pid, key) -> seq` with `IF NOT EXISTS`. A claim
  *     already there is a duplicate only if the journal holds an event with that dedupKey at the
  *     claimed seq; otherwise it is the leftover of an append that never committed and is taken
@@ -196,6 +198,14 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     });
     client.on('log', (level: string, className: string, message: string) => {
       if (level === 'error') options.log.warn({ className, message }, 'cassandra driver');
+    });
+    // cassandra-driver 4.10: when the control connection re-initialises after every node was
+    // down, it replaces the Host object of the node without shutting the old one down, and the
+    // orphan's pool reconnects forever (it also kept test processes from exiting). A removed
+    // host is never used again, so closing its pool is always safe.
+    client.on('hostRemove', (host: unknown) => {
+      const removed = host as { shutdown?: (waitForPending: boolean) => Promise<void> };
+      void removed.shutdown?.(false)?.catch(() => undefined);
     });
     try {
       await client.connect();

@@ -28,11 +28,12 @@ interface Pending {
 
 /**
  * The writer is TypeScript like the rest; a worker does not inherit the parent's loader hooks on
- * Node 20, so it registers tsx itself before importing the writer module.
+ * Node 20, so it registers tsx itself before importing the writer module. Dynamic imports only:
+ * the eval'd bootstrap is CommonJS or ESM depending on the parent's --input-type.
  */
 const WRITER_BOOTSTRAP = `
-  const { workerData } = require('node:worker_threads');
-  import(workerData.tsxApi).then((tsx) => { tsx.register(); return import(workerData.writer); });
+  import('node:worker_threads')
+    .then(({ workerData }) => import(workerData.tsxApi).then((tsx) => { tsx.register(); return import(workerData.writer); }));
 `;
 const TSX_API = import.meta.resolve('tsx/esm/api');
 

@@ -105,6 +105,15 @@ function apply(op: WriteOp): WriteResult {
           return { ok: false, code: 'DUPLICATE', message: 'already stored', duplicate };
         }
       }
+      if (op.events.length > 1) {
+        // Checked here rather than left to the unique index: a constraint error would abort the
+        // whole group commit, failing every unrelated append in the batch.
+        for (const e of op.events) {
+          if (e.dedup !== undefined && q.byDedup.get(op.pid, e.dedup)) {
+            return { ok: false, code: 'SEQ_CONFLICT', message: `${op.pid}: dedup key of seq ${e.seq} is already stored` };
+          }
+        }
+      }
       let expected = headOf(op.pid) + 1;
       for (const e of op.events) {
         if (e.seq !== expected) {

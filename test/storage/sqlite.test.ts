@@ -1,0 +1,137 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CodedError } from '../../runtime/errors.ts';
+import { silentLogger } from '../../runtime/log.ts';
+import { SqliteStore } from '../../runtime/storage/sqlite/sqlite-store.ts';
+import { StoreCodes } from '../../runtime/storage/store.ts';
+import { runStoreContract } from './contract.ts';
+
+const dirs: string[] = [];
+test.after.always(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function freshPath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-sqlite-'));
+  dirs.push(dir);
+  return join(dir, 'parley.db');
+}
+
+runStoreContract('sqlite', async () => new SqliteStore({ path: freshPath(), log: silentLogger() }));
+
+const STORE_MODULE = fileURLToPath(new URL('../../runtime/storage/sqlite/sqlite-store.ts', import.meta.url));
+const LOG_MODULE = fileURLToPath(new URL('../../runtime/log.ts', import.meta.url));
+
+/**
+ * The child appends one event at a time and prints a seq only after its promise resolved, i.e.
+ * once the store called it durable. Plain CommonJS: the child gets tsx for the imports, not for
+ * `-e`, and `--input-type=module` would leak into the store's writer worker through execArgv.
+ */
+const APPENDER = `(async () => {
+  const { SqliteStore } = await import(process.env.STORE_MODULE);
+  const { silentLogger } = await import(process.env.LOG_MODULE);
+  const store = new SqliteStore({ path: process.env.DB_PATH, log: silentLogger() });
+  const epoch = await store.journal.acquire('crash/victim', 'child');
+  process.stdout.write('ready\\n');
+  for (let seq = 1; seq <= 200; seq++) {
+    await store.journal.append('crash/victim', epoch, [{ seq, data: 'event-' + seq, key: BigInt(seq) * 1000n }]);
+    process.stdout.write(seq + '\\n');
+  }
+  await store.close();
+  process.stdout.write('done\\n');
+})();`;
+
+test('sqlite: every append acked before kill -9 is there after reopen', async (t) => {
+  const path = freshPath();
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', APPENDER], {
+    env: { ...process.env, STORE_MODULE, LOG_MODULE, DB_PATH: path },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const acked: number[] = [];
+  let buffered = '';
+  const killAfter = 40;
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    buffered += chunk;
+    const lines = buffered.split('\n');
+    buffered = lines.pop()!;
+    for (const line of lines) if (/^\d+$/.test(line)) acked.push(Number(line));
+    // Killed from inside the handler: the child is mid-stream, with appends in flight.
+    if (acked.length >= killAfter && child.exitCode === null && !child.killed) child.kill('SIGKILL');
+  });
+  const signal = await exited;
+  t.is(signal, 'SIGKILL');
+  t.true(acked.length >= killAfter);
+  t.true(acked.length < 200, 'the kill landed before the child finished');
+
+  const store = new SqliteStore({ path, log: silentLogger() });
+  t.teardown(() => store.close());
+  const stored = await store.journal.read('crash/victim', 0, 1000);
+  const seqs = stored.map((e) => e.seq);
+  for (const seq of acked) t.true(seqs.includes(seq), `acked seq ${seq} survived`);
+  // Whatever landed beyond the acks is still a gap-free prefix.
+  t.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1));
+  t.deepEqual(stored[0], { seq: 1, data: 'event-1', key: 1000n });
+  // The log continues where it stopped, under a new owner.
+  const epoch = await store.journal.acquire('crash/victim', 'after-crash');
+  await store.journal.append('crash/victim', epoch, [{ seq: seqs.length + 1, data: 'after' }]);
+  t.is(await store.journal.highestSeq('crash/victim'), seqs.length + 1);
+});
+
+test('sqlite: two stores on one file (two cluster processes) fence each other', async (t) => {
+  const path = freshPath();
+  const a = new SqliteStore({ path, log: silentLogger() });
+  const b = new SqliteStore({ path, log: silentLogger() });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  const pid = 'shared/actor';
+  const ea = await a.journal.acquire(pid, 'node-a');
+  await a.journal.append(pid, ea, [{ seq: 1, data: 'from a' }]);
+  // B takes over. A's writer has cached A's epoch; it must notice B's commit and refuse.
+  const eb = await b.journal.acquire(pid, 'node-b');
+  t.true(eb > ea);
+  const refused = await t.throwsAsync(a.journal.append(pid, ea, [{ seq: 2, data: 'stale a' }]), { instanceOf: CodedError });
+  t.is(refused.code, StoreCodes.FENCED);
+  await t.throwsAsync(a.journal.saveSnapshot(pid, ea, { seq: 1, data: 'stale' }), { code: StoreCodes.FENCED });
+  // B continues A's log without a gap, and A reads what B wrote.
+  await b.journal.append(pid, eb, [{ seq: 2, data: 'from b' }]);
+  await t.throwsAsync(b.journal.append(pid, eb, [{ seq: 2, data: 'again' }]), { code: StoreCodes.SEQ_CONFLICT });
+  t.deepEqual((await a.journal.read(pid, 0, 10)).map((e) => e.data), ['from a', 'from b']);
+  t.is(await a.journal.highestSeq(pid), 2);
+  // And back: A re-acquires; B's cached head and epoch are now stale and must be revalidated.
+  const ea2 = await a.journal.acquire(pid, 'node-a');
+  await a.journal.append(pid, ea2, [{ seq: 3, data: 'a again' }]);
+  await t.throwsAsync(b.journal.append(pid, eb, [{ seq: 4, data: 'stale b' }]), { code: StoreCodes.FENCED });
+  await t.throwsAsync(a.journal.append(pid, ea2, [{ seq: 3, data: 'repeat' }]), { code: StoreCodes.SEQ_CONFLICT });
+  t.is(await b.journal.highestSeq(pid), 3);
+});
+
+test('sqlite - a multi-event append repeating a stored dedup key is refused alone; the rest of its group commit lands', async (t) => {
+  const store = new SqliteStore({ path: freshPath(), log: silentLogger() });
+  try {
+    const e1 = await store.acquire('a', 'n');
+    const e2 = await store.acquire('b', 'n');
+    await store.append('a', e1, [{ seq: 1, data: 'x', dedupKey: 'k' }]);
+    const [multi, other] = await Promise.allSettled([
+      store.append('a', e1, [
+        { seq: 2, data: 'y', dedupKey: 'k' },
+        { seq: 3, data: 'z' },
+      ]),
+      store.append('b', e2, [{ seq: 1, data: 'w' }]),
+    ]);
+    t.is(multi.status, 'rejected');
+    t.is(((multi as PromiseRejectedResult).reason as CodedError).code, 'SEQ_CONFLICT');
+    t.is(other.status, 'fulfilled');
+    t.is(await store.highestSeq('a'), 1);
+    t.is(await store.highestSeq('b'), 1);
+  } finally {
+    await store.close();
+  }
+});
