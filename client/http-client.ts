@@ -24,7 +24,7 @@ export class ParleyApiError extends Error {
   }
 }
 
-type Fetch = (input: string, init?: { method?: string; headers?: Record<string, string>; body?: string }) => Promise<{
+type Fetch = (input: string, init?: { method?: string; headers?: Record<string, string>; body?: string; signal?: AbortSignal }) => Promise<{
   status: number;
   text(): Promise<string>;
 }>;
@@ -36,6 +36,8 @@ export class ParleyHttp {
     readonly baseUrl: string,
     private token?: string,
     fetchImpl?: Fetch,
+    /** A request not answered by then fails with TIMEOUT instead of waiting forever. */
+    private readonly timeoutMs = 30_000,
   ) {
     this.fetchImpl = fetchImpl ?? (globalThis.fetch as unknown as Fetch);
   }
@@ -47,7 +49,18 @@ export class ParleyHttp {
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    const res = await this.fetchImpl(this.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    let res;
+    try {
+      res = await this.fetchImpl(this.baseUrl + path, {
+        method,
+        headers,
+        signal: AbortSignal.timeout(this.timeoutMs),
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      const timedOut = (err as { name?: string }).name === 'TimeoutError';
+      throw new ParleyApiError(0, timedOut ? 'TIMEOUT' : 'UNAVAILABLE', `${method} ${path}: ${timedOut ? `no answer in ${this.timeoutMs} ms` : (err as Error).message}`);
+    }
     const text = await res.text();
     const json = text ? (JSON.parse(text) as unknown) : {};
     if (res.status >= 400) {
