@@ -1,0 +1,104 @@
+/** Messages between the coordinator (bench/run.ts) and its load-generator worker processes. */
+
+export const TARGETS = ['parley', 'socketio', 'uws-raw'] as const;
+export type TargetName = (typeof TARGETS)[number];
+
+export interface ConnSpec {
+  /** Parley: a session token. */
+  readonly token?: string;
+  /** A stable user name (peers use it for nothing but logs). */
+  readonly user: string;
+}
+
+export interface GroupSpec {
+  /** Channel id (Parley), room (Socket.IO) or topic (raw uWS). */
+  readonly channel: string;
+  /** Indexes into the worker's `conns`; a 1:1 pair is a group of two. */
+  readonly members: readonly number[];
+}
+
+export interface SetupMessage {
+  readonly type: 'setup';
+  readonly workerId: number;
+  readonly target: TargetName;
+  /** Base WebSocket URL (ws://127.0.0.1:PORT). */
+  readonly url: string;
+  /** Loopback source addresses to spread connections over (127.0.0.2, ...). */
+  readonly sources: readonly string[];
+  readonly conns: readonly ConnSpec[];
+  readonly groups: readonly GroupSpec[];
+  readonly connectConcurrency: number;
+  /** Per connection: open + authenticate (+ join) within this, or it counts as failed. */
+  readonly connectTimeoutMs: number;
+  readonly heartbeatMs: number;
+  readonly textBytes: number;
+  /** Parley: acknowledge deliveries every this many (0: never). */
+  readonly ackEvery: number;
+  /** WebSocket client: the lean one over net (raw) or the `ws` package. */
+  readonly client: 'raw' | 'ws';
+}
+
+export interface RunMessage {
+  readonly type: 'run';
+  readonly runId: number;
+  /** Messages per second this worker offers (its share of the total). */
+  readonly rate: number;
+  readonly durationMs: number;
+  /** Wall-clock start (Date.now() scale), so all workers start together. */
+  readonly startAt: number;
+  /** After the last scheduled send, wait at most this long for outstanding deliveries. */
+  readonly drainMs: number;
+}
+
+export type ToWorker = SetupMessage | RunMessage | { readonly type: 'status' } | { readonly type: 'close' };
+
+export interface ConnectReport {
+  readonly connected: number;
+  readonly failed: number;
+  readonly failures: Record<string, number>;
+  /** First connect started to last connection ready, ms. */
+  readonly connectMs: number;
+  readonly joinMs: number;
+}
+
+export interface RunStats {
+  readonly runId: number;
+  /** Messages the schedule called for. */
+  readonly scheduled: number;
+  /** Messages written to a socket. */
+  readonly sent: number;
+  /** Recipient deliveries expected (sent x (members - 1)), minus refused sends. */
+  readonly expected: number;
+  readonly delivered: number;
+  /** Error replies and sends that found their socket closed. */
+  readonly errors: number;
+  readonly errorCodes: Record<string, number>;
+  /** Expected deliveries that did not arrive before the drain ended. */
+  readonly timeouts: number;
+  /** Deliveries of messages already written off or unknown. */
+  readonly late: number;
+  /** Parley: send_acks received, and their latency. */
+  readonly acks: number;
+  readonly latency: string;
+  readonly ackLatency: string;
+  /** How late the generator put each message on the wire versus its schedule. */
+  readonly sendLag: string;
+  readonly durationMs: number;
+  readonly closedDuringRun: number;
+}
+
+export interface StatusReport {
+  readonly open: number;
+  readonly closed: number;
+  readonly closeCodes: Record<string, number>;
+  readonly heartbeats: number;
+  readonly heartbeatSkipped: number;
+}
+
+export type FromWorker =
+  | { readonly type: 'progress'; readonly connected: number; readonly failed: number; readonly sent: number; readonly delivered: number; readonly errors: number }
+  | ({ readonly type: 'ready' } & ConnectReport)
+  | { readonly type: 'runDone'; readonly stats: RunStats }
+  | ({ readonly type: 'status' } & StatusReport)
+  | { readonly type: 'closed' }
+  | { readonly type: 'fatal'; readonly message: string };

@@ -1,0 +1,365 @@
+/**
+ * Turns a result file into something to look at: a Markdown page with tables, the goals of the
+ * project checked against the figures, and SVG charts (latency percentiles per target, memory
+ * per connection, latency against offered rate while stepping up).
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { ResultEntry } from './scenarios.ts';
+
+export interface ResultFile {
+  name: string;
+  created_at: string;
+  command: string;
+  machine: Record<string, unknown>;
+  versions: Record<string, string>;
+  parameters: Record<string, unknown>;
+  results: ResultEntry[];
+  failures: { scenario: string; target: string; error: string }[];
+  duration_s: number;
+}
+
+const COLORS: Record<string, string> = { parley: '#2f6fdf', socketio: '#e0803a', 'uws-raw': '#3a9a5b' };
+const PCT_COLORS = ['#9ecae1', '#6baed6', '#3182bd', '#08519c', '#08306b'];
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const fmt = (n: number | null | undefined, digits = 2): string => (n === null || n === undefined ? '–' : Number.isInteger(n) ? n.toLocaleString('en-US') : n.toFixed(digits));
+const kib = (b: number | null | undefined): string => (b === null || b === undefined ? '–' : `${(b / 1024).toFixed(2)} KiB`);
+const mib = (b: number | null | undefined): string => (b === null || b === undefined ? '–' : `${(b / 1048576).toFixed(1)} MiB`);
+
+/** Parley's label names its durability, since runs with both are compared side by side. */
+function targetLabel(e: ResultEntry): string {
+  if (e.target !== 'parley') return e.target;
+  const d = /durability=(\w+)/.exec(e.persistence)?.[1];
+  return d ? `parley (${d})` : 'parley';
+}
+
+function runLabel(e: ResultEntry): string {
+  const run = (e as ResultEntry & { run?: string }).run;
+  return run ? ` · ${run}` : '';
+}
+
+function niceLogTicks(min: number, max: number): number[] {
+  const ticks: number[] = [];
+  for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e++) for (const m of [1, 2, 5]) ticks.push(m * 10 ** e);
+  return ticks.filter((t) => t >= min * 0.999 && t <= max * 1.001);
+}
+
+/** Grouped bars: one group per entry, one bar per percentile; log-scale milliseconds. */
+export function latencySvg(entries: ResultEntry[]): string | undefined {
+  const rows = entries.filter((e) => e.latency_ms && e.latency_ms.max > 0);
+  if (rows.length === 0) return undefined;
+  const keys = ['p50', 'p90', 'p99', 'p999', 'max'] as const;
+  const labels = ['p50', 'p90', 'p99', 'p99.9', 'max'];
+  const values = rows.flatMap((e) => keys.map((k) => Math.max(0.01, e.latency_ms![k])));
+  const lo = 10 ** Math.floor(Math.log10(Math.min(...values)));
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...values)));
+  const barW = 14;
+  const groupW = keys.length * barW + 26;
+  const left = 60;
+  const top = 40;
+  const plotH = 260;
+  const width = Math.max(520, left + rows.length * groupW + 20);
+  const height = top + plotH + 120;
+  const y = (v: number): number => top + plotH - ((Math.log10(Math.max(lo, v)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * plotH;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="100%" height="100%" fill="white"/>`);
+  out.push(`<text x="${left}" y="20" font-size="14" font-weight="bold">Latency, scheduled send to delivery (ms, log scale)</text>`);
+  for (const t of niceLogTicks(lo, hi)) {
+    out.push(`<line x1="${left}" x2="${width - 10}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" stroke="#e5e5e5"/>`);
+    out.push(`<text x="${left - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${t >= 1 ? t : t.toPrecision(1)}</text>`);
+  }
+  rows.forEach((e, gi) => {
+    const gx = left + 10 + gi * groupW;
+    keys.forEach((k, i) => {
+      const v = Math.max(lo, e.latency_ms![k]);
+      const yy = y(v);
+      out.push(`<rect x="${gx + i * barW}" y="${yy.toFixed(1)}" width="${barW - 2}" height="${(top + plotH - yy).toFixed(1)}" fill="${PCT_COLORS[i]}"><title>${esc(`${e.target} ${e.scenario} ${labels[i]}: ${e.latency_ms![k]} ms`)}</title></rect>`);
+    });
+    const cx = gx + (keys.length * barW) / 2;
+    out.push(`<rect x="${gx}" y="${top + plotH + 4}" width="${keys.length * barW - 2}" height="4" fill="${COLORS[e.target] ?? '#888'}"/>`);
+    const label = targetLabel(e);
+    const sub = `${e.scenario}${e.offered_rate ? ` ${fmt(e.offered_rate)}/s` : ''}`;
+    out.push(`<text transform="translate(${cx},${top + plotH + 16}) rotate(35)" font-weight="bold">${esc(label)}</text>`);
+    out.push(`<text transform="translate(${cx - 8},${top + plotH + 28}) rotate(35)" fill="#555">${esc(sub)}</text>`);
+  });
+  labels.forEach((l, i) => {
+    out.push(`<rect x="${width - 70}" y="${top + i * 16}" width="10" height="10" fill="${PCT_COLORS[i]}"/><text x="${width - 55}" y="${top + 9 + i * 16}">${l}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+/** Memory per idle connection (bars) and RSS against sessions (lines), per target. */
+export function memorySvg(entries: ResultEntry[]): string | undefined {
+  const rows = entries.filter((e) => e.scenario === 'connections' && e.rss_per_session_bytes !== null);
+  if (rows.length === 0) return undefined;
+  const width = 720;
+  const height = 330;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="100%" height="100%" fill="white"/>`);
+  // Left: bars of bytes per session.
+  const left = 60;
+  const top = 40;
+  const plotH = 220;
+  const maxKib = Math.max(4.5, ...rows.map((e) => (e.rss_per_session_bytes ?? 0) / 1024)) * 1.1;
+  const yb = (k: number): number => top + plotH - (k / maxKib) * plotH;
+  out.push(`<text x="${left}" y="20" font-size="14" font-weight="bold">Server memory per idle session (KiB)</text>`);
+  for (let k = 0; k <= maxKib; k += maxKib > 40 ? 10 : maxKib > 12 ? 4 : 1) {
+    out.push(`<line x1="${left}" x2="${left + 260}" y1="${yb(k).toFixed(1)}" y2="${yb(k).toFixed(1)}" stroke="#eee"/><text x="${left - 6}" y="${(yb(k) + 4).toFixed(1)}" text-anchor="end">${k}</text>`);
+  }
+  out.push(`<line x1="${left}" x2="${left + 260}" y1="${yb(4).toFixed(1)}" y2="${yb(4).toFixed(1)}" stroke="#c00" stroke-dasharray="4 3"/><text x="${left + 262}" y="${(yb(4) + 4).toFixed(1)}" fill="#c00">4 KiB goal</text>`);
+  rows.forEach((e, i) => {
+    const k = (e.rss_per_session_bytes ?? 0) / 1024;
+    const x = left + 20 + i * 80;
+    out.push(`<rect x="${x}" y="${yb(Math.max(0, k)).toFixed(1)}" width="50" height="${(top + plotH - yb(Math.max(0, k))).toFixed(1)}" fill="${COLORS[e.target] ?? '#888'}"/>`);
+    out.push(`<text x="${x + 25}" y="${(yb(Math.max(0, k)) - 4).toFixed(1)}" text-anchor="middle">${k.toFixed(2)}</text>`);
+    out.push(`<text x="${x + 25}" y="${top + plotH + 16}" text-anchor="middle">${esc(e.target)}</text>`);
+    out.push(`<text x="${x + 25}" y="${top + plotH + 30}" text-anchor="middle" fill="#555">${fmt(e.sessions)} sess.</text>`);
+  });
+  // Right: RSS (MiB) against sessions.
+  const l2 = 400;
+  const w2 = 290;
+  const pts = rows.map((e) => ({ e, pts: [{ s: 0, rss: e.server_rss_before_bytes }, ...(e.levels ?? []).map((l) => ({ s: l.connected, rss: l.rss_bytes }))] }));
+  const maxS = Math.max(1, ...pts.flatMap((p) => p.pts.map((x) => x.s)));
+  const maxR = Math.max(1, ...pts.flatMap((p) => p.pts.map((x) => x.rss))) / 1048576;
+  const xs = (s: number): number => l2 + (s / maxS) * w2;
+  const ys = (r: number): number => top + plotH - (r / 1048576 / maxR) * plotH;
+  out.push(`<text x="${l2}" y="${top - 8}" font-weight="bold">RSS (MiB) against sessions</text>`);
+  out.push(`<line x1="${l2}" x2="${l2 + w2}" y1="${top + plotH}" y2="${top + plotH}" stroke="#999"/><line x1="${l2}" x2="${l2}" y1="${top}" y2="${top + plotH}" stroke="#999"/>`);
+  out.push(`<text x="${l2 + w2}" y="${top + plotH + 16}" text-anchor="end">${fmt(maxS)} sessions</text><text x="${l2 - 4}" y="${top + 8}" text-anchor="end">${maxR.toFixed(0)}</text>`);
+  for (const p of pts) {
+    const d = p.pts.map((q, i) => `${i ? 'L' : 'M'}${xs(q.s).toFixed(1)},${ys(q.rss).toFixed(1)}`).join(' ');
+    out.push(`<path d="${d}" fill="none" stroke="${COLORS[p.e.target] ?? '#888'}" stroke-width="2"/>`);
+    for (const q of p.pts) out.push(`<circle cx="${xs(q.s).toFixed(1)}" cy="${ys(q.rss).toFixed(1)}" r="3" fill="${COLORS[p.e.target] ?? '#888'}"><title>${esc(`${p.e.target}: ${q.s} sessions, ${(q.rss / 1048576).toFixed(1)} MiB`)}</title></circle>`);
+  }
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+/** p99 against offered rate while stepping up, one line per target and scenario. */
+export function stepsSvg(entries: ResultEntry[]): string | undefined {
+  const rows = entries.filter((e) => e.steps && e.steps.length > 0);
+  if (rows.length === 0) return undefined;
+  const width = 720;
+  const height = 340;
+  const left = 70;
+  const top = 40;
+  const plotW = 520;
+  const plotH = 240;
+  const all = rows.flatMap((e) => e.steps!);
+  const maxRate = Math.max(...all.map((s) => s.offered_rate));
+  const lat = all.map((s) => Math.max(0.1, s.latency_ms.p99));
+  const lo = 10 ** Math.floor(Math.log10(Math.min(...lat)));
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...lat, 60)));
+  const x = (r: number): number => left + (r / maxRate) * plotW;
+  const y = (v: number): number => top + plotH - ((Math.log10(Math.max(lo, v)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * plotH;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="100%" height="100%" fill="white"/>`);
+  out.push(`<text x="${left}" y="20" font-size="14" font-weight="bold">p99 latency (ms, log) against offered rate (msg/s); hollow = step did not hold</text>`);
+  for (const t of niceLogTicks(lo, hi)) out.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" stroke="#eee"/><text x="${left - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${t}</text>`);
+  out.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(50).toFixed(1)}" y2="${y(50).toFixed(1)}" stroke="#c00" stroke-dasharray="4 3"/><text x="${left + plotW + 4}" y="${(y(50) + 4).toFixed(1)}" fill="#c00">50 ms</text>`);
+  for (let i = 0; i <= 4; i++) {
+    const r = (maxRate * i) / 4;
+    out.push(`<text x="${x(r).toFixed(1)}" y="${top + plotH + 16}" text-anchor="middle">${fmt(Math.round(r))}</text>`);
+  }
+  rows.forEach((e, i) => {
+    const steps = [...e.steps!].sort((a, b) => a.offered_rate - b.offered_rate);
+    const color = COLORS[e.target] ?? '#888';
+    const dash = e.scenario === 'group' ? ' stroke-dasharray="6 3"' : '';
+    out.push(`<path d="${steps.map((s, j) => `${j ? 'L' : 'M'}${x(s.offered_rate).toFixed(1)},${y(s.latency_ms.p99).toFixed(1)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
+    for (const s of steps) {
+      out.push(`<circle cx="${x(s.offered_rate).toFixed(1)}" cy="${y(s.latency_ms.p99).toFixed(1)}" r="4" fill="${s.held ? color : 'white'}" stroke="${color}" stroke-width="2"><title>${esc(`${e.target} ${e.scenario} @ ${s.offered_rate}/s: p99 ${s.latency_ms.p99} ms${s.why_not ? ` (${s.why_not})` : ''}`)}</title></circle>`);
+    }
+    out.push(`<rect x="${left + plotW + 10}" y="${top + 30 + i * 16}" width="10" height="10" fill="${color}"/><text x="${left + plotW + 25}" y="${top + 39 + i * 16}">${esc(`${e.target} ${e.scenario === 'group' ? 'group' : '1:1'}`)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+function find(results: ResultEntry[], scenario: string, target: string): ResultEntry | undefined {
+  return results.find((r) => r.scenario === scenario && r.target === target);
+}
+
+/** The project's targets, checked where this run has the figures. */
+function goals(all: ResultEntry[]): string[] {
+  const out: string[] = [];
+  const durabilities = [...new Set(all.filter((e) => e.target === 'parley').map((e) => /durability=(\w+)/.exec(e.persistence)?.[1] ?? ''))];
+  for (const d of durabilities.length ? durabilities : ['']) {
+    const results = all.filter((e) => e.target !== 'parley' || (/durability=(\w+)/.exec(e.persistence)?.[1] ?? '') === d);
+    const rows = goalsFor(results);
+    if (rows.length === 0) continue;
+    if (durabilities.length > 1) out.push(`| **Parley with durability=${d}** | | |`);
+    out.push(...rows);
+  }
+  return out.length ? ['| Goal | Measured | |', '|---|---|---|', ...out] : [];
+}
+
+function goalsFor(results: ResultEntry[]): string[] {
+  const lines: string[] = [];
+  const ok = (b: boolean): string => (b ? 'met' : '**not met**');
+  const conn = find(results, 'connections', 'parley');
+  if (conn && conn.rss_per_session_bytes !== null) {
+    lines.push(`| Parley: ${fmt(conn.sessions)} sessions all up after the hold | ${conn.all_up ? 'all up' : `${conn.closed} closed`} | ${ok(conn.all_up === true && (conn.sessions ?? 0) >= 19_000)}${(conn.sessions ?? 0) < 19_000 ? ' (run had fewer than 19,000)' : ''} |`);
+    lines.push(`| Parley: ≤ 4 KiB server RSS per idle session | ${kib(conn.rss_per_session_bytes)} | ${ok(conn.rss_per_session_bytes <= 4096)} |`);
+  }
+  for (const e of results.filter((r) => r.scenario === 'one-to-one' && r.target === 'parley' && (r.offered_rate ?? 0) >= 10_000)) {
+    lines.push(`| Parley 1:1 p99 ≤ 5 ms at ${fmt(e.offered_rate)} msg/s (${e.persistence.split(' ')[0]}) | ${fmt(e.latency_ms?.p99)} ms, ${e.errors} errors | ${ok((e.latency_ms?.p99 ?? Infinity) <= 5 && e.errors === 0)} |`);
+  }
+  const mp = find(results, 'max-throughput', 'parley');
+  if (mp) lines.push(`| Parley max-throughput ≥ 30,000 msg/s | ${fmt(mp.max_rate)} msg/s | ${ok((mp.max_rate ?? 0) >= 30_000)} |`);
+  const gp = find(results, 'group', 'parley');
+  if (gp) lines.push(`| Parley group of 100 ≥ 300,000 deliveries/s | ${fmt(gp.deliveries_per_s)} /s | ${ok((gp.deliveries_per_s ?? 0) >= 300_000)} |`);
+  const ms = find(results, 'max-throughput', 'socketio');
+  if (mp && ms && ms.max_rate) lines.push(`| Parley ≥ 3x Socket.IO 1:1 max-throughput | ${((mp.max_rate ?? 0) / ms.max_rate).toFixed(2)}x (${fmt(mp.max_rate)} vs ${fmt(ms.max_rate)}) | ${ok((mp.max_rate ?? 0) >= 3 * ms.max_rate)} |`);
+  const gs = find(results, 'group', 'socketio');
+  if (gp && gs && gs.deliveries_per_s) lines.push(`| Parley ≥ 10x Socket.IO group deliveries/s | ${((gp.deliveries_per_s ?? 0) / gs.deliveries_per_s).toFixed(2)}x | ${ok((gp.deliveries_per_s ?? 0) >= 10 * gs.deliveries_per_s)} |`);
+  const cs = find(results, 'connections', 'socketio');
+  if (conn && cs && cs.rss_per_session_bytes && conn.rss_per_session_bytes !== null) {
+    lines.push(`| Parley ≤ 1/5 of Socket.IO memory per connection | ${(conn.rss_per_session_bytes / cs.rss_per_session_bytes).toFixed(2)} of it (${kib(conn.rss_per_session_bytes)} vs ${kib(cs.rss_per_session_bytes)}) | ${ok(conn.rss_per_session_bytes * 5 <= cs.rss_per_session_bytes)} |`);
+  }
+  const mu = find(results, 'max-throughput', 'uws-raw');
+  if (mp && mu && mu.max_rate) lines.push(`| Parley ≥ 40% of raw uWS max-throughput | ${(((mp.max_rate ?? 0) / mu.max_rate) * 100).toFixed(1)}% (${fmt(mp.max_rate)} vs ${fmt(mu.max_rate)}) | ${ok((mp.max_rate ?? 0) >= 0.4 * mu.max_rate)} |`);
+  return lines;
+}
+
+export function writeReport(file: ResultFile, mdPath: string, preface: string[] = []): string[] {
+  const written: string[] = [];
+  const stem = mdPath.replace(/\.md$/, '');
+  const charts: { title: string; file: string }[] = [];
+  const add = (svg: string | undefined, suffix: string, title: string): void => {
+    if (!svg) return;
+    const path = `${stem}.${suffix}.svg`;
+    writeFileSync(path, svg);
+    written.push(path);
+    charts.push({ title, file: basename(path) });
+  };
+  add(latencySvg(file.results), 'latency', 'Latency percentiles per target');
+  add(memorySvg(file.results), 'memory', 'Memory per connection');
+  add(stepsSvg(file.results), 'steps', 'Latency against offered rate');
+
+  const r = file.results;
+  const md: string[] = [];
+  md.push(`# Parley benchmark: ${file.name}`, '');
+  md.push(`${file.created_at} · ${file.duration_s} s · \`${file.command}\``, '');
+  md.push(
+    `Machine: ${file.machine.cpu_model} × ${file.machine.cores} cores, ${mib(file.machine.memory_bytes as number)}, Linux ${file.machine.kernel}, open files ${file.machine.open_files_limit}, load average at start ${(file.machine.load_avg_at_start as number[]).join(' ')}.`,
+    '',
+  );
+  md.push(`Versions: ${Object.entries(file.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`, '');
+  md.push(...preface);
+  const goalLines = goals(r);
+  if (file.parameters.scenario === 'smoke') {
+    md.push('> Smoke run: sizes far below the conditions of the goals. The figures show that every part of the harness works against every target, not how fast anything is.', '');
+  } else if (goalLines.length) md.push('## Goals', '', ...goalLines, '');
+  for (const c of charts) md.push(`![${c.title}](${c.file})`, '');
+
+  const msg = r.filter((e) => e.scenario !== 'connections');
+  if (msg.length) {
+    md.push('## Messaging', '');
+    md.push('CPU figures are % of one core (this machine has ' + String(file.machine.cores) + '); "other jobs" is what processes outside the benchmark used meanwhile.', '');
+    md.push('Latency runs from each message\'s scheduled send time (open loop) to its delivery at a recipient; messages not delivered by the end of the drain count as timeouts and enter the percentiles at the time they had waited.', '');
+    md.push('| scenario | target | offered/s | sent | delivered / expected | errors | timeouts | p50 | p90 | p99 | p99.9 | max (ms) | max rate | deliveries/s | server CPU % (main / next thread) | generator CPU % | machine % | other jobs CPU % | server RSS |');
+    md.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const e of msg) {
+      const l = e.latency_ms;
+      md.push(
+        `| ${e.scenario}${e.group_size ? ` (${e.groups}×${e.group_size})` : ''}${runLabel(e)} | ${targetLabel(e)} | ${fmt(e.offered_rate)} | ${fmt(e.sent)} | ${fmt(e.delivered)} / ${fmt(e.expected)} | ${fmt(e.errors)} | ${fmt(e.timeouts)} | ${fmt(l?.p50)} | ${fmt(l?.p90)} | ${fmt(l?.p99)} | ${fmt(l?.p999)} | ${fmt(l?.max)} | ${fmt(e.max_rate)} | ${fmt(e.deliveries_per_s)} | ${fmt(e.server_cpu_pct, 1)} (${fmt(e.server_main_thread_cpu_pct, 1)} / ${fmt(e.server_other_threads_cpu_pct?.[0] ?? 0, 1)}) | ${fmt(e.generator_cpu_pct, 1)} | ${fmt(e.machine_cpu_pct, 1)} | ${fmt(e.other_cpu_pct, 1)} | ${mib(e.server_rss_bytes)} |`,
+      );
+    }
+    md.push('');
+    const acks = msg.filter((e) => e.ack_latency_ms);
+    if (acks.length) {
+      md.push('Parley `send_ack` (message durable in the channel and every member inbox), from scheduled send:', '');
+      for (const e of acks) md.push(`- ${targetLabel(e)} ${e.scenario} @ ${fmt(e.offered_rate)}/s: p50 ${fmt(e.ack_latency_ms!.p50)} ms, p99 ${fmt(e.ack_latency_ms!.p99)} ms, max ${fmt(e.ack_latency_ms!.max)} ms`);
+      md.push('');
+    }
+    for (const e of msg.filter((x) => x.steps)) {
+      md.push(`<details><summary>${targetLabel(e)} ${e.scenario}${runLabel(e)}: ${e.steps!.length} steps, highest that held ${fmt(e.max_rate)}/s</summary>`, '');
+      md.push('| offered/s | delivered / expected | errors | timeouts | p50 | p99 | max | send lag p99 | server CPU % (main / next thread) | generator CPU % | other jobs CPU % | held |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+      for (const s of e.steps!) {
+        md.push(`| ${fmt(s.offered_rate)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.errors)} | ${fmt(s.timeouts)} | ${fmt(s.latency_ms.p50)} | ${fmt(s.latency_ms.p99)} | ${fmt(s.latency_ms.max)} | ${fmt(s.send_lag_p99_ms)} | ${fmt(s.server_cpu_pct, 1)} (${fmt(s.server_main_thread_cpu_pct, 1)} / ${fmt(s.server_other_threads_cpu_pct?.[0] ?? 0, 1)}) | ${fmt(s.generator_cpu_pct, 1)} | ${fmt(s.other_cpu_pct, 1)} | ${s.held ? 'yes' : `no: ${esc(s.why_not ?? '')}`} |`);
+      }
+      md.push('', '</details>', '');
+    }
+  }
+  const conns = r.filter((e) => e.scenario === 'connections');
+  if (conns.length) {
+    md.push('## Connections', '');
+    md.push(
+      'Authenticated idle sessions (Parley: hello with a token; Socket.IO: namespace connect; raw uWS: open), each heartbeating every 5 s and held for the hold time. RSS per session = (server RSS after the hold − RSS before connecting) / sessions, both read after forcing a full GC in the server over its inspector (where `gc` says so); "no GC" is the same with the after-reading taken first, garbage included.',
+      '',
+    );
+    md.push('| target | sessions | up after hold | connect rate/s | RSS before | RSS after | RSS per session | (no GC) | JS heap per session | heartbeats/s | server CPU % during hold | /healthz probe p99 |');
+    md.push('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const e of conns) {
+      md.push(
+        `| ${e.target} | ${fmt(e.sessions)} | ${e.all_up ? 'all' : `${fmt(e.connected)} connected, ${e.closed} closed`} | ${fmt(e.connect_rate_per_s)} | ${mib(e.server_rss_before_bytes)} | ${mib(e.server_rss_bytes)} | ${kib(e.rss_per_session_bytes)} | ${kib(e.rss_per_session_no_gc_bytes)} | ${kib(e.heap_per_session_bytes)} | ${fmt(e.heartbeats?.per_s)} | ${fmt(e.server_cpu_pct, 1)} | ${fmt(e.healthz_probe_ms?.p99)} ms |`,
+      );
+    }
+    md.push('');
+    for (const e of conns.filter((x) => x.levels && x.levels.length > 1)) {
+      md.push(`${e.target} by level: ${e.levels!.map((l) => `${fmt(l.sessions)} → ${mib(l.rss_bytes)} (${kib(l.rss_per_session_bytes)}/session, ${fmt(l.connect_rate_per_s)} connects/s)`).join('; ')}.`, '');
+    }
+  }
+  const prov = r.filter((e) => e.provision);
+  if (prov.length) {
+    md.push('## Provisioning', '');
+    for (const e of prov) md.push(`- ${e.scenario}: ${fmt(e.provision!.users)} users and tokens by \`parleyctl users provision\` in ${e.provision!.seconds} s (${fmt(e.provision!.users_per_s)}/s; phases ${JSON.stringify(e.provision!.phases)})`);
+    md.push('');
+  }
+  md.push('## What limited each run', '');
+  for (const e of r) md.push(`- **${e.scenario} · ${targetLabel(e)}${runLabel(e)}**: ${esc(e.bottleneck)}${e.notes.length ? ` — ${esc(e.notes.join('; '))}` : ''}${e.server_log.warn + e.server_log.error > 0 ? ` — server logged ${e.server_log.warn} warnings, ${e.server_log.error} errors: ${esc(JSON.stringify(e.server_log.byMessage))}` : ''}`);
+  md.push('');
+  if (file.failures.length) {
+    md.push('## Failed runs', '');
+    for (const f of file.failures) md.push(`- ${f.scenario} · ${f.target}: ${esc(f.error)}`);
+    md.push('');
+  }
+  md.push('## Method', '');
+  md.push(
+    '- Load generator: worker processes beside the server (bench/worker/load-worker.ts) on the bare `ws` client, connecting from 127.0.0.2, 127.0.0.3, … (about 28,000 ports each). Parley frames are built and read by a lean codec (bench/lib/parley-wire.ts, checked against proto/client-codec.ts); Socket.IO is spoken as raw Engine.IO 4 text frames; raw uWS with a one-byte-opcode protocol.',
+    '- Open loop: message k is due at start + k/rate; latency is measured from that due time, so a stalled server or generator shows up as latency (no coordinated omission). Both ends of every channel live in one worker process and share its monotonic clock. `send lag` is how late the generator put messages on the wire; when it is large, the generator was a limit.',
+    '- Server figures are sampled every 500 ms from /proc/<pid> (RSS, CPU of the process and of its main thread). Event-loop delay is not exposed by the servers; the `/healthz` probe latency stands in for it (read as `event_loop_delay_ms` if /healthz ever reports one).',
+    `- Peers do no persistence and no auth; Parley stores every message and inbox entry (SQLite, durability ${String(file.parameters.durability)}) before its send_ack, authenticates every session and tracks presence.`,
+    '',
+  );
+  writeFileSync(mdPath, md.join('\n'));
+  written.push(mdPath);
+  return written;
+}
+
+/** Merges every result file in `dir` (smoke runs left out) into SUMMARY.md and its charts. */
+export function writeSummary(dir: string): string[] {
+  const files: ResultFile[] = [];
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.json')).sort()) {
+    try {
+      const file = JSON.parse(readFileSync(join(dir, f), 'utf8')) as ResultFile;
+      if (Array.isArray(file.results) && file.parameters?.scenario !== 'smoke') files.push(file);
+    } catch {
+      // not a result file
+    }
+  }
+  if (files.length === 0) throw new Error(`no result files in ${dir}`);
+  const results = files.flatMap((f) => f.results.map((e) => ({ ...e, run: f.name })));
+  const merged: ResultFile = {
+    name: 'summary',
+    created_at: new Date().toISOString(),
+    command: `npm run bench -- --summary ${dir}`,
+    machine: files[0]!.machine,
+    versions: files[0]!.versions,
+    parameters: { scenario: 'summary', durability: [...new Set(files.map((f) => String(f.parameters.durability)))].join(', ') },
+    results,
+    failures: files.flatMap((f) => f.failures),
+    duration_s: Math.round(files.reduce((a, f) => a + f.duration_s, 0)),
+  };
+  const preface = [
+    '## Runs', '',
+    '| run | when | took | command | load avg at start |', '|---|---|---:|---|---|',
+    ...files.map((f) => `| [${f.name}](${f.name}.md) | ${f.created_at.slice(0, 16).replace('T', ' ')} | ${f.duration_s} s | \`${f.command}\` | ${(f.machine.load_avg_at_start as number[]).join(' ')} |`),
+    '',
+  ];
+  return writeReport(merged, join(dir, 'SUMMARY.md'), preface);
+}

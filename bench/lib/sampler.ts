@@ -1,0 +1,210 @@
+/**
+ * Samples the server from outside every 500 ms: RSS and CPU from /proc/<pid> (whole process and
+ * its main thread, the event loop), the load generator's CPU (its worker processes plus the
+ * coordinator), machine-wide CPU, and the latency of a GET /healthz probe as a stand-in for
+ * event-loop delay (the server cannot be changed to report it; if /healthz ever carries
+ * `event_loop_delay_ms`, that is read too).
+ */
+import http from 'node:http';
+import { cpus } from 'node:os';
+import { CLK_TCK, readIo, readMachine, readProc, readThreads, loadAverage, type MachineTimes, type ProcTimes } from './proc.ts';
+
+export interface Sample {
+  /** performance.now() of the coordinator. */
+  readonly t: number;
+  readonly rssBytes: number;
+  /** % of one core, all threads (can exceed 100). */
+  readonly cpuPct: number;
+  /** % of one core, main thread only. */
+  readonly mainCpuPct: number;
+  /** % of one core of the busiest threads other than the main one (SQLite writer, GC, ...). */
+  readonly otherThreadsPct: number[];
+  readonly generatorCpuPct: number;
+  /** Storage writes of the server process, bytes/s. */
+  readonly diskWriteBps: number;
+  /** % of all cores, whole machine. */
+  readonly machinePct: number;
+  /** % of one core used by everything else on the machine (other jobs, kernel). */
+  readonly otherCpuPct: number;
+  readonly probeMs: number | undefined;
+  readonly eventLoopDelayMs: number | undefined;
+  readonly load1: number;
+}
+
+export interface WindowStats {
+  readonly samples: number;
+  readonly server_rss_bytes: number;
+  readonly server_rss_peak_bytes: number;
+  readonly server_cpu_pct: number;
+  readonly server_cpu_peak_pct: number;
+  readonly server_main_thread_cpu_pct: number;
+  readonly server_main_thread_cpu_peak_pct: number;
+  /** Average % of one core of the three busiest other threads of the server (for Parley the SQLite writer is normally first). */
+  readonly server_other_threads_cpu_pct: number[];
+  readonly generator_cpu_pct: number;
+  readonly server_disk_write_bytes_per_s: number;
+  readonly machine_cpu_pct: number;
+  readonly other_cpu_pct: number;
+  readonly load_avg_1m: number;
+  readonly healthz_probe_ms: { p50: number; p99: number; max: number } | undefined;
+  readonly event_loop_delay_ms: { mean: number; max: number } | undefined;
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function probe(url: string, timeoutMs: number): Promise<{ ms: number; eld?: number } | undefined> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const req = http.get(url, { agent, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => {
+        const ms = performance.now() - t0;
+        let eld: number | undefined;
+        try {
+          const v = (JSON.parse(body) as { event_loop_delay_ms?: unknown }).event_loop_delay_ms;
+          if (typeof v === 'number') eld = v;
+        } catch {
+          // not JSON: latency only
+        }
+        resolve(eld === undefined ? { ms } : { ms, eld });
+      });
+    });
+    req.on('timeout', () => {
+      req.destroy();
+      resolve({ ms: timeoutMs });
+    });
+    req.on('error', () => resolve(undefined));
+  });
+}
+
+export class Sampler {
+  readonly samples: Sample[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private prevServer: ProcTimes | undefined;
+  private prevThreads = new Map<number, number>();
+  private prevIo: { writeBytes: number } | undefined;
+  private prevGen = new Map<number, number>();
+  private prevMachine: MachineTimes | undefined;
+  private prevT = 0;
+  private lastProbe: { ms: number; eld?: number } | undefined;
+  private probing = false;
+  private readonly cores = cpus().length;
+
+  constructor(
+    private readonly serverPid: number,
+    private readonly healthUrl: string | undefined,
+    private readonly generatorPids: () => number[],
+    private readonly intervalMs = 500,
+  ) {}
+
+  start(): this {
+    this.tick();
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
+    this.timer.unref();
+    return this;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** The latest RSS of the server (sampled now). */
+  rssNow(): number {
+    return readProc(this.serverPid)?.rssBytes ?? 0;
+  }
+
+  private tick(): void {
+    const t = performance.now();
+    const server = readProc(this.serverPid);
+    const threads = readThreads(this.serverPid);
+    const io = readIo(this.serverPid);
+    const machine = readMachine();
+    const genPids = [process.pid, ...this.generatorPids()];
+    let genDelta = 0;
+    const nextGen = new Map<number, number>();
+    for (const pid of genPids) {
+      const p = readProc(pid);
+      if (!p) continue;
+      nextGen.set(pid, p.ticks);
+      const before = this.prevGen.get(pid);
+      if (before !== undefined) genDelta += p.ticks - before;
+    }
+    if (server && this.prevServer && this.prevMachine) {
+      const dt = (t - this.prevT) / 1000;
+      const pct = (ticks: number): number => Math.round(((ticks / CLK_TCK / dt) * 100) * 10) / 10;
+      const cpuPct = pct(server.ticks - this.prevServer.ticks);
+      const generatorCpuPct = pct(genDelta);
+      const dm = machine.total - this.prevMachine.total;
+      const machineBusyTicks = machine.busy - this.prevMachine.busy;
+      const machinePct = dm > 0 ? Math.round((machineBusyTicks / dm) * 1000) / 10 : 0;
+      const machineCores = (machinePct / 100) * this.cores * 100;
+      const others: number[] = [];
+      for (const [tid, ticks] of threads) {
+        if (tid === this.serverPid) continue;
+        const before = this.prevThreads.get(tid);
+        if (before !== undefined) others.push(pct(ticks - before));
+      }
+      others.sort((a, b) => b - a);
+      this.samples.push({
+        t,
+        rssBytes: server.rssBytes,
+        cpuPct,
+        mainCpuPct: pct(server.mainTicks - this.prevServer.mainTicks),
+        otherThreadsPct: others.slice(0, 3),
+        diskWriteBps: io && this.prevIo ? Math.round((io.writeBytes - this.prevIo.writeBytes) / dt) : 0,
+        generatorCpuPct,
+        machinePct,
+        otherCpuPct: Math.max(0, Math.round((machineCores - cpuPct - generatorCpuPct) * 10) / 10),
+        probeMs: this.lastProbe?.ms,
+        eventLoopDelayMs: this.lastProbe?.eld,
+        load1: loadAverage()[0] ?? 0,
+      });
+    }
+    this.prevServer = server;
+    this.prevThreads = threads;
+    this.prevIo = io;
+    this.prevGen = nextGen;
+    this.prevMachine = machine;
+    this.prevT = t;
+    this.lastProbe = undefined;
+    if (this.healthUrl && !this.probing) {
+      this.probing = true;
+      void probe(this.healthUrl, 2_000).then((r) => {
+        this.probing = false;
+        this.lastProbe = r;
+      });
+    }
+  }
+
+  /** Figures over samples taken between t0 and t1 (performance.now()). */
+  window(t0: number, t1: number): WindowStats {
+    const s = this.samples.filter((x) => x.t >= t0 && x.t <= t1 + this.intervalMs);
+    const list = s.length > 0 ? s : this.samples.slice(-1);
+    const avg = (f: (x: Sample) => number): number => (list.length ? Math.round((list.reduce((a, x) => a + f(x), 0) / list.length) * 10) / 10 : 0);
+    const max = (f: (x: Sample) => number): number => list.reduce((a, x) => Math.max(a, f(x)), 0);
+    const probes = list.map((x) => x.probeMs).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+    const elds = list.map((x) => x.eventLoopDelayMs).filter((x): x is number => x !== undefined);
+    const q = (p: number): number => Math.round((probes[Math.min(probes.length - 1, Math.floor(p * probes.length))] ?? 0) * 100) / 100;
+    return {
+      samples: list.length,
+      server_rss_bytes: list.at(-1)?.rssBytes ?? 0,
+      server_rss_peak_bytes: max((x) => x.rssBytes),
+      server_cpu_pct: avg((x) => x.cpuPct),
+      server_cpu_peak_pct: max((x) => x.cpuPct),
+      server_main_thread_cpu_pct: avg((x) => x.mainCpuPct),
+      server_main_thread_cpu_peak_pct: max((x) => x.mainCpuPct),
+      server_other_threads_cpu_pct: [0, 1, 2].map((i) => avg((x) => x.otherThreadsPct[i] ?? 0)),
+      generator_cpu_pct: avg((x) => x.generatorCpuPct),
+      server_disk_write_bytes_per_s: Math.round(avg((x) => x.diskWriteBps)),
+      machine_cpu_pct: avg((x) => x.machinePct),
+      other_cpu_pct: avg((x) => x.otherCpuPct),
+      load_avg_1m: avg((x) => x.load1),
+      healthz_probe_ms: probes.length ? { p50: q(0.5), p99: q(0.99), max: Math.round((probes.at(-1) ?? 0) * 100) / 100 } : undefined,
+      event_loop_delay_ms: elds.length
+        ? { mean: Math.round((elds.reduce((a, b) => a + b, 0) / elds.length) * 100) / 100, max: Math.max(...elds) }
+        : undefined,
+    };
+  }
+}

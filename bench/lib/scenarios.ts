@@ -1,0 +1,821 @@
+/**
+ * The benchmark scenarios. Each starts a fresh server for one target, prepares users and
+ * channels, drives it through a WorkerPool, samples the server from outside and returns one
+ * result entry.
+ */
+import { collectGarbage } from './inspector.ts';
+import { WorkerPool, MAX_CONNS_PER_WORKER, type RunSummary } from './pool.ts';
+import { waitForQuietMachine } from './proc.ts';
+import { Progress, note } from './progress.ts';
+import type { ConnSpec, TargetName } from './protocol.ts';
+import { Sampler, type WindowStats } from './sampler.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createParleyChannels, runParleyctl, startTarget, type ProvisionFigures, type ServerLog, type TargetHandle } from './targets.ts';
+
+/** One server process may hold this many sessions: it has 20,000 open files, minus its own. */
+export const MAX_SESSIONS_PER_NODE = 19_000;
+
+export interface BenchConfig {
+  readonly targets: readonly TargetName[];
+  /** Messages/s for one-to-one, and for group when given. */
+  readonly rate: number | undefined;
+  readonly rates: readonly number[];
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly drainS: number;
+  readonly pairs: number;
+  readonly sessions: readonly number[];
+  readonly holdS: number;
+  readonly settleS: number;
+  readonly groups: number;
+  readonly groupSize: number;
+  readonly groupRate: number | undefined;
+  readonly groupStartRate: number;
+  readonly startRate: number;
+  readonly stepS: number;
+  readonly stepFactor: number;
+  readonly maxSteps: number;
+  readonly p99LimitMs: number;
+  /** Group steps hold while p99 stays within this (a message fans out to size − 1 sockets). */
+  readonly groupP99LimitMs: number;
+  readonly workers: number | undefined;
+  readonly nodes: number;
+  readonly durability: 'fsync' | 'os';
+  readonly textBytes: number;
+  readonly heartbeatMs: number;
+  readonly ackEvery: number;
+  readonly connectConcurrency: number;
+  readonly connectTimeoutS: number;
+  /** Extra parleyd flags (name without dashes -> value). */
+  readonly serverFlags: Record<string, string>;
+  readonly serverNodeArgs: readonly string[];
+  /** Connections: force a full GC in the server (over the inspector) before each memory reading. */
+  readonly gcBeforeMemory: boolean;
+  /** Before each measured run, wait until other processes use at most this % of one core (0: don't wait). */
+  readonly quietMachinePct: number;
+  readonly quietMaxWaitS: number;
+  /** Redo a measured run or step (at most this often) when other processes used more than quietMachinePct × 1.5 during it. */
+  readonly contentionRetries: number;
+  /** The generator's WebSocket client: lean `raw` (default) or the `ws` package. */
+  readonly client: 'raw' | 'ws';
+  readonly quiet: boolean;
+}
+
+export interface LatencyMs {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+export interface StepResult {
+  offered_rate: number;
+  sent: number;
+  expected: number;
+  delivered: number;
+  errors: number;
+  timeouts: number;
+  latency_ms: LatencyMs;
+  send_lag_p99_ms: number;
+  deliveries_per_s: number;
+  held: boolean;
+  why_not: string | undefined;
+  server_cpu_pct: number;
+  server_main_thread_cpu_pct: number;
+  server_other_threads_cpu_pct: number[];
+  generator_cpu_pct: number;
+  machine_cpu_pct: number;
+  other_cpu_pct: number;
+}
+
+export interface LevelResult {
+  sessions: number;
+  connected: number;
+  rss_bytes: number;
+  rss_per_session_bytes: number;
+  heap_used_bytes: number | null;
+  heap_per_session_bytes: number | null;
+  connect_s: number;
+  connect_rate_per_s: number;
+}
+
+export interface ResultEntry {
+  scenario: string;
+  target: TargetName;
+  offered_rate: number | null;
+  duration_s: number | null;
+  sent: number;
+  expected: number;
+  delivered: number;
+  errors: number;
+  error_codes: Record<string, number>;
+  timeouts: number;
+  late: number;
+  latency_ms: LatencyMs | null;
+  /** Parley only: scheduled send to send_ack (the message is durable then). */
+  ack_latency_ms: LatencyMs | null;
+  /** How far behind its schedule the generator put messages on the wire. */
+  send_lag_ms: { p50: number; p99: number; max: number } | null;
+  max_rate: number | null;
+  steps: StepResult[] | null;
+  deliveries_per_s: number | null;
+  group_size: number | null;
+  groups: number | null;
+  pairs: number | null;
+  sessions: number | null;
+  connected: number | null;
+  /** (RSS after − RSS before) / sessions; both readings after a forced full GC when gc_before_memory. */
+  rss_per_session_bytes: number | null;
+  /** The same with the RSS read before forcing a GC (includes garbage V8 had not collected yet). */
+  rss_per_session_no_gc_bytes: number | null;
+  /** Growth of the server's JS heap (after GC) per session. */
+  heap_per_session_bytes: number | null;
+  gc_before_memory: boolean;
+  levels: LevelResult[] | null;
+  connect_rate_per_s: number | null;
+  all_up: boolean | null;
+  heartbeats: { sent: number; per_s: number; skipped: number } | null;
+  /** Connections: server RSS every ~5 s during the hold, [seconds into the hold, bytes]. */
+  rss_timeline: [number, number][] | null;
+  closed: number;
+  close_codes: Record<string, number>;
+  server_rss_bytes: number;
+  server_rss_before_bytes: number;
+  server_rss_peak_bytes: number;
+  server_cpu_pct: number;
+  server_main_thread_cpu_pct: number;
+  server_other_threads_cpu_pct: number[];
+  generator_cpu_pct: number;
+  server_disk_write_bytes_per_s: number;
+  machine_cpu_pct: number;
+  other_cpu_pct: number;
+  load_avg_1m: number;
+  healthz_probe_ms: WindowStats['healthz_probe_ms'] | null;
+  event_loop_delay_ms: WindowStats['event_loop_delay_ms'] | null;
+  persistence: string;
+  provision: ProvisionFigures | null;
+  server_log: ServerLog;
+  workers: number;
+  bottleneck: string;
+  notes: string[];
+  /** Seconds spent waiting for other processes to leave the CPU before measured runs. */
+  quiet_wait_s?: number;
+  error?: string;
+}
+
+const LOOPBACK_BASE = 2;
+
+/** Loopback source addresses 127.0.0.2 .. : about 28,000 ephemeral ports each. */
+export function sourceAddresses(connections: number): string[] {
+  const n = Math.max(4, Math.ceil(connections / 20_000) + 1);
+  if (LOOPBACK_BASE + n > 254) throw new Error('too many source addresses needed');
+  return Array.from({ length: n }, (_, i) => `127.0.0.${LOOPBACK_BASE + i}`);
+}
+
+function workersFor(cfg: BenchConfig, conns: number): number {
+  const needed = Math.ceil(conns / MAX_CONNS_PER_WORKER);
+  return Math.max(needed, cfg.workers ?? Math.min(2, Math.max(1, Math.ceil(conns / 50))));
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function persistenceOf(target: TargetName, cfg: BenchConfig): string {
+  return target === 'parley' ? `sqlite, durability=${cfg.durability} (every message and inbox entry stored before send_ack)` : 'none (relay only)';
+}
+
+function latencyOf(r: RunSummary): LatencyMs {
+  const { p50, p90, p99, p999, max, mean } = r.latency;
+  return { p50, p90, p99, p999, max, mean };
+}
+
+function bottleneck(w: WindowStats, lagP99: number, workers: number): string {
+  const parts: string[] = [];
+  if (w.server_main_thread_cpu_pct >= 85) parts.push(`server event loop saturated (main thread ${w.server_main_thread_cpu_pct}% of a core)`);
+  const busiest = w.server_other_threads_cpu_pct[0] ?? 0;
+  if (busiest >= 70) parts.push(`a server thread other than the event loop at ${busiest}% of a core (for Parley: the SQLite writer)`);
+  if (w.generator_cpu_pct >= 85 * Math.min(workers + 1, 2) || lagP99 > 10) parts.push(`load generator (${w.generator_cpu_pct}% CPU, send lag p99 ${lagP99} ms)`);
+  if (w.machine_cpu_pct >= 90) parts.push(`machine CPU (${w.machine_cpu_pct}% of all cores; other jobs ${w.other_cpu_pct}% of a core)`);
+  if (parts.length === 0) parts.push(`no CPU saturated (server ${w.server_cpu_pct}%, main thread ${w.server_main_thread_cpu_pct}%, generator ${w.generator_cpu_pct}%, machine ${w.machine_cpu_pct}%)`);
+  return parts.join('; ');
+}
+
+function blankEntry(scenario: string, target: TargetName, cfg: BenchConfig): ResultEntry {
+  return {
+    scenario,
+    target,
+    offered_rate: null,
+    duration_s: null,
+    sent: 0,
+    expected: 0,
+    delivered: 0,
+    errors: 0,
+    error_codes: {},
+    timeouts: 0,
+    late: 0,
+    latency_ms: null,
+    ack_latency_ms: null,
+    send_lag_ms: null,
+    max_rate: null,
+    steps: null,
+    deliveries_per_s: null,
+    group_size: null,
+    groups: null,
+    pairs: null,
+    sessions: null,
+    connected: null,
+    rss_per_session_bytes: null,
+    rss_per_session_no_gc_bytes: null,
+    heap_per_session_bytes: null,
+    gc_before_memory: false,
+    levels: null,
+    connect_rate_per_s: null,
+    all_up: null,
+    heartbeats: null,
+    rss_timeline: null,
+    closed: 0,
+    close_codes: {},
+    server_rss_bytes: 0,
+    server_rss_before_bytes: 0,
+    server_rss_peak_bytes: 0,
+    server_cpu_pct: 0,
+    server_main_thread_cpu_pct: 0,
+    server_other_threads_cpu_pct: [],
+    generator_cpu_pct: 0,
+    server_disk_write_bytes_per_s: 0,
+    machine_cpu_pct: 0,
+    other_cpu_pct: 0,
+    load_avg_1m: 0,
+    healthz_probe_ms: null,
+    event_loop_delay_ms: null,
+    persistence: persistenceOf(target, cfg),
+    provision: null,
+    server_log: { warn: 0, error: 0, byMessage: {} },
+    workers: 0,
+    bottleneck: '',
+    notes: [],
+  };
+}
+
+function applyWindow(e: ResultEntry, w: WindowStats): void {
+  e.server_rss_bytes = w.server_rss_bytes;
+  e.server_rss_peak_bytes = Math.max(e.server_rss_peak_bytes, w.server_rss_peak_bytes);
+  e.server_cpu_pct = w.server_cpu_pct;
+  e.server_main_thread_cpu_pct = w.server_main_thread_cpu_pct;
+  e.server_other_threads_cpu_pct = w.server_other_threads_cpu_pct;
+  e.server_disk_write_bytes_per_s = w.server_disk_write_bytes_per_s;
+  e.generator_cpu_pct = w.generator_cpu_pct;
+  e.machine_cpu_pct = w.machine_cpu_pct;
+  e.other_cpu_pct = w.other_cpu_pct;
+  e.load_avg_1m = w.load_avg_1m;
+  e.healthz_probe_ms = w.healthz_probe_ms ?? null;
+  e.event_loop_delay_ms = w.event_loop_delay_ms ?? null;
+}
+
+function applyRun(e: ResultEntry, r: RunSummary): void {
+  e.sent = r.sent;
+  e.expected = r.expected;
+  e.delivered = r.delivered;
+  e.errors = r.errors;
+  e.error_codes = r.errorCodes;
+  e.timeouts = r.timeouts;
+  e.late = r.late;
+  e.latency_ms = latencyOf(r);
+  e.ack_latency_ms = r.ackLatency.count > 0 ? (({ p50, p90, p99, p999, max, mean }) => ({ p50, p90, p99, p999, max, mean }))(r.ackLatency) : null;
+  e.send_lag_ms = { p50: r.sendLag.p50, p99: r.sendLag.p99, max: r.sendLag.max };
+  e.closed += r.closedDuringRun;
+}
+
+/** A running target: the server, its sampler, and where its load-generator pids come from. */
+export interface Env {
+  readonly t: TargetHandle;
+  readonly sampler: Sampler;
+  readonly pids: { set: (f: () => number[]) => void };
+  /** Every process of ours: coordinator, server, load workers. */
+  readonly ours: () => number[];
+}
+
+/** A running target with its sampler; always stopped, whatever happens in `body`. */
+export async function withTarget<T>(name: TargetName, cfg: BenchConfig, users: number, body: (env: Env) => Promise<T>, inspect = false): Promise<T> {
+  const progress = new Progress(`${name}: starting${users > 0 && name === 'parley' ? ` (+${users} users)` : ''}`, 1, cfg.quiet);
+  progress.update(0);
+  // One more than the first pool needs: the next pool on this target then starts at once too.
+  WorkerPool.prewarm(workersFor(cfg, Math.min(users, MAX_CONNS_PER_WORKER)) + 1);
+  const t = await startTarget(name, {
+    users: name === 'parley' ? users : 0,
+    durability: cfg.durability,
+    serverFlags: name === 'parley' ? cfg.serverFlags : {},
+    serverNodeArgs: cfg.serverNodeArgs,
+    inspect,
+  });
+  progress.done(t.provision ? `provisioned ${t.provision.users} users in ${t.provision.seconds} s` : '');
+  let gen: () => number[] = () => [];
+  const sampler = new Sampler(t.pid, t.healthUrl, () => gen()).start();
+  try {
+    return await body({ t, sampler, pids: { set: (f) => (gen = f) }, ours: () => [process.pid, t.pid, ...gen()] });
+  } finally {
+    sampler.stop();
+    await t.stop();
+  }
+}
+
+function connSpecs(t: TargetHandle, from: number, count: number): ConnSpec[] {
+  return Array.from({ length: count }, (_, i) => {
+    const u = t.users[from + i];
+    return u ? { token: u.token, user: u.username } : { user: `u${from + i}` };
+  });
+}
+
+async function makeChannels(t: TargetHandle, cfg: BenchConfig, kind: 'dm' | 'group', members: number[][]): Promise<string[]> {
+  if (t.name !== 'parley') return members.map((_, i) => `${kind}-${i}`);
+  const p = new Progress(`parley: creating ${members.length} ${kind === 'dm' ? 'DMs' : 'groups'}`, members.length, cfg.quiet);
+  const ids = await createParleyChannels(
+    t,
+    members.map((m) => ({ kind, members: m })),
+    (d) => p.update(d, `${d}/${members.length}`),
+  );
+  p.done(`${members.length}/${members.length}`);
+  return ids;
+}
+
+async function openPool(
+  t: TargetHandle,
+  cfg: BenchConfig,
+  label: string,
+  conns: ConnSpec[],
+  groups: { channel: string; members: number[] }[],
+  pids: { set: (f: () => number[]) => void },
+  extraPids: () => number[] = () => [],
+): Promise<{ pool: WorkerPool; connected: number; failed: number; failures: Record<string, number>; connectMs: number; workers: number }> {
+  const workers = workersFor(cfg, conns.length);
+  const p = new Progress(`${t.name}: ${label}`, conns.length, cfg.quiet);
+  const { pool, connect } = await WorkerPool.start({
+    target: t.name,
+    url: t.wsBase,
+    workers,
+    sources: sourceAddresses(conns.length),
+    conns,
+    groups,
+    connectConcurrency: cfg.connectConcurrency,
+    connectTimeoutMs: cfg.connectTimeoutS * 1000,
+    heartbeatMs: cfg.heartbeatMs,
+    textBytes: cfg.textBytes,
+    ackEvery: cfg.ackEvery,
+    client: cfg.client,
+    onProgress: (x) => p.update(x.connected + x.failed, `${x.connected} up, ${x.failed} failed`),
+  });
+  pids.set(() => [...extraPids(), ...pool.pids()]);
+  p.done(`${connect.connected} up, ${connect.failed} failed in ${(connect.connectMs / 1000).toFixed(1)} s`);
+  if (connect.failed > 0) note(`  ${t.name}: connection failures: ${JSON.stringify(connect.failures)}`);
+  return { pool, ...connect, workers };
+}
+
+/** Waits for a quiet machine when asked to; adds the time waited to the entry. */
+async function quietGate(env: Env, cfg: BenchConfig, e: ResultEntry | undefined): Promise<void> {
+  if (cfg.quietMachinePct <= 0) return;
+  const r = await waitForQuietMachine(cfg.quietMachinePct, cfg.quietMaxWaitS, env.ours, (other, waited) => {
+    if (!cfg.quiet) note(`  waiting for a quiet machine: other processes use ${other}% of a core (limit ${cfg.quietMachinePct}%), ${waited.toFixed(0)} s so far`);
+  });
+  if (e) {
+    e.quiet_wait_s = Math.round(((e.quiet_wait_s ?? 0) + r.waitedS) * 10) / 10;
+    if (r.otherPct > cfg.quietMachinePct) e.notes.push(`started although other processes used ${r.otherPct}% of a core (waited ${r.waitedS} s, the most allowed)`);
+  }
+}
+
+/**
+ * A measured run at `rate`: waits for a quiet machine first and redoes the run (bounded) when
+ * other processes took more than their share of the CPU meanwhile. Returns the last attempt.
+ */
+async function measuredRun(m: Messaging, cfg: BenchConfig, e: ResultEntry, label: string, rate: number, durationS: number): Promise<{ r: RunSummary; w: WindowStats }> {
+  const limit = cfg.quietMachinePct * 1.5;
+  const attempts = 1 + (cfg.quietMachinePct > 0 ? Math.max(0, cfg.contentionRetries) : 0);
+  let last: { r: RunSummary; w: WindowStats } | undefined;
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    if (attempt > 0) {
+      e.notes.push(`${label}: redone, other processes used ${last!.w.other_cpu_pct}% of a core during attempt ${attempt}`);
+      if (!cfg.quiet) note(`  other processes used ${last!.w.other_cpu_pct}% of a core during the run; running it again`);
+      await sleep(3_000);
+    }
+    const r = await timedRun(m.pool, cfg, label, rate, durationS, () => quietGate(m.env, cfg, e));
+    last = { r, w: m.sampler.window(r.startedAt, performance.now()) };
+    if (cfg.quietMachinePct <= 0 || last.w.other_cpu_pct <= limit) return last;
+  }
+  e.notes.push(`${label}: other processes used ${last!.w.other_cpu_pct}% of a core during the run (kept after ${attempts - 1} retries)`);
+  return last!;
+}
+
+async function timedRun(
+  pool: WorkerPool,
+  cfg: BenchConfig,
+  label: string,
+  rate: number,
+  durationS: number,
+  gate?: () => Promise<void>,
+): Promise<RunSummary & { startedAt: number }> {
+  if (gate) await gate();
+  const p = new Progress(label, durationS * 1000, cfg.quiet);
+  const t0 = performance.now();
+  const timer = setInterval(() => {
+    const x = pool.progress();
+    p.update(performance.now() - t0, `sent ${x.sent} delivered ${x.delivered} errors ${x.errors}`);
+  }, 250);
+  try {
+    const r = await pool.run(rate, durationS * 1000, cfg.drainS * 1000);
+    p.done(`sent ${r.sent} delivered ${r.delivered}/${r.expected} errors ${r.errors} timeouts ${r.timeouts} p99 ${r.latency.p99} ms`);
+    return { ...r, startedAt: t0 };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+// ---- connections
+
+export async function connections(target: TargetName, cfg: BenchConfig, levels: readonly number[] = cfg.sessions): Promise<ResultEntry> {
+  const n = Math.max(...levels);
+  if (n > MAX_SESSIONS_PER_NODE * cfg.nodes) throw new Error(`${n} sessions need ${Math.ceil(n / MAX_SESSIONS_PER_NODE)} nodes (one process holds at most ${MAX_SESSIONS_PER_NODE}: 20,000 open files)`);
+  return withTarget(target, cfg, n, (env) => connectionsIn(env, cfg, levels, 0), cfg.gcBeforeMemory);
+}
+
+interface Memory {
+  readonly rss: number;
+  readonly heap: number | undefined;
+}
+
+/** RSS (and JS heap), after a forced full GC when the server has an inspector. */
+async function memoryNow(env: Env, cfg: BenchConfig): Promise<Memory> {
+  let heap: number | undefined;
+  if (cfg.gcBeforeMemory && env.t.inspectorUrl) {
+    try {
+      heap = (await collectGarbage(env.t.inspectorUrl)).usedBytes;
+      await sleep(300);
+    } catch (err) {
+      note(`  ${env.t.name}: could not force a GC: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  return { rss: await steadyRss(env.sampler, cfg), heap };
+}
+
+/** Sessions of users base.. in steps of `levels`, then held; measures RSS before, per level and after. */
+async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number[], base: number): Promise<ResultEntry> {
+  const { t, sampler, pids } = env;
+  const target = t.name;
+  const e = blankEntry('connections', target, cfg);
+  const sorted = [...new Set(levels)].sort((a, b) => a - b);
+  const n = sorted.at(-1)!;
+  e.sessions = n;
+  e.provision = t.provision ?? null;
+  await sleep(cfg.settleS * 400);
+  const beforeMem = await memoryNow(env, cfg);
+  const before = beforeMem.rss;
+  e.server_rss_before_bytes = before;
+  e.gc_before_memory = beforeMem.heap !== undefined;
+  const pools: WorkerPool[] = [];
+  const levelsOut: LevelResult[] = [];
+  let connected = 0;
+  let connectSeconds = 0;
+  try {
+    let have = 0;
+    for (const level of sorted) {
+      const add = level - have;
+      const conns = connSpecs(t, base + have, add);
+      await quietGate(env, cfg, e);
+      const opened = await openPool(t, cfg, `connecting ${have}..${level}`, conns, [], pids, () => pools.flatMap((p) => p.pids()));
+      pools.push(opened.pool);
+      e.workers += opened.workers;
+      connected += opened.connected;
+      connectSeconds += opened.connectMs / 1000;
+      have = level;
+      pids.set(() => pools.flatMap((p) => p.pids()));
+      if (opened.failed > 0) e.notes.push(`level ${level}: ${opened.failed} sessions failed to connect: ${JSON.stringify(opened.failures)}`);
+      await sleep(cfg.settleS * 1000);
+      const mem = await memoryNow(env, cfg);
+      const rss = mem.rss;
+      const heapGrowth = mem.heap !== undefined && beforeMem.heap !== undefined ? mem.heap - beforeMem.heap : undefined;
+      levelsOut.push({
+        sessions: level,
+        connected,
+        rss_bytes: rss,
+        rss_per_session_bytes: connected > 0 ? Math.round((rss - before) / connected) : 0,
+        heap_used_bytes: mem.heap ?? null,
+        heap_per_session_bytes: heapGrowth !== undefined && connected > 0 ? Math.round(heapGrowth / connected) : null,
+        connect_s: Math.round((opened.connectMs / 1000) * 100) / 100,
+        connect_rate_per_s: opened.connectMs > 0 ? Math.round(opened.connected / (opened.connectMs / 1000)) : 0,
+      });
+    }
+    // Hold: every session heartbeats; the server must keep them all.
+    await quietGate(env, cfg, e);
+    const h0 = await Promise.all(pools.map((p) => p.status()));
+    const t0 = performance.now();
+    const hp = new Progress(`${target}: holding ${connected} sessions`, cfg.holdS * 1000, cfg.quiet);
+    const holdEnd = t0 + cfg.holdS * 1000;
+    const timeline: [number, number][] = [[0, sampler.rssNow()]];
+    for (let i = 0; i < 100_000 && performance.now() < holdEnd; i++) {
+      await sleep(Math.min(1_000, Math.max(0, holdEnd - performance.now())));
+      const rss = sampler.rssNow();
+      const at = (performance.now() - t0) / 1000;
+      if (at - timeline.at(-1)![0] >= 5 || performance.now() >= holdEnd) timeline.push([Math.round(at), rss]);
+      hp.update(performance.now() - t0, `rss ${(rss / 1048576).toFixed(1)} MiB`);
+    }
+    e.rss_timeline = timeline;
+    const t1 = performance.now();
+    const h1 = await Promise.all(pools.map((p) => p.status()));
+    const open = h1.reduce((a, s) => a + s.open, 0);
+    const closed = h1.reduce((a, s) => a + s.closed, 0);
+    const beats = h1.reduce((a, s) => a + s.heartbeats, 0) - h0.reduce((a, s) => a + s.heartbeats, 0);
+    const skipped = h1.reduce((a, s) => a + s.heartbeatSkipped, 0) - h0.reduce((a, s) => a + s.heartbeatSkipped, 0);
+    for (const s of h1) for (const [k, v] of Object.entries(s.closeCodes)) e.close_codes[k] = (e.close_codes[k] ?? 0) + v;
+    hp.done(`${open}/${n} still up`);
+    const rssNoGc = await steadyRss(sampler, cfg);
+    const afterMem = await memoryNow(env, cfg);
+    const rssAfter = afterMem.rss;
+    const w = sampler.window(t0, t1);
+    applyWindow(e, w);
+    e.server_rss_bytes = rssAfter;
+    e.server_rss_peak_bytes = Math.max(...sampler.samples.map((s) => s.rssBytes));
+    e.connected = connected;
+    e.rss_per_session_bytes = connected > 0 ? Math.round((rssAfter - before) / connected) : null;
+    e.rss_per_session_no_gc_bytes = connected > 0 ? Math.round((rssNoGc - before) / connected) : null;
+    e.heap_per_session_bytes =
+      connected > 0 && afterMem.heap !== undefined && beforeMem.heap !== undefined ? Math.round((afterMem.heap - beforeMem.heap) / connected) : null;
+    e.levels = levelsOut;
+    e.connect_rate_per_s = connectSeconds > 0 ? Math.round(connected / connectSeconds) : null;
+    e.all_up = open === n && closed === 0;
+    e.closed = closed;
+    e.heartbeats = { sent: beats, per_s: Math.round(beats / ((t1 - t0) / 1000)), skipped };
+    e.duration_s = cfg.holdS;
+    e.bottleneck = `idle: server ${w.server_cpu_pct}% CPU while handling ${e.heartbeats.per_s} heartbeats/s`;
+    if (levelsOut.length >= 2) {
+      const a = levelsOut[0]!;
+      const b = levelsOut.at(-1)!;
+      const slope = Math.round((b.rss_bytes - a.rss_bytes) / Math.max(1, b.connected - a.connected));
+      e.notes.push(`RSS slope ${a.sessions}->${b.sessions} sessions: ${slope} bytes/session (per-session average at ${a.sessions}: ${a.rss_per_session_bytes}, at ${b.sessions}: ${b.rss_per_session_bytes})`);
+    }
+    if (connected < n) e.notes.push(`${n - connected} sessions could not connect`);
+  } finally {
+    e.server_log = t.log;
+    const closing = new Progress(`${target}: closing ${connected} sessions`, 1, cfg.quiet);
+    await Promise.all(pools.map((p) => p.close()));
+    closing.done();
+  }
+  return e;
+}
+
+/** Median of three RSS readings 500 ms apart (GC makes single readings jumpy); one when settling is short. */
+async function steadyRss(sampler: Sampler, cfg: BenchConfig): Promise<number> {
+  const n = cfg.settleS >= 2 ? 3 : 1;
+  const r: number[] = [];
+  for (let i = 0; i < n; i++) {
+    r.push(sampler.rssNow());
+    if (i < n - 1) await sleep(500);
+  }
+  return r.sort((a, b) => a - b)[Math.floor(n / 2)]!;
+}
+
+// ---- messaging (one-to-one, group, max-throughput)
+
+interface Messaging {
+  readonly env: Env;
+  readonly t: TargetHandle;
+  readonly pool: WorkerPool;
+  readonly sampler: Sampler;
+  readonly workers: number;
+}
+
+type Shape = { kind: 'dm' | 'group'; count: number; size: number };
+
+function usersOf(shape: Shape, cfg: BenchConfig): number {
+  const users = shape.count * shape.size;
+  if (users > MAX_SESSIONS_PER_NODE * cfg.nodes) throw new Error(`${users} sessions need more than one node (at most ${MAX_SESSIONS_PER_NODE} per process)`);
+  return users;
+}
+
+/** Channels of users base.., all members connected; `body` drives them. */
+async function withMessaging<T>(env: Env, cfg: BenchConfig, shape: Shape, base: number, e: ResultEntry, body: (m: Messaging) => Promise<T>): Promise<T> {
+  const { t, sampler, pids } = env;
+  const users = usersOf(shape, cfg);
+  e.provision = t.provision ?? null;
+  const members = Array.from({ length: shape.count }, (_, g) => Array.from({ length: shape.size }, (_, i) => base + g * shape.size + i));
+  const channels = await makeChannels(t, cfg, shape.kind, members);
+  // The pool indexes its own connection list from 0.
+  const groups = members.map((m, i) => ({ channel: channels[i]!, members: m.map((x) => x - base) }));
+  e.server_rss_before_bytes = await steadyRss(sampler, cfg);
+  const opened = await openPool(t, cfg, `connecting ${users} sessions`, connSpecs(t, base, users), groups, pids);
+  e.workers = opened.workers;
+  e.connected = opened.connected;
+  if (opened.failed > 0) e.notes.push(`${opened.failed} of ${users} sessions failed to connect: ${JSON.stringify(opened.failures)}`);
+  try {
+    return await body({ env, t, pool: opened.pool, sampler, workers: opened.workers });
+  } finally {
+    e.server_log = t.log;
+    await opened.pool.close();
+    WorkerPool.prewarm(opened.workers + 1);
+  }
+}
+
+async function warmup(m: Messaging, cfg: BenchConfig, rate: number): Promise<void> {
+  if (cfg.warmupS <= 0) return;
+  await timedRun(m.pool, cfg, `${m.t.name}: warm-up ${rate}/s`, rate, cfg.warmupS);
+  await sleep(500);
+}
+
+export async function oneToOne(target: TargetName, cfg: BenchConfig, rate: number): Promise<ResultEntry> {
+  const shape: Shape = { kind: 'dm', count: cfg.pairs, size: 2 };
+  return withTarget(target, cfg, usersOf(shape, cfg), (env) => oneToOneIn(env, cfg, rate, 0));
+}
+
+async function oneToOneIn(env: Env, cfg: BenchConfig, rate: number, base: number): Promise<ResultEntry> {
+  const target = env.t.name;
+  const e = blankEntry('one-to-one', target, cfg);
+  e.pairs = cfg.pairs;
+  e.offered_rate = rate;
+  e.duration_s = cfg.durationS;
+  return withMessaging(env, cfg, { kind: 'dm', count: cfg.pairs, size: 2 }, base, e, async (m) => {
+    await warmup(m, cfg, rate);
+    const { r, w } = await measuredRun(m, cfg, e, `${target}: one-to-one ${rate}/s`, rate, cfg.durationS);
+    applyRun(e, r);
+    applyWindow(e, w);
+    e.deliveries_per_s = Math.round(r.delivered / cfg.durationS);
+    e.bottleneck = bottleneck(w, r.sendLag.p99, m.workers);
+    return e;
+  });
+}
+
+/** Fixed rate when `rate` is given; otherwise steps the rate up to the highest that holds. */
+export async function group(target: TargetName, cfg: BenchConfig, rate: number | undefined): Promise<ResultEntry> {
+  const shape: Shape = { kind: 'group', count: cfg.groups, size: cfg.groupSize };
+  return withTarget(target, cfg, usersOf(shape, cfg), (env) => groupIn(env, cfg, rate, 0));
+}
+
+async function groupIn(env: Env, cfg: BenchConfig, rate: number | undefined, base: number): Promise<ResultEntry> {
+  const target = env.t.name;
+  const e = blankEntry('group', target, cfg);
+  e.groups = cfg.groups;
+  e.group_size = cfg.groupSize;
+  return withMessaging(env, cfg, { kind: 'group', count: cfg.groups, size: cfg.groupSize }, base, e, async (m) => {
+    if (rate !== undefined) {
+      await warmup(m, cfg, rate);
+      const { r, w } = await measuredRun(m, cfg, e, `${target}: group ${rate} msg/s`, rate, cfg.durationS);
+      applyRun(e, r);
+      applyWindow(e, w);
+      e.offered_rate = rate;
+      e.duration_s = cfg.durationS;
+      e.deliveries_per_s = Math.round(r.delivered / cfg.durationS);
+      e.bottleneck = bottleneck(w, r.sendLag.p99, m.workers);
+      return e;
+    }
+    await stepUp(m, cfg, e, cfg.groupStartRate, 'group', cfg.groupP99LimitMs);
+    return e;
+  });
+}
+
+export async function maxThroughput(target: TargetName, cfg: BenchConfig): Promise<ResultEntry> {
+  const shape: Shape = { kind: 'dm', count: cfg.pairs, size: 2 };
+  return withTarget(target, cfg, usersOf(shape, cfg), async (env) => {
+    const e = blankEntry('max-throughput', target, cfg);
+    e.pairs = cfg.pairs;
+    return withMessaging(env, cfg, shape, 0, e, async (m) => {
+      await stepUp(m, cfg, e, cfg.startRate, 'max-throughput', cfg.p99LimitMs);
+      return e;
+    });
+  });
+}
+
+/**
+ * The quick check (npm test): one server per target, and on it a few idle sessions, a short
+ * one-to-one run and a short group run, each on its own users. A part that fails is reported in
+ * its entry's `error` and the others still run.
+ */
+export async function smoke(target: TargetName, cfg: BenchConfig): Promise<ResultEntry[]> {
+  const sessions = Math.max(...cfg.sessions);
+  const pairUsers = cfg.pairs * 2;
+  const groupUsers = cfg.groups * cfg.groupSize;
+  return withTarget(target, cfg, sessions + pairUsers + groupUsers, async (env) => {
+    const parts: [string, () => Promise<ResultEntry>][] = [
+      ['connections', () => connectionsIn(env, cfg, cfg.sessions, 0)],
+      ['one-to-one', () => oneToOneIn(env, cfg, cfg.rate ?? 500, sessions)],
+      ['group', () => groupIn(env, cfg, cfg.groupRate ?? 20, sessions + pairUsers)],
+    ];
+    const out: ResultEntry[] = [];
+    for (const [name, run] of parts) {
+      note(`-- ${name} · ${target}`);
+      try {
+        out.push(await run());
+      } catch (err) {
+        const e = blankEntry(name, target, cfg);
+        e.error = err instanceof Error ? err.message : String(err);
+        note(`!! ${name} · ${target} failed: ${e.error}`);
+        out.push(e);
+      }
+    }
+    return out;
+  }, cfg.gcBeforeMemory);
+}
+
+/**
+ * Raises the offered rate by `stepFactor` while a step holds (p99 within the limit, no errors,
+ * nothing lost), then bisects twice between the last rate that held and the first that did not.
+ * Bounded by maxSteps. The entry gets the best step's figures and every step.
+ */
+async function stepUp(m: Messaging, cfg: BenchConfig, e: ResultEntry, startRate: number, label: string, p99LimitMs: number): Promise<void> {
+  const steps: StepResult[] = [];
+  let best: { rate: number; r: RunSummary; w: WindowStats } | undefined;
+  let failedAt: number | undefined;
+  let rate = Math.max(1, Math.round(startRate));
+  let refinements = 0;
+  await warmup(m, cfg, rate);
+  for (let i = 0; i < cfg.maxSteps; i++) {
+    const { r, w } = await measuredRun(m, cfg, e, `${m.t.name}: ${label} #${i + 1} ${rate}/s`, rate, cfg.stepS);
+    const why =
+      r.errors > 0
+        ? `${r.errors} errors ${JSON.stringify(r.errorCodes)}`
+        : r.timeouts > 0
+          ? `${r.timeouts} deliveries timed out`
+          : r.latency.p99 > p99LimitMs
+            ? `p99 ${r.latency.p99} ms > ${p99LimitMs} ms`
+            : r.delivered < r.expected
+              ? `${r.expected - r.delivered} deliveries missing`
+              : undefined;
+    steps.push({
+      offered_rate: rate,
+      sent: r.sent,
+      expected: r.expected,
+      delivered: r.delivered,
+      errors: r.errors,
+      timeouts: r.timeouts,
+      latency_ms: latencyOf(r),
+      send_lag_p99_ms: r.sendLag.p99,
+      deliveries_per_s: Math.round(r.delivered / cfg.stepS),
+      held: why === undefined,
+      why_not: why,
+      server_cpu_pct: w.server_cpu_pct,
+      server_main_thread_cpu_pct: w.server_main_thread_cpu_pct,
+      server_other_threads_cpu_pct: w.server_other_threads_cpu_pct,
+      generator_cpu_pct: w.generator_cpu_pct,
+      machine_cpu_pct: w.machine_cpu_pct,
+      other_cpu_pct: w.other_cpu_pct,
+    });
+    if (why === undefined) {
+      if (!best || rate > best.rate) best = { rate, r, w };
+    } else {
+      failedAt = failedAt === undefined ? rate : Math.min(failedAt, rate);
+      if (!cfg.quiet) note(`  step did not hold: ${why}`);
+    }
+    // Let queues empty before the next step so one overload does not poison the next.
+    await sleep(why === undefined ? 1_000 : 3_000);
+    if (failedAt === undefined) {
+      rate = Math.round(rate * cfg.stepFactor);
+      continue;
+    }
+    if (!best) {
+      rate = Math.round(rate / 2);
+      if (rate < 1) break;
+      continue;
+    }
+    if (refinements >= 2 || failedAt / best.rate < 1.1) break;
+    refinements++;
+    rate = Math.round((best.rate + failedAt) / 2);
+  }
+  e.steps = steps;
+  e.max_rate = best?.rate ?? 0;
+  const chosen = best ?? undefined;
+  if (chosen) {
+    applyRun(e, chosen.r);
+    applyWindow(e, chosen.w);
+    e.offered_rate = chosen.rate;
+    e.duration_s = cfg.stepS;
+    e.deliveries_per_s = Math.round(chosen.r.delivered / cfg.stepS);
+  }
+  const top = steps.reduce<StepResult | undefined>((a, s) => (!a || s.offered_rate > a.offered_rate ? s : a), undefined);
+  const w = chosen?.w;
+  const failing = steps.find((s) => !s.held && s.offered_rate === failedAt);
+  e.bottleneck = failing
+    ? `first rate that failed: ${failing.offered_rate}/s (${failing.why_not}); then server ${failing.server_cpu_pct}% CPU (main thread ${failing.server_main_thread_cpu_pct}%), generator ${failing.generator_cpu_pct}%, machine ${failing.machine_cpu_pct}%, send lag p99 ${failing.send_lag_p99_ms} ms`
+    : `no step failed up to ${top?.offered_rate}/s (maxSteps reached)` + (w ? `; server ${w.server_cpu_pct}% CPU` : '');
+  e.notes.push(`a step holds while p99 ≤ ${p99LimitMs} ms with no errors and nothing lost`);
+  if (failedAt === undefined) e.notes.push('the step limit was reached before any step failed: max_rate is a lower bound');
+  const lagged = steps.filter((s) => s.send_lag_p99_ms > 10);
+  if (lagged.length > 0) e.notes.push(`generator send lag p99 above 10 ms at ${lagged.map((s) => s.offered_rate).join(', ')}/s: there the generator (or the shared CPU) added latency`);
+}
+
+// ---- provisioning alone
+
+/** Users and tokens for `count` sessions through parleyctl, timed; no server involved. */
+export async function provisionOnly(cfg: BenchConfig, count: number): Promise<ResultEntry> {
+  const e = blankEntry('provision', 'parley', cfg);
+  const dir = mkdtempSync(join(tmpdir(), 'parley-provision-'));
+  const p = new Progress(`parley: provisioning ${count} users`, 1, cfg.quiet);
+  try {
+    const { figures } = await runParleyctl(dir, count);
+    e.provision = figures;
+    e.sessions = count;
+    e.duration_s = figures.seconds;
+    e.bottleneck = `parleyctl: ${figures.users_per_s} users/s (${figures.seconds} s for ${count}; goal: 250,000 in under 60 s)`;
+    p.done(`${count} users in ${figures.seconds} s`);
+    return e;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
