@@ -31,7 +31,7 @@ export const SETTINGS = [
   { key: 'auth_per_minute', type: 'int', default: 600, min: 1, doc: 'Signups plus logins allowed per client address per minute.' },
   { key: 'send_rate', type: 'int', default: 50, min: 1, doc: 'Messages per second one session may send (sustained).' },
   { key: 'send_burst', type: 'int', default: 100, min: 1, doc: 'Messages one session may send at once before send_rate applies.' },
-  { key: 'max_inflight_sends', type: 'int', default: 8_192, min: 1, doc: 'Sends in flight on one node before new ones are refused with OVERLOADED (load shedding).' },
+  { key: 'max_inflight_sends', type: 'int', default: 1_024, min: 1, doc: 'Sends in flight on one node before new ones are refused with OVERLOADED (load shedding).' },
   { key: 'heartbeat_interval_ms', type: 'int', default: 5_000, min: 100, doc: 'Heartbeat interval announced to clients in welcome.' },
   { key: 'presence_timeout_ms', type: 'int', default: 30_000, min: 300, doc: 'A device not heard from for this long is disconnected and counts as offline.' },
   { key: 'fanout_timeout_ms', type: 'int', default: 5_000, min: 100, doc: 'Time a send waits for one member inbox before queueing the append for retry.' },
