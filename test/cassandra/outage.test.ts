@@ -4,6 +4,8 @@ import { startTestCassandra, type TestCassandra } from '../support/cassandra.ts'
 import { connect, newUser, startServer, type ServerHandle } from '../support/server.ts';
 
 let cassandra: TestCassandra;
+// Serial: twice, when the parleyctl test's schema change ran during this test's signups, the
+// single node left a signup unanswered for over 30 s. Not yet explained; noted in the session note.
 let server: ServerHandle;
 
 test.before(async () => {
@@ -16,7 +18,7 @@ test.after.always(async () => {
   await cassandra?.stop();
 });
 
-test('cassandra outage - sends during it get UNAVAILABLE and no ack; every acked message survives; sends work again after, without restarting Parley', async (t) => {
+test.serial('cassandra outage - sends during it get UNAVAILABLE and no ack; every acked message survives; sends work again after, without restarting Parley', async (t) => {
   const a = await newUser(server);
   const b = await newUser(server);
   const { channel_id } = await a.http.openDm(b.userId);
@@ -73,7 +75,7 @@ test('cassandra outage - sends during it get UNAVAILABLE and no ack; every acked
   ac.client.close();
 });
 
-test('parleyctl schema apply - creates the keyspace and tables, and applying again changes nothing', async (t) => {
+test.serial('parleyctl schema apply - creates the keyspace and tables, and applying again changes nothing', async (t) => {
   const { spawnSync } = await import('node:child_process');
   const url = cassandra.storeUrl(`schema_${process.pid}`);
   const run = () => spawnSync(process.execPath, ['--import', 'tsx', 'bin/parleyctl.ts', 'schema', 'apply', '--store', url], { encoding: 'utf8', timeout: 120_000 });
