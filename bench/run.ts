@@ -136,6 +136,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-steps <n>', 'max-throughput/group: at most this many steps', int('--max-steps', 1), 14)
     .option('--p99-limit <ms>', 'max-throughput/group: a step holds while p99 stays within this', num('--p99-limit', 0.1), 50)
     .option('--group-p99-limit <ms>', 'group: a step holds while p99 stays within this', num('--group-p99-limit', 0.1), 100)
+    .option('--confirm-failures <n>', 'max-throughput/group: run a failed step again up to N times; it fails only if every run fails', int('--confirm-failures'), 1)
     .option('--workers <n>', 'load-generator processes (default: 2, more when sockets need it)', int('--workers', 1))
     .option('--nodes <n>', 'Parley nodes (more than 1 needs cluster support in parleyd)', int('--nodes', 1), 1)
     .addOption(new Option('--durability <d>', 'Parley SQLite durability').choices(['fsync', 'os']).default('fsync'))
@@ -145,6 +146,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--connect-concurrency <n>', 'handshakes in flight per worker', int('--connect-concurrency', 1), 256)
     .option('--connect-timeout <s>', 'a session not up within this counts as failed', num('--connect-timeout', 1), 30)
     .option('--server-flag <key=value>', 'extra parleyd flag, repeatable (e.g. fanout-timeout-ms=10000)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--parleyd-entry <file>', 'Parley entry point instead of bin/parleyd.ts (a .mjs/.js build runs without tsx; see bench/tools/build-parleyd.ts)')
     .option('--server-node-args <args>', 'extra Node.js arguments for every server process, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")')
     .option('--worker-node-args <args>', 'extra Node.js arguments for the load-generator workers, space-separated')
     .option('--out <file>', 'result JSON (the .md report and .svg charts go next to it)')
@@ -209,11 +211,13 @@ export async function main(argv: string[]): Promise<number> {
         return [kv.slice(0, i).replace(/^--/, ''), kv.slice(i + 1)];
       }),
     ),
+    parleydEntry: typeof o.parleydEntry === 'string' ? o.parleydEntry : undefined,
     serverNodeArgs: typeof o.serverNodeArgs === 'string' ? o.serverNodeArgs.split(/\s+/).filter(Boolean) : [],
     gcBeforeMemory: o.gc !== false,
     quietMachinePct: o.quietMachine as number,
     quietMaxWaitS: o.quietMaxWait as number,
     contentionRetries: o.contentionRetries as number,
+    confirmFailures: o.confirmFailures as number,
     client: o.client as 'raw' | 'ws',
     quiet: o.quiet === true,
   };

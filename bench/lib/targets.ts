@@ -4,7 +4,7 @@
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { spawnTracked, stopChild } from './children.ts';
@@ -57,6 +57,8 @@ export interface TargetOptions {
   readonly serverFlags?: Record<string, string>;
   /** Extra Node.js arguments for the server process (e.g. --cpu-prof for diagnosis). */
   readonly serverNodeArgs?: readonly string[];
+  /** Parley entry point (default bin/parleyd.ts); a .mjs/.js one (e.g. a build) runs without tsx. */
+  readonly parleydEntry?: string;
   /** Start the server with --inspect=127.0.0.1:0 (loopback, random port). */
   readonly inspect?: boolean;
   readonly keepData?: boolean;
@@ -169,6 +171,7 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
   const t0 = performance.now();
   try {
     if (name === 'parley') {
+      const entry = o.parleydEntry ? resolvePath(ROOT, o.parleydEntry) : join(ROOT, 'bin/parleyd.ts');
       dataDir = mkdtempSync(join(tmpdir(), 'parley-bench-'));
       if (o.users > 0) ({ users, figures: provision } = await runParleyctl(dataDir, o.users));
       const flags: Record<string, string> = {
@@ -183,7 +186,12 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
       };
       proc = spawnTracked(
         process.execPath,
-        [...nodeArgs, ...NODE_ARGS, join(ROOT, 'bin/parleyd.ts'), ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])],
+        [
+          ...nodeArgs,
+          ...(entry.endsWith('.ts') ? NODE_ARGS : []),
+          entry,
+          ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v]),
+        ],
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
         'parleyd',
         true,

@@ -14,8 +14,9 @@ import { sourceAddresses } from '../lib/scenarios.ts';
 import { startTarget } from '../lib/targets.ts';
 
 interface Snapshot {
-  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]]; edge_fields: string[]; edge_types: [string[], ...unknown[]] } };
   nodes: number[];
+  edges: number[];
   strings: string[];
 }
 
@@ -56,24 +57,65 @@ async function takeSnapshot(url: string): Promise<Snapshot> {
   return JSON.parse(chunks.join('')) as Snapshot;
 }
 
-/** Self size and count per "type:name" (constructor for objects). */
+/**
+ * Self size and count per "type:name" (constructor for objects). Arrays, closures and contexts
+ * have no useful name of their own, so they are keyed by their first retainer instead
+ * ("array <- Mailbox.items", "closure <- Activation.reply").
+ */
 function summarize(s: Snapshot): Map<string, { size: number; count: number }> {
-  const fields = s.snapshot.meta.node_fields;
-  const types = s.snapshot.meta.node_types[0];
+  const meta = s.snapshot.meta;
+  const fields = meta.node_fields;
+  const types = meta.node_types[0];
   const stride = fields.length;
   const fType = fields.indexOf('type');
   const fName = fields.indexOf('name');
   const fSize = fields.indexOf('self_size');
+  const fEdges = fields.indexOf('edge_count');
+  const eStride = meta.edge_fields.length;
+  const eType = meta.edge_fields.indexOf('type');
+  const eName = meta.edge_fields.indexOf('name_or_index');
+  const eTo = meta.edge_fields.indexOf('to_node');
+  const edgeTypes = meta.edge_types[0];
+  const count = s.nodes.length / stride;
+  const label = (n: number): string => {
+    const type = types[s.nodes[n * stride + fType]!]!;
+    const raw = s.strings[s.nodes[n * stride + fName]!]!;
+    const name = type === 'object' || type === 'native' ? raw : type === 'closure' ? `fn ${raw || '(anonymous)'}` : `(${type})`;
+    return name.length > 40 ? name.slice(0, 40) : name;
+  };
+  // First retainer of every node, skipping weak edges and synthetic roots.
+  const retainer = new Int32Array(count).fill(-1);
+  const via = new Array<string>(count);
+  let e = 0;
+  for (let n = 0; n < count; n++) {
+    const edges = s.nodes[n * stride + fEdges]!;
+    const fromType = types[s.nodes[n * stride + fType]!]!;
+    for (let k = 0; k < edges; k++, e += eStride) {
+      const to = s.edges[e + eTo]! / stride;
+      const et = edgeTypes[s.edges[e + eType]!]!;
+      if (et === 'weak' || fromType === 'synthetic' || retainer[to] !== -1) continue;
+      retainer[to] = n;
+      const nm = s.edges[e + eName]!;
+      via[to] = et === 'element' || et === 'hidden' ? `[${et}]` : String(s.strings[nm] ?? nm);
+    }
+  }
   const out = new Map<string, { size: number; count: number }>();
-  for (let i = 0; i < s.nodes.length; i += stride) {
-    const type = types[s.nodes[i + fType]!]!;
-    let name = type === 'object' || type === 'closure' || type === 'native' ? s.strings[s.nodes[i + fName]!]! : `(${type})`;
-    if (name.length > 60) name = name.slice(0, 60);
-    const key = `${type}:${name}`;
-    const e = out.get(key) ?? { size: 0, count: 0 };
-    e.size += s.nodes[i + fSize]!;
-    e.count++;
-    out.set(key, e);
+  for (let n = 0; n < count; n++) {
+    const type = types[s.nodes[n * stride + fType]!]!;
+    let key: string;
+    if (type === 'array' || type === 'closure' || (type === 'object' && label(n) === 'system / Context')) {
+      const r = retainer[n]!;
+      let owner = r >= 0 ? label(r) : '?';
+      // An array held by an array (a Map's table, a context's slots): name the holder's holder.
+      if (r >= 0 && types[s.nodes[r * stride + fType]!] === 'array' && retainer[r]! >= 0) owner = `${label(retainer[r]!)}.${via[r]}>`;
+      key = `${type === 'object' ? 'context' : type} <- ${owner}.${via[n] ?? '?'}`;
+    } else {
+      key = `${type}:${label(n)}`;
+    }
+    const x = out.get(key) ?? { size: 0, count: 0 };
+    x.size += s.nodes[n * stride + fSize]!;
+    x.count++;
+    out.set(key, x);
   }
   return out;
 }
@@ -83,9 +125,15 @@ async function main(): Promise<void> {
     .option('--target <t>', 'parley | socketio | uws-raw', 'parley')
     .option('--sessions <n>', 'sessions to connect', (v) => Number(v), 2000)
     .option('--top <n>', 'rows to print', (v) => Number(v), 25)
+    .option('--parleyd-entry <file>', 'Parley entry point (e.g. bench/.build/parleyd.mjs)')
     .parse(process.argv)
-    .opts<{ target: TargetName; sessions: number; top: number }>();
-  const t = await startTarget(o.target, { users: o.target === 'parley' ? o.sessions : 0, durability: 'os', inspect: true });
+    .opts<{ target: TargetName; sessions: number; top: number; parleydEntry?: string }>();
+  const t = await startTarget(o.target, {
+    users: o.target === 'parley' ? o.sessions : 0,
+    durability: 'os',
+    inspect: true,
+    ...(o.parleydEntry ? { parleydEntry: o.parleydEntry } : {}),
+  });
   try {
     await new Promise((r) => setTimeout(r, 1_000));
     if (!t.inspectorUrl) throw new Error('no inspector URL from the server');
