@@ -4,6 +4,7 @@
  *   npm run bench -- --scenario smoke                                  (< 1 min; npm test runs it)
  *   npm run bench -- --scenario one-to-one --target parley,socketio,uws-raw --rate 5000 --duration 20 --out bench/results/NAME.json
  *   npm run bench -- --scenario connections --sessions 5000,19000
+ *   npm run bench -- --scenario connections --target parley --nodes 14 --sessions 250000   (a cluster: etcd + 14 parleyd)
  *   npm run bench -- --scenario group --groups 50
  *   npm run bench -- --scenario max-throughput
  *   npm run bench -- --scenario all
@@ -138,12 +139,14 @@ export async function main(argv: string[]): Promise<number> {
     .option('--group-p99-limit <ms>', 'group: a step holds while p99 stays within this', num('--group-p99-limit', 0.1), 100)
     .option('--confirm-failures <n>', 'max-throughput/group: run a failed step again up to N times; it fails only if every run fails', int('--confirm-failures'), 1)
     .option('--workers <n>', 'load-generator processes (default: 2, more when sockets need it)', int('--workers', 1))
-    .option('--nodes <n>', 'Parley nodes (more than 1 needs cluster support in parleyd)', int('--nodes', 1), 1)
+    .option('--nodes <n>', 'Parley nodes: more than 1 starts a cluster on this box (etcd, one shared SQLite file, one secret file) and each session picks its node by asking GET /v1/servers; peers stay one process', int('--nodes', 1), 1)
+    .option('--connect-rate <n>', 'sessions started per second over all workers (0: as fast as --connect-concurrency allows)', int('--connect-rate'), 0)
     .addOption(new Option('--durability <d>', 'Parley SQLite durability').choices(['fsync', 'os']).default('fsync'))
     .option('--text-bytes <n>', 'message text size', int('--text-bytes', 1), 64)
     .option('--heartbeat-ms <n>', 'heartbeat interval per session', int('--heartbeat-ms', 100), 5_000)
     .option('--ack-every <n>', 'Parley: ack deliveries every N (0: never)', int('--ack-every'), 32)
     .option('--connect-concurrency <n>', 'handshakes in flight per worker', int('--connect-concurrency', 1), 256)
+    .option('--connect-give-up <pct>', 'a load worker stops starting sessions once more than this % of those it started failed (at least 200): an overwhelmed server ends the connect phase early; 0: never', num('--connect-give-up'), 10)
     .option('--connect-timeout <s>', 'a session not up within this counts as failed', num('--connect-timeout', 1), 30)
     .option('--server-flag <key=value>', 'extra parleyd flag, repeatable (e.g. fanout-timeout-ms=10000)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--parleyd-entry <file>', 'Parley entry point instead of bin/parleyd.ts (a .mjs/.js build runs without tsx; see bench/tools/build-parleyd.ts)')
@@ -156,6 +159,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--quiet-max-wait <s>', 'wait at most this long for a quiet machine, then run anyway (noted in the result)', num('--quiet-max-wait'), 300)
     .option('--contention-retries <n>', 'redo a measured run or step at most N times when other processes used more than 1.5 × --quiet-machine during it', int('--contention-retries'), 2)
     .addOption(new Option('--client <c>', 'load-generator WebSocket client: raw (lean, over net) or ws (the ws package)').choices(['raw', 'ws']).default('raw'))
+    .option('--profile-hold <dir>', 'connections: write a V8 CPU profile of every server process during the hold into DIR (over the inspector)')
     .option('--no-gc', 'connections: read memory without forcing a GC in the server first (default: force one over the inspector)')
     .option('--quiet', 'no progress output')
     .allowExcessArguments(false);
@@ -198,6 +202,8 @@ export async function main(argv: string[]): Promise<number> {
     groupP99LimitMs: o.groupP99Limit as number,
     workers: o.workers as number | undefined,
     nodes: o.nodes as number,
+    connectRate: o.connectRate as number,
+    giveUpPct: o.connectGiveUp as number,
     durability: o.durability as 'fsync' | 'os',
     textBytes: o.textBytes as number,
     heartbeatMs: o.heartbeatMs as number,
@@ -219,6 +225,7 @@ export async function main(argv: string[]): Promise<number> {
     contentionRetries: o.contentionRetries as number,
     confirmFailures: o.confirmFailures as number,
     client: o.client as 'raw' | 'ws',
+    profileHoldDir: typeof o.profileHold === 'string' ? resolve(o.profileHold) : undefined,
     quiet: o.quiet === true,
   };
 
@@ -226,18 +233,31 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`bench: --nodes ${cfg.nodes}: parleyd in this build runs a single node (no cluster settings); run with --nodes 1\n`);
     return 2;
   }
-  if (cfg.nodes > 1) {
-    process.stderr.write(`bench: --nodes ${cfg.nodes}: parleyd has cluster settings, but this harness does not start clusters yet; run with --nodes 1\n`);
+  if (cfg.nodes > 1 && scenario === 'smoke') {
+    process.stderr.write(`bench: --nodes ${cfg.nodes}: the smoke scenario runs one node per target\n`);
     return 2;
   }
-  const maxSessions = Math.max(...cfg.sessions);
-  if ((scenario === 'connections' || scenario === 'all') && maxSessions > MAX_SESSIONS_PER_NODE * cfg.nodes) {
-    process.stderr.write(
-      `bench: --sessions ${maxSessions}: one server process holds at most ${MAX_SESSIONS_PER_NODE.toLocaleString('en-US')} sessions (20,000 open files per process here), ` +
-        `so ${maxSessions.toLocaleString('en-US')} need ${Math.ceil(maxSessions / MAX_SESSIONS_PER_NODE)} nodes, and this build of parleyd runs one. ` +
-        `Provisioning that many users is measured by --scenario provision --sessions ${maxSessions}.\n`,
-    );
+  if (cfg.nodes > 1023) {
+    process.stderr.write(`bench: --nodes ${cfg.nodes}: node numbers go up to 1023\n`);
     return 2;
+  }
+  if (cfg.nodes > 1 && cfg.targets.some((t) => t !== 'parley')) note(`bench: --nodes ${cfg.nodes} applies to parley; ${cfg.targets.filter((t) => t !== 'parley').join(', ')} run as one process`);
+  const maxSessions = Math.max(...cfg.sessions);
+  if (scenario === 'connections' || scenario === 'all') {
+    const one = cfg.targets.filter((t) => t !== 'parley' || cfg.nodes === 1);
+    const limit = (t: TargetName): number => MAX_SESSIONS_PER_NODE * (t === 'parley' ? cfg.nodes : 1);
+    const over = cfg.targets.filter((t) => maxSessions > limit(t));
+    if (over.length > 0) {
+      const need = Math.ceil(maxSessions / MAX_SESSIONS_PER_NODE);
+      process.stderr.write(
+        `bench: --sessions ${maxSessions}: one server process holds at most ${MAX_SESSIONS_PER_NODE.toLocaleString('en-US')} sessions (20,000 open files per process here), ` +
+          `so ${maxSessions.toLocaleString('en-US')} need ${need} processes: ` +
+          (one.some((t) => over.includes(t) && t !== 'parley') ? `${over.filter((t) => t !== 'parley').join(', ')} run${over.length === 1 ? 's' : ''} as one process; ` : '') +
+          (over.includes('parley') ? `run parley with --nodes ${need} or more (a cluster on this box). ` : '') +
+          `Provisioning that many users alone is measured by --scenario provision --sessions ${maxSessions}.\n`,
+      );
+      return 2;
+    }
   }
   const users = Math.max(cfg.pairs * 2, cfg.groups * cfg.groupSize);
   if ((scenario === 'one-to-one' || scenario === 'max-throughput' || scenario === 'group' || scenario === 'all') && users > MAX_SESSIONS_PER_NODE) {

@@ -6,6 +6,8 @@
 import { spawn, fork, type ChildProcess, type ForkOptions, type SpawnOptions } from 'node:child_process';
 
 const live = new Map<number, { proc: ChildProcess; label: string }>();
+/** Processes started by someone else's launcher on our behalf (etcd, detached): killed by pid. */
+const foreign = new Map<number, string>();
 let installed = false;
 
 function install(): void {
@@ -28,6 +30,21 @@ function track(proc: ChildProcess, label: string): ChildProcess {
   live.set(pid, { proc, label });
   proc.once('exit', () => live.delete(pid));
   return proc;
+}
+
+/**
+ * Registers a process we caused to start but did not spawn ourselves (a detached service such as
+ * etcd): SIGKILLed by pid on the way out, and by a watchdog if this process dies first.
+ */
+export function trackPid(pid: number, label: string): void {
+  install();
+  foreign.set(pid, label);
+  startWatchdog(pid);
+}
+
+/** Forgets a process registered by trackPid (it was stopped properly). */
+export function untrackPid(pid: number): void {
+  foreign.delete(pid);
 }
 
 export function spawnTracked(command: string, args: readonly string[], options: SpawnOptions, label: string, watchdog = false): ChildProcess {
@@ -69,8 +86,16 @@ export function killAllSync(): void {
     }
   }
   live.clear();
+  for (const pid of foreign.keys()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  foreign.clear();
 }
 
 export function liveChildren(): { pid: number; label: string }[] {
-  return [...live].map(([pid, { label }]) => ({ pid, label }));
+  return [...[...live].map(([pid, { label }]) => ({ pid, label })), ...[...foreign].map(([pid, label]) => ({ pid, label }))];
 }

@@ -45,6 +45,29 @@ export async function collectGarbage(url: string): Promise<HeapUsage> {
   }
 }
 
+/**
+ * Starts the V8 CPU profiler in a server (over its inspector) and returns a function that stops
+ * it and resolves with the profile (.cpuprofile JSON). The socket stays open in between.
+ */
+export async function startCpuProfile(url: string, samplingIntervalUs = 1000): Promise<() => Promise<unknown>> {
+  if (!/^ws:\/\/127\.\d+\.\d+\.\d+:\d+\//.test(url)) throw new Error(`not a loopback inspector URL: ${url}`);
+  const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: 10_000, maxPayload: 1 << 30 });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  await call(ws, 1, 'Profiler.enable');
+  await call(ws, 2, 'Profiler.setSamplingInterval', { interval: samplingIntervalUs });
+  await call(ws, 3, 'Profiler.start');
+  return async () => {
+    try {
+      return (await call(ws, 4, 'Profiler.stop')).profile;
+    } finally {
+      ws.close();
+    }
+  };
+}
+
 /** The inspector URL from a line like "Debugger listening on ws://127.0.0.1:40123/<uuid>". */
 export function inspectorUrlIn(text: string): string | undefined {
   return /Debugger listening on (ws:\/\/127\.0\.0\.1:\d+\/[0-9a-f-]+)/.exec(text)?.[1];

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { forkTracked } from './children.ts';
 import { mergeEncoded, percentiles, type Percentiles } from './hist.ts';
-import type { ConnSpec, FromWorker, RunStats, SetupMessage, StatusReport, TargetName, ToWorker } from './protocol.ts';
+import type { ConnSpec, DiscoveryFigures, FromWorker, NodeCounts, RunStats, SetupMessage, StatusReport, TargetName, ToWorker } from './protocol.ts';
 import { ROOT } from './targets.ts';
 
 /** Sockets per worker process: each may hold 20,000 open files here. */
@@ -27,6 +27,12 @@ export interface PoolOptions {
   readonly textBytes: number;
   readonly ackEvery: number;
   readonly client?: 'raw' | 'ws';
+  /** HTTP bases of the nodes whose GET /v1/servers picks each connection's node (clusters). */
+  readonly discovery?: readonly string[];
+  /** Connections started per second over all workers (0 or unset: unpaced). */
+  readonly connectRate?: number;
+  /** Each worker stops starting connections once more than this % failed (0 or unset: never). */
+  readonly giveUpPct?: number;
   readonly onProgress?: (p: Progress) => void;
 }
 
@@ -45,6 +51,9 @@ export interface ConnectSummary {
   /** Slowest worker's first-open to last-ready, ms. */
   readonly connectMs: number;
   readonly joinMs: number;
+  /** Sessions per node as discovery placed them (clusters only). */
+  readonly byNode: Record<string, NodeCounts> | undefined;
+  readonly discovery: DiscoveryFigures | undefined;
 }
 
 export interface RunSummary {
@@ -209,18 +218,24 @@ export class WorkerPool {
         textBytes: this.o.textBytes,
         ackEvery: this.o.ackEvery,
         client: this.o.client ?? 'raw',
+        ...(this.o.discovery ? { discovery: this.o.discovery } : {}),
+        ...(this.o.connectRate ? { connectRate: (this.o.connectRate * plan.conns.length) / this.o.conns.length } : {}),
+        ...(this.o.giveUpPct ? { giveUpPct: this.o.giveUpPct } : {}),
       };
       this.send(slot, setup);
     }
     // Bounded: every connection succeeds or fails within its own timeout, in waves of `concurrency`.
     const waves = Math.ceil(Math.max(...this.slots.map((s) => s.conns)) / Math.max(1, this.o.connectConcurrency));
-    const bound = 60_000 + waves * this.o.connectTimeoutMs * 2;
+    const paced = this.o.connectRate ? (this.o.conns.length / this.o.connectRate) * 1000 : 0;
+    const bound = 60_000 + paced + waves * this.o.connectTimeoutMs * 2;
     const replies = await Promise.all(this.slots.map((s) => this.waitFor(s, (m) => m.type === 'ready', bound)));
     let connected = 0;
     let failed = 0;
     let connectMs = 0;
     let joinMs = 0;
     const failures: Record<string, number> = {};
+    let byNode: Record<string, NodeCounts> | undefined;
+    let discovery: { asks: number; failures: number; totalMs: number; maxMs: number } | undefined;
     for (const r of replies) {
       if (r.type !== 'ready') continue;
       connected += r.connected;
@@ -228,8 +243,24 @@ export class WorkerPool {
       connectMs = Math.max(connectMs, r.connectMs);
       joinMs = Math.max(joinMs, r.joinMs);
       for (const [k, v] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + v;
+      if (r.byNode) {
+        byNode ??= {};
+        for (const [k, v] of Object.entries(r.byNode)) {
+          const n = (byNode[k] ??= { assigned: 0, connected: 0, failed: 0 });
+          n.assigned += v.assigned;
+          n.connected += v.connected;
+          n.failed += v.failed;
+        }
+      }
+      if (r.discovery) {
+        discovery ??= { asks: 0, failures: 0, totalMs: 0, maxMs: 0 };
+        discovery.asks += r.discovery.asks;
+        discovery.failures += r.discovery.failures;
+        discovery.totalMs += r.discovery.totalMs;
+        discovery.maxMs = Math.max(discovery.maxMs, r.discovery.maxMs);
+      }
     }
-    return { connected, failed, failures, connectMs, joinMs };
+    return { connected, failed, failures, connectMs, joinMs, byNode, discovery };
   }
 
   private send(slot: Slot, m: ToWorker): void {
@@ -333,14 +364,27 @@ export class WorkerPool {
         return p;
       }),
     );
-    const out = { open: 0, closed: 0, closeCodes: {} as Record<string, number>, heartbeats: 0, heartbeatSkipped: 0 };
+    const out = { open: 0, closed: 0, closeCodes: {} as Record<string, number>, heartbeats: 0, heartbeatSkipped: 0 } as {
+      open: number;
+      closed: number;
+      closeCodes: Record<string, number>;
+      heartbeats: number;
+      heartbeatSkipped: number;
+      openByNode?: Record<string, number>;
+      closedByNode?: Record<string, number>;
+    };
+    const add = (into: Record<string, number>, from: Record<string, number>): void => {
+      for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+    };
     for (const r of replies) {
       if (r.type !== 'status') continue;
       out.open += r.open;
       out.closed += r.closed;
       out.heartbeats += r.heartbeats;
       out.heartbeatSkipped += r.heartbeatSkipped;
-      for (const [k, v] of Object.entries(r.closeCodes)) out.closeCodes[k] = (out.closeCodes[k] ?? 0) + v;
+      add(out.closeCodes, r.closeCodes);
+      if (r.openByNode) add((out.openByNode ??= {}), r.openByNode);
+      if (r.closedByNode) add((out.closedByNode ??= {}), r.closedByNode);
     }
     return out;
   }

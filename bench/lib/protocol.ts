@@ -36,6 +36,37 @@ export interface SetupMessage {
   readonly ackEvery: number;
   /** WebSocket client: the lean one over net (raw) or the `ws` package. */
   readonly client: 'raw' | 'ws';
+  /**
+   * Service discovery (Parley clusters): before opening each connection, ask GET /v1/servers of
+   * one of these HTTP bases (in turn) and connect to the first server of the answer (the least
+   * loaded, as the SDK does). Unset: every connection goes to `url`.
+   */
+  readonly discovery?: readonly string[];
+  /** Connections this worker starts per second at most (0: as fast as connectConcurrency allows). */
+  readonly connectRate?: number;
+  /**
+   * Stop starting connections once more than this % of those started have failed (and at least
+   * 200 have): an overwhelmed server then ends the connect phase instead of costing a timeout per
+   * wave. The rest count as failed ("not attempted"). 0: never give up.
+   */
+  readonly giveUpPct?: number;
+}
+
+/** Connections per server node, as the generator saw them. */
+export interface NodeCounts {
+  /** Sessions discovery sent to this node. */
+  assigned: number;
+  connected: number;
+  failed: number;
+}
+
+export interface DiscoveryFigures {
+  /** GET /v1/servers asked. */
+  readonly asks: number;
+  readonly failures: number;
+  /** Summed ask latency, ms (mean = totalMs / asks). */
+  readonly totalMs: number;
+  readonly maxMs: number;
 }
 
 export interface RunMessage {
@@ -59,6 +90,9 @@ export interface ConnectReport {
   /** First connect started to last connection ready, ms. */
   readonly connectMs: number;
   readonly joinMs: number;
+  /** By node id (discovery only). */
+  readonly byNode?: Record<string, NodeCounts>;
+  readonly discovery?: DiscoveryFigures;
 }
 
 export interface RunStats {
@@ -93,6 +127,9 @@ export interface StatusReport {
   readonly closeCodes: Record<string, number>;
   readonly heartbeats: number;
   readonly heartbeatSkipped: number;
+  /** Open and closed sessions by node id (discovery only). */
+  readonly openByNode?: Record<string, number>;
+  readonly closedByNode?: Record<string, number>;
 }
 
 export type FromWorker =

@@ -30,7 +30,8 @@ const mib = (b: number | null | undefined): string => (b === null || b === undef
 function targetLabel(e: ResultEntry): string {
   if (e.target !== 'parley') return e.target;
   const d = /durability=(\w+)/.exec(e.persistence)?.[1];
-  return d ? `parley (${d})` : 'parley';
+  const parts = [d, (e.nodes ?? 1) > 1 ? `${e.nodes} nodes` : undefined].filter(Boolean);
+  return parts.length ? `parley (${parts.join(', ')})` : 'parley';
 }
 
 function runLabel(e: ResultEntry): string {
@@ -117,6 +118,7 @@ export function memorySvg(entries: ResultEntry[]): string | undefined {
     out.push(`<text x="${x + 25}" y="${(yb(Math.max(0, k)) - 4).toFixed(1)}" text-anchor="middle">${k.toFixed(2)}</text>`);
     out.push(`<text x="${x + 25}" y="${top + plotH + 16}" text-anchor="middle">${esc(e.target)}</text>`);
     out.push(`<text x="${x + 25}" y="${top + plotH + 30}" text-anchor="middle" fill="#555">${fmt(e.sessions)} sess.</text>`);
+    if ((e.nodes ?? 1) > 1) out.push(`<text x="${x + 25}" y="${top + plotH + 44}" text-anchor="middle" fill="#555">${e.nodes} nodes</text>`);
   });
   // Right: RSS (MiB) against sessions.
   const l2 = 400;
@@ -134,6 +136,54 @@ export function memorySvg(entries: ResultEntry[]): string | undefined {
     out.push(`<path d="${d}" fill="none" stroke="${COLORS[p.e.target] ?? '#888'}" stroke-width="2"/>`);
     for (const q of p.pts) out.push(`<circle cx="${xs(q.s).toFixed(1)}" cy="${ys(q.rss).toFixed(1)}" r="3" fill="${COLORS[p.e.target] ?? '#888'}"><title>${esc(`${p.e.target}: ${q.s} sessions, ${(q.rss / 1048576).toFixed(1)} MiB`)}</title></circle>`);
   }
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+/** A cluster run, node by node: sessions up (bars, with discovery's assignment and the per-process cap) and RSS before/after. */
+export function nodesSvg(entries: ResultEntry[]): string | undefined {
+  const e = entries.find((x) => x.scenario === 'connections' && x.per_node && x.per_node.length > 1);
+  if (!e) return undefined;
+  const nodes = e.per_node!;
+  const left = 70;
+  const top = 40;
+  const plotH = 200;
+  const barW = Math.max(10, Math.min(36, Math.floor(560 / nodes.length) - 8));
+  const step = barW + 8;
+  const plotW = nodes.length * step + 10;
+  const width = Math.max(720, left + plotW * 2 + 120);
+  const height = top + plotH + 70;
+  const cap = 19_000;
+  const maxS = Math.max(cap * 1.05, ...nodes.map((n) => Math.max(n.sessions_assigned, n.sessions_up))) * 1.05;
+  const maxR = Math.max(1, ...nodes.map((n) => Math.max(n.rss_after_bytes, n.rss_before_bytes))) / 1048576 * 1.1;
+  const ys = (v: number): number => top + plotH - (v / maxS) * plotH;
+  const yr = (b: number): number => top + plotH - (b / 1048576 / maxR) * plotH;
+  const l2 = left + plotW + 80;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="100%" height="100%" fill="white"/>`);
+  out.push(`<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(`${fmt(e.connected)} sessions over ${nodes.length} nodes, placed by GET /v1/servers`)}</text>`);
+  out.push(`<text x="${left}" y="${top - 6}" font-weight="bold">Sessions per node (bar: up after the hold; tick: placed)</text>`);
+  for (const v of [0, 5_000, 10_000, 15_000]) out.push(`<line x1="${left}" x2="${left + plotW}" y1="${ys(v).toFixed(1)}" y2="${ys(v).toFixed(1)}" stroke="#eee"/><text x="${left - 6}" y="${(ys(v) + 4).toFixed(1)}" text-anchor="end">${fmt(v)}</text>`);
+  out.push(`<line x1="${left}" x2="${left + plotW}" y1="${ys(cap).toFixed(1)}" y2="${ys(cap).toFixed(1)}" stroke="#c00" stroke-dasharray="4 3"/><text x="${left - 6}" y="${(ys(cap) + 4).toFixed(1)}" text-anchor="end" fill="#c00">19,000</text>`);
+  nodes.forEach((n, i) => {
+    const x = left + 6 + i * step;
+    out.push(`<rect x="${x}" y="${ys(n.sessions_up).toFixed(1)}" width="${barW}" height="${(top + plotH - ys(n.sessions_up)).toFixed(1)}" fill="${COLORS.parley}"><title>${esc(`${n.node_id}: ${n.sessions_up} up, ${n.sessions_assigned} placed, node counts ${n.server_connections ?? '?'}`)}</title></rect>`);
+    out.push(`<line x1="${x - 2}" x2="${x + barW + 2}" y1="${ys(n.sessions_assigned).toFixed(1)}" y2="${ys(n.sessions_assigned).toFixed(1)}" stroke="#000" stroke-width="2"/>`);
+    out.push(`<text x="${x + barW / 2}" y="${top + plotH + 14}" text-anchor="middle">${esc(n.node_id)}</text>`);
+  });
+  out.push(`<text x="${l2}" y="${top - 6}" font-weight="bold">RSS per node, MiB (light: before, dark: after)</text>`);
+  for (let k = 0; k <= 4; k++) {
+    const v = (maxR / 4) * k;
+    out.push(`<line x1="${l2}" x2="${l2 + plotW}" y1="${yr(v * 1048576).toFixed(1)}" y2="${yr(v * 1048576).toFixed(1)}" stroke="#eee"/><text x="${l2 - 6}" y="${(yr(v * 1048576) + 4).toFixed(1)}" text-anchor="end">${v.toFixed(0)}</text>`);
+  }
+  nodes.forEach((n, i) => {
+    const x = l2 + 6 + i * step;
+    out.push(`<rect x="${x}" y="${yr(n.rss_after_bytes).toFixed(1)}" width="${barW}" height="${(top + plotH - yr(n.rss_after_bytes)).toFixed(1)}" fill="#08519c"><title>${esc(`${n.node_id}: ${(n.rss_before_bytes / 1048576).toFixed(1)} → ${(n.rss_after_bytes / 1048576).toFixed(1)} MiB`)}</title></rect>`);
+    out.push(`<rect x="${x}" y="${yr(n.rss_before_bytes).toFixed(1)}" width="${barW}" height="${(top + plotH - yr(n.rss_before_bytes)).toFixed(1)}" fill="#9ecae1"/>`);
+    out.push(`<text x="${x + barW / 2}" y="${top + plotH + 14}" text-anchor="middle">${esc(n.node_id)}</text>`);
+  });
+  out.push(`<text x="${left}" y="${top + plotH + 40}" fill="#555">${esc(`RSS of all nodes: ${mib(e.server_rss_before_bytes)} before, ${mib(e.server_rss_bytes)} after; ${kib(e.rss_per_session_bytes)} per session`)}</text>`);
   out.push('</svg>');
   return out.join('\n');
 }
@@ -201,7 +251,15 @@ function goalsFor(results: ResultEntry[]): string[] {
   const lines: string[] = [];
   const ok = (b: boolean): string => (b ? 'met' : '**not met**');
   const conn = find(results, 'connections', 'parley');
-  if (conn && conn.rss_per_session_bytes !== null) {
+  if (conn && conn.rss_per_session_bytes !== null && (conn.nodes ?? 1) > 1) {
+    const up = conn.all_up ? 'all up' : `${fmt(conn.connected)} of ${fmt(conn.sessions)} connected, ${fmt(conn.closed)} closed`;
+    const hb = conn.heartbeats;
+    const onTime = hb !== null && hb.due_per_s !== undefined ? hb.per_s >= 0.95 * hb.due_per_s : true;
+    const beats = hb ? `; ${fmt(hb.per_s)} heartbeats/s sent${hb.due_per_s !== undefined ? ` of ${fmt(hb.due_per_s)} due` : ''}` : '';
+    lines.push(
+      `| Parley: ≥ 250,000 authenticated sessions across ${conn.nodes} nodes, placed by discovery, all up after ${fmt(conn.duration_s)} s (5 s heartbeats) | ${fmt(conn.sessions)} sessions: ${up}${beats} | ${ok(conn.all_up === true && onTime && (conn.sessions ?? 0) >= 250_000)}${(conn.sessions ?? 0) < 250_000 ? ' (run had fewer than 250,000)' : ''}${onTime ? '' : ' (heartbeats fell behind)'} |`,
+    );
+  } else if (conn && conn.rss_per_session_bytes !== null) {
     lines.push(`| Parley: ${fmt(conn.sessions)} sessions all up after the hold | ${conn.all_up ? 'all up' : `${conn.closed} closed`} | ${ok(conn.all_up === true && (conn.sessions ?? 0) >= 19_000)}${(conn.sessions ?? 0) < 19_000 ? ' (run had fewer than 19,000)' : ''} |`);
     lines.push(`| Parley: ≤ 4 KiB server RSS per idle session | ${kib(conn.rss_per_session_bytes)} | ${ok(conn.rss_per_session_bytes <= 4096)} |`);
   }
@@ -225,6 +283,32 @@ function goalsFor(results: ResultEntry[]): string[] {
   return lines;
 }
 
+/** The node-by-node part of a cluster connections run. */
+function clusterSection(e: ResultEntry): string[] {
+  const c = e.cluster;
+  const md: string[] = [];
+  md.push(`### ${targetLabel(e)}${runLabel(e)}: node by node`, '');
+  if (c) {
+    md.push(
+      `${c.nodes} parleyd processes on this box with \`--etcd\` (one private etcd), cluster prefix \`${c.prefix}\`, store: ${c.store}, secret: ${c.secret}; every node listed all ${c.nodes} ${c.formed_s} s after the first was spawned. ` +
+        `Each session asked ${c.discovery ? `\`${c.discovery.endpoint}\` of one node (the nodes in turn) and connected to the first server of the answer (${fmt(c.discovery.asks)} asks, ${fmt(c.discovery.failures)} failed, mean ${fmt(c.discovery.mean_ms)} ms, max ${fmt(c.discovery.max_ms)} ms, queueing in the generator included)` : 'discovery (no figures)'}. ` +
+        `Tokens: ${c.tokens}.`,
+      '',
+    );
+    if (c.spread) md.push(`Spread of sessions up: min ${fmt(c.spread.min)}, max ${fmt(c.spread.max)}, mean ${fmt(c.spread.mean)} per node (max/mean ${c.spread.max_over_mean}). etcd during the hold: ${fmt(c.etcd_cpu_pct, 1)}% CPU, ${mib(c.etcd_rss_bytes)} RSS (not in the server figures).`, '');
+  }
+  md.push('| node | placed by discovery | up after hold | node\'s own count | RSS before | RSS after | RSS per session | CPU % (hold) | event loop CPU % avg / peak |');
+  md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const n of e.per_node!) {
+    md.push(`| ${n.node_id} | ${fmt(n.sessions_assigned)} | ${fmt(n.sessions_up)} | ${fmt(n.server_connections)} | ${mib(n.rss_before_bytes)} | ${mib(n.rss_after_bytes)} | ${kib(n.rss_per_session_bytes)} | ${fmt(n.cpu_pct, 1)} | ${fmt(n.main_thread_cpu_pct, 1)} / ${fmt(n.main_thread_cpu_peak_pct, 1)} |`);
+  }
+  const sum = (f: (n: NonNullable<ResultEntry['per_node']>[number]) => number): number => e.per_node!.reduce((a, n) => a + f(n), 0);
+  md.push(`| **all** | ${fmt(sum((n) => n.sessions_assigned))} | ${fmt(sum((n) => n.sessions_up))} | ${fmt(sum((n) => n.server_connections ?? 0))} | ${mib(sum((n) => n.rss_before_bytes))} | ${mib(sum((n) => n.rss_after_bytes))} | ${kib(e.rss_per_session_bytes)} | ${fmt(e.server_cpu_pct, 1)} | |`);
+  md.push('');
+  if (e.rss_timeline && e.rss_timeline.length > 1) md.push(`RSS of all nodes during the hold: ${e.rss_timeline.map(([s, b]) => `${s} s ${mib(b)}`).join(', ')}.`, '');
+  return md;
+}
+
 export function writeReport(file: ResultFile, mdPath: string, preface: string[] = []): string[] {
   const written: string[] = [];
   const stem = mdPath.replace(/\.md$/, '');
@@ -239,6 +323,7 @@ export function writeReport(file: ResultFile, mdPath: string, preface: string[] 
   add(latencySvg(file.results), 'latency', 'Latency percentiles per target');
   add(memorySvg(file.results), 'memory', 'Memory per connection');
   add(stepsSvg(file.results), 'steps', 'Latency against offered rate');
+  add(nodesSvg(file.results), 'nodes', 'Sessions and memory per node');
 
   const r = file.results;
   const md: string[] = [];
@@ -296,13 +381,14 @@ export function writeReport(file: ResultFile, mdPath: string, preface: string[] 
     md.push('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const e of conns) {
       md.push(
-        `| ${e.target} | ${fmt(e.sessions)} | ${e.all_up ? 'all' : `${fmt(e.connected)} connected, ${e.closed} closed`} | ${fmt(e.connect_rate_per_s)} | ${mib(e.server_rss_before_bytes)} | ${mib(e.server_rss_bytes)} | ${kib(e.rss_per_session_bytes)} | ${kib(e.rss_per_session_no_gc_bytes)} | ${kib(e.heap_per_session_bytes)} | ${fmt(e.heartbeats?.per_s)} | ${fmt(e.server_cpu_pct, 1)} | ${fmt(e.healthz_probe_ms?.p99)} ms |`,
+        `| ${(e.nodes ?? 1) > 1 ? targetLabel(e) : e.target} | ${fmt(e.sessions)} | ${e.all_up ? 'all' : `${fmt(e.connected)} connected, ${e.closed} closed`} | ${fmt(e.connect_rate_per_s)} | ${mib(e.server_rss_before_bytes)} | ${mib(e.server_rss_bytes)} | ${kib(e.rss_per_session_bytes)} | ${kib(e.rss_per_session_no_gc_bytes)} | ${kib(e.heap_per_session_bytes)} | ${fmt(e.heartbeats?.per_s)} | ${fmt(e.server_cpu_pct, 1)} | ${fmt(e.healthz_probe_ms?.p99)} ms |`,
       );
     }
     md.push('');
     for (const e of conns.filter((x) => x.levels && x.levels.length > 1)) {
       md.push(`${e.target} by level: ${e.levels!.map((l) => `${fmt(l.sessions)} → ${mib(l.rss_bytes)} (${kib(l.rss_per_session_bytes)}/session, ${fmt(l.connect_rate_per_s)} connects/s)`).join('; ')}.`, '');
     }
+    for (const e of conns.filter((x) => x.per_node && x.per_node.length > 1)) md.push(...clusterSection(e));
   }
   const prov = r.filter((e) => e.provision);
   if (prov.length) {

@@ -4,6 +4,11 @@
  * coordinator), machine-wide CPU, and the latency of a GET /healthz probe as a stand-in for
  * event-loop delay (the server cannot be changed to report it; if /healthz ever carries
  * `event_loop_delay_ms`, that is read too).
+ *
+ * A server may be several processes (a Parley cluster: one per node). Then RSS, CPU and disk
+ * writes are sums over all of them, "main thread" is the busiest node's event loop in each
+ * sample (the one that saturates first), every node is also reported on its own, and helper
+ * processes (etcd) are sampled apart from both the server and "other jobs".
  */
 import http from 'node:http';
 import { cpus } from 'node:os';
@@ -29,6 +34,19 @@ export interface Sample {
   readonly probeMs: number | undefined;
   readonly eventLoopDelayMs: number | undefined;
   readonly load1: number;
+  /** Per server process, in the order given: RSS, CPU and main-thread CPU (% of one core). */
+  readonly perServer: readonly { readonly rssBytes: number; readonly cpuPct: number; readonly mainCpuPct: number }[];
+  /** Helper processes (etcd): RSS and CPU summed. */
+  readonly auxRssBytes: number;
+  readonly auxCpuPct: number;
+}
+
+export interface PerServerStats {
+  readonly rss_bytes: number;
+  readonly rss_peak_bytes: number;
+  readonly cpu_pct: number;
+  readonly main_thread_cpu_pct: number;
+  readonly main_thread_cpu_peak_pct: number;
 }
 
 export interface WindowStats {
@@ -48,6 +66,10 @@ export interface WindowStats {
   readonly load_avg_1m: number;
   readonly healthz_probe_ms: { p50: number; p99: number; max: number } | undefined;
   readonly event_loop_delay_ms: { mean: number; max: number } | undefined;
+  /** One entry per server process (same order as given to the sampler). */
+  readonly per_server: PerServerStats[];
+  readonly aux_rss_bytes: number;
+  readonly aux_cpu_pct: number;
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -82,22 +104,27 @@ function probe(url: string, timeoutMs: number): Promise<{ ms: number; eld?: numb
 export class Sampler {
   readonly samples: Sample[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private prevServer: ProcTimes | undefined;
-  private prevThreads = new Map<number, number>();
-  private prevIo: { writeBytes: number } | undefined;
+  private prevServer = new Map<number, ProcTimes>();
+  private prevThreads = new Map<number, Map<number, number>>();
+  private prevIo = new Map<number, number>();
   private prevGen = new Map<number, number>();
+  private prevAux = new Map<number, number>();
   private prevMachine: MachineTimes | undefined;
   private prevT = 0;
   private lastProbe: { ms: number; eld?: number } | undefined;
   private probing = false;
   private readonly cores = cpus().length;
+  private readonly serverPids: readonly number[];
 
   constructor(
-    private readonly serverPid: number,
+    serverPid: number | readonly number[],
     private readonly healthUrl: string | undefined,
     private readonly generatorPids: () => number[],
     private readonly intervalMs = 500,
-  ) {}
+    private readonly auxPids: readonly number[] = [],
+  ) {
+    this.serverPids = typeof serverPid === 'number' ? [serverPid] : [...serverPid];
+  }
 
   start(): this {
     this.tick();
@@ -110,62 +137,99 @@ export class Sampler {
     clearInterval(this.timer);
   }
 
-  /** The latest RSS of the server (sampled now). */
+  /** The server's RSS now (summed over its processes). */
   rssNow(): number {
-    return readProc(this.serverPid)?.rssBytes ?? 0;
+    return this.rssNowPer().reduce((a, b) => a + b, 0);
+  }
+
+  /** RSS of each server process now, in the order given. */
+  rssNowPer(): number[] {
+    return this.serverPids.map((pid) => readProc(pid)?.rssBytes ?? 0);
+  }
+
+  /** CPU ticks of a set of pids since the last reading (pids seen for the first time count 0). */
+  private static delta(pids: readonly number[], prev: Map<number, number>): { ticks: number; rss: number; next: Map<number, number> } {
+    let ticks = 0;
+    let rss = 0;
+    const next = new Map<number, number>();
+    for (const pid of pids) {
+      const p = readProc(pid);
+      if (!p) continue;
+      next.set(pid, p.ticks);
+      rss += p.rssBytes;
+      const before = prev.get(pid);
+      if (before !== undefined) ticks += p.ticks - before;
+    }
+    return { ticks, rss, next };
   }
 
   private tick(): void {
     const t = performance.now();
-    const server = readProc(this.serverPid);
-    const threads = readThreads(this.serverPid);
-    const io = readIo(this.serverPid);
+    const servers = this.serverPids.map((pid) => readProc(pid));
+    const threads = this.serverPids.map((pid) => readThreads(pid));
+    const ios = this.serverPids.map((pid) => readIo(pid));
     const machine = readMachine();
-    const genPids = [process.pid, ...this.generatorPids()];
-    let genDelta = 0;
-    const nextGen = new Map<number, number>();
-    for (const pid of genPids) {
-      const p = readProc(pid);
-      if (!p) continue;
-      nextGen.set(pid, p.ticks);
-      const before = this.prevGen.get(pid);
-      if (before !== undefined) genDelta += p.ticks - before;
-    }
-    if (server && this.prevServer && this.prevMachine) {
+    const gen = Sampler.delta([process.pid, ...this.generatorPids()], this.prevGen);
+    const aux = Sampler.delta(this.auxPids, this.prevAux);
+    const complete = servers.every((x, i) => x !== undefined && this.prevServer.has(this.serverPids[i]!));
+    if (servers.some((x) => x !== undefined) && complete && this.prevMachine) {
       const dt = (t - this.prevT) / 1000;
       const pct = (ticks: number): number => Math.round(((ticks / CLK_TCK / dt) * 100) * 10) / 10;
-      const cpuPct = pct(server.ticks - this.prevServer.ticks);
-      const generatorCpuPct = pct(genDelta);
+      const perServer = servers.map((p, i) => {
+        const before = this.prevServer.get(this.serverPids[i]!)!;
+        return p ? { rssBytes: p.rssBytes, cpuPct: pct(p.ticks - before.ticks), mainCpuPct: pct(p.mainTicks - before.mainTicks) } : { rssBytes: 0, cpuPct: 0, mainCpuPct: 0 };
+      });
+      const cpuPct = Math.round(perServer.reduce((a, x) => a + x.cpuPct, 0) * 10) / 10;
+      const generatorCpuPct = pct(gen.ticks);
+      const auxCpuPct = pct(aux.ticks);
       const dm = machine.total - this.prevMachine.total;
       const machineBusyTicks = machine.busy - this.prevMachine.busy;
       const machinePct = dm > 0 ? Math.round((machineBusyTicks / dm) * 1000) / 10 : 0;
       const machineCores = (machinePct / 100) * this.cores * 100;
       const others: number[] = [];
-      for (const [tid, ticks] of threads) {
-        if (tid === this.serverPid) continue;
-        const before = this.prevThreads.get(tid);
-        if (before !== undefined) others.push(pct(ticks - before));
-      }
+      threads.forEach((byTid, i) => {
+        const pid = this.serverPids[i]!;
+        const prev = this.prevThreads.get(pid);
+        if (!prev) return;
+        for (const [tid, ticks] of byTid) {
+          if (tid === pid) continue;
+          const before = prev.get(tid);
+          if (before !== undefined) others.push(pct(ticks - before));
+        }
+      });
       others.sort((a, b) => b - a);
+      let diskDelta = 0;
+      ios.forEach((io, i) => {
+        const before = this.prevIo.get(this.serverPids[i]!);
+        if (io && before !== undefined) diskDelta += io.writeBytes - before;
+      });
       this.samples.push({
         t,
-        rssBytes: server.rssBytes,
+        rssBytes: perServer.reduce((a, x) => a + x.rssBytes, 0),
         cpuPct,
-        mainCpuPct: pct(server.mainTicks - this.prevServer.mainTicks),
+        mainCpuPct: Math.max(...perServer.map((x) => x.mainCpuPct)),
         otherThreadsPct: others.slice(0, 3),
-        diskWriteBps: io && this.prevIo ? Math.round((io.writeBytes - this.prevIo.writeBytes) / dt) : 0,
+        diskWriteBps: Math.round(diskDelta / dt),
         generatorCpuPct,
         machinePct,
-        otherCpuPct: Math.max(0, Math.round((machineCores - cpuPct - generatorCpuPct) * 10) / 10),
+        otherCpuPct: Math.max(0, Math.round((machineCores - cpuPct - generatorCpuPct - auxCpuPct) * 10) / 10),
         probeMs: this.lastProbe?.ms,
         eventLoopDelayMs: this.lastProbe?.eld,
         load1: loadAverage()[0] ?? 0,
+        perServer,
+        auxRssBytes: aux.rss,
+        auxCpuPct,
       });
     }
-    this.prevServer = server;
-    this.prevThreads = threads;
-    this.prevIo = io;
-    this.prevGen = nextGen;
+    servers.forEach((p, i) => {
+      if (p) this.prevServer.set(this.serverPids[i]!, p);
+    });
+    threads.forEach((byTid, i) => this.prevThreads.set(this.serverPids[i]!, byTid));
+    ios.forEach((io, i) => {
+      if (io) this.prevIo.set(this.serverPids[i]!, io.writeBytes);
+    });
+    this.prevGen = gen.next;
+    this.prevAux = aux.next;
     this.prevMachine = machine;
     this.prevT = t;
     this.lastProbe = undefined;
@@ -205,6 +269,15 @@ export class Sampler {
       event_loop_delay_ms: elds.length
         ? { mean: Math.round((elds.reduce((a, b) => a + b, 0) / elds.length) * 100) / 100, max: Math.max(...elds) }
         : undefined,
+      per_server: this.serverPids.map((_, i) => ({
+        rss_bytes: list.at(-1)?.perServer[i]?.rssBytes ?? 0,
+        rss_peak_bytes: max((x) => x.perServer[i]?.rssBytes ?? 0),
+        cpu_pct: avg((x) => x.perServer[i]?.cpuPct ?? 0),
+        main_thread_cpu_pct: avg((x) => x.perServer[i]?.mainCpuPct ?? 0),
+        main_thread_cpu_peak_pct: max((x) => x.perServer[i]?.mainCpuPct ?? 0),
+      })),
+      aux_rss_bytes: list.at(-1)?.auxRssBytes ?? 0,
+      aux_cpu_pct: avg((x) => x.auxCpuPct),
     };
   }
 }

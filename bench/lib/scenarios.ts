@@ -3,15 +3,17 @@
  * channels, drives it through a WorkerPool, samples the server from outside and returns one
  * result entry.
  */
-import { collectGarbage } from './inspector.ts';
+import { collectGarbage, startCpuProfile } from './inspector.ts';
 import { WorkerPool, MAX_CONNS_PER_WORKER, type RunSummary } from './pool.ts';
 import { waitForQuietMachine } from './proc.ts';
 import { Progress, note } from './progress.ts';
 import type { ConnSpec, TargetName } from './protocol.ts';
 import { Sampler, type WindowStats } from './sampler.ts';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startParleyCluster } from './cluster.ts';
+import type { NodeCounts } from './protocol.ts';
 import { createParleyChannels, runParleyctl, startTarget, type ProvisionFigures, type ServerLog, type TargetHandle } from './targets.ts';
 
 /** One server process may hold this many sessions: it has 20,000 open files, minus its own. */
@@ -41,7 +43,12 @@ export interface BenchConfig {
   /** Group steps hold while p99 stays within this (a message fans out to size − 1 sockets). */
   readonly groupP99LimitMs: number;
   readonly workers: number | undefined;
+  /** Parley nodes: 1 is one parleyd; more is a cluster (etcd, shared SQLite, discovery places sessions). */
   readonly nodes: number;
+  /** Sessions started per second over all workers (0: as fast as connectConcurrency allows). */
+  readonly connectRate: number;
+  /** A worker stops starting sessions once more than this % of its started ones failed (0: never). */
+  readonly giveUpPct: number;
   readonly durability: 'fsync' | 'os';
   readonly textBytes: number;
   readonly heartbeatMs: number;
@@ -64,6 +71,8 @@ export interface BenchConfig {
   readonly confirmFailures: number;
   /** The generator's WebSocket client: lean `raw` (default) or the `ws` package. */
   readonly client: 'raw' | 'ws';
+  /** Connections: write a V8 CPU profile of every server process during the hold into this dir. */
+  readonly profileHoldDir?: string | undefined;
   readonly quiet: boolean;
 }
 
@@ -107,9 +116,52 @@ export interface LevelResult {
   connect_rate_per_s: number;
 }
 
+/** One node of a Parley cluster in a connections run. */
+export interface NodeResult {
+  node_id: string;
+  pid: number;
+  /** Sessions the discovery answers sent to this node. */
+  sessions_assigned: number;
+  /** Of those, open at the generator at the end of the hold. */
+  sessions_up: number;
+  /** The node's own count (GET /healthz `connections`) at the end of the hold. */
+  server_connections: number | null;
+  rss_before_bytes: number;
+  rss_after_bytes: number;
+  /** (RSS after − RSS before) / sessions up on this node. */
+  rss_per_session_bytes: number | null;
+  heap_used_bytes: number | null;
+  /** During the hold, % of one core: the whole process, and its event loop (average and peak). */
+  cpu_pct: number;
+  main_thread_cpu_pct: number;
+  main_thread_cpu_peak_pct: number;
+}
+
+/** What a multi-node Parley run adds to its entry. */
+export interface ClusterResult {
+  nodes: number;
+  etcd_url: string;
+  prefix: string;
+  store: string;
+  secret: string;
+  tokens: string;
+  /** First parleyd spawned until every node listed every node. */
+  formed_s: number;
+  /** During the hold. */
+  etcd_rss_bytes: number;
+  etcd_cpu_pct: number;
+  discovery: { endpoint: string; asks: number; failures: number; mean_ms: number; max_ms: number } | null;
+  /** Sessions up per node at the end of the hold. */
+  spread: { min: number; max: number; mean: number; max_over_mean: number } | null;
+}
+
 export interface ResultEntry {
   scenario: string;
   target: TargetName;
+  /** Server processes (Parley nodes); 1 unless a cluster ran. */
+  nodes?: number;
+  per_node?: NodeResult[] | null;
+  cluster?: ClusterResult | null;
   offered_rate: number | null;
   duration_s: number | null;
   sent: number;
@@ -142,7 +194,8 @@ export interface ResultEntry {
   levels: LevelResult[] | null;
   connect_rate_per_s: number | null;
   all_up: boolean | null;
-  heartbeats: { sent: number; per_s: number; skipped: number } | null;
+  /** Heartbeats the generator sent during the hold; `due_per_s` is sessions / interval. */
+  heartbeats: { sent: number; per_s: number; skipped: number; due_per_s?: number } | null;
   /** Connections: server RSS every ~5 s during the hold, [seconds into the hold, bytes]. */
   rss_timeline: [number, number][] | null;
   closed: number;
@@ -305,26 +358,39 @@ export interface Env {
 
 /** A running target with its sampler; always stopped, whatever happens in `body`. */
 export async function withTarget<T>(name: TargetName, cfg: BenchConfig, users: number, body: (env: Env) => Promise<T>, inspect = false): Promise<T> {
-  const progress = new Progress(`${name}: starting${users > 0 && name === 'parley' ? ` (+${users} users)` : ''}`, 1, cfg.quiet);
+  const clustered = name === 'parley' && cfg.nodes > 1;
+  const label = `${name}${clustered ? ` (${cfg.nodes} nodes)` : ''}: starting${users > 0 && name === 'parley' ? ` (+${users} users)` : ''}`;
+  const progress = new Progress(label, 1, cfg.quiet);
   progress.update(0);
   // One more than the first pool needs: the next pool on this target then starts at once too.
   WorkerPool.prewarm(workersFor(cfg, Math.min(users, MAX_CONNS_PER_WORKER)) + 1);
-  const t = await startTarget(name, {
+  const options = {
     users: name === 'parley' ? users : 0,
     durability: cfg.durability,
     serverFlags: name === 'parley' ? cfg.serverFlags : {},
     serverNodeArgs: cfg.serverNodeArgs,
     ...(cfg.parleydEntry ? { parleydEntry: cfg.parleydEntry } : {}),
     inspect,
-  });
-  progress.done(t.provision ? `provisioned ${t.provision.users} users in ${t.provision.seconds} s` : '');
+  };
+  const t = clustered
+    ? await startParleyCluster({ ...options, nodes: cfg.nodes, onProgress: (x) => progress.update(0, x) })
+    : await startTarget(name, options);
+  progress.done(
+    [t.provision ? `provisioned ${t.provision.users} users in ${t.provision.seconds} s` : '', t.cluster ? `${t.cluster.nodes} nodes formed in ${t.cluster.formed_s} s` : '']
+      .filter(Boolean)
+      .join('; '),
+  );
+  if (t.cluster && !cfg.quiet) note(`  tokens: ${t.cluster.tokens}`);
   let gen: () => number[] = () => [];
-  const sampler = new Sampler(t.pid, t.healthUrl, () => gen()).start();
+  const serverPids = t.nodes.map((n) => n.pid);
+  const sampler = new Sampler(serverPids, t.healthUrl, () => gen(), 500, t.auxPids).start();
   try {
-    return await body({ t, sampler, pids: { set: (f) => (gen = f) }, ours: () => [process.pid, t.pid, ...gen()] });
+    return await body({ t, sampler, pids: { set: (f) => (gen = f) }, ours: () => [process.pid, ...serverPids, ...t.auxPids, ...gen()] });
   } finally {
     sampler.stop();
+    const stopping = new Progress(`${name}: stopping ${t.nodes.length} server process${t.nodes.length > 1 ? 'es' : ''}`, 1, cfg.quiet || t.nodes.length === 1);
     await t.stop();
+    stopping.done();
   }
 }
 
@@ -355,12 +421,24 @@ async function openPool(
   groups: { channel: string; members: number[] }[],
   pids: { set: (f: () => number[]) => void },
   extraPids: () => number[] = () => [],
-): Promise<{ pool: WorkerPool; connected: number; failed: number; failures: Record<string, number>; connectMs: number; workers: number }> {
+): Promise<{
+  pool: WorkerPool;
+  connected: number;
+  failed: number;
+  failures: Record<string, number>;
+  connectMs: number;
+  workers: number;
+  byNode: Record<string, NodeCounts> | undefined;
+  discovery: { asks: number; failures: number; totalMs: number; maxMs: number } | undefined;
+}> {
   const workers = workersFor(cfg, conns.length);
   const p = new Progress(`${t.name}: ${label}`, conns.length, cfg.quiet);
   const { pool, connect } = await WorkerPool.start({
     target: t.name,
     url: t.wsBase,
+    ...(t.discovery ? { discovery: t.discovery } : {}),
+    connectRate: cfg.connectRate,
+    giveUpPct: cfg.giveUpPct,
     workers,
     sources: sourceAddresses(conns.length),
     conns,
@@ -376,6 +454,10 @@ async function openPool(
   pids.set(() => [...extraPids(), ...pool.pids()]);
   p.done(`${connect.connected} up, ${connect.failed} failed in ${(connect.connectMs / 1000).toFixed(1)} s`);
   if (connect.failed > 0) note(`  ${t.name}: connection failures: ${JSON.stringify(connect.failures)}`);
+  if (connect.byNode && !cfg.quiet) {
+    const spread = Object.entries(connect.byNode).sort(([a], [b]) => Number(a.slice(1)) - Number(b.slice(1)) || a.localeCompare(b));
+    note(`  discovery placed: ${spread.map(([k, v]) => `${k} ${v.connected}${v.failed ? ` (+${v.failed} failed)` : ''}`).join(', ')}`);
+  }
   return { pool, ...connect, workers };
 }
 
@@ -446,22 +528,90 @@ export async function connections(target: TargetName, cfg: BenchConfig, levels: 
 }
 
 interface Memory {
+  /** Summed over the server's processes. */
   readonly rss: number;
   readonly heap: number | undefined;
+  /** Per server process, in the order of `t.nodes`. */
+  readonly perNode: { rss: number; heap: number | undefined }[];
 }
 
-/** RSS (and JS heap), after a forced full GC when the server has an inspector. */
+/** RSS (and JS heap), after a forced full GC in every server process that has an inspector. */
 async function memoryNow(env: Env, cfg: BenchConfig): Promise<Memory> {
-  let heap: number | undefined;
-  if (cfg.gcBeforeMemory && env.t.inspectorUrl) {
+  const heaps: (number | undefined)[] = env.t.nodes.map(() => undefined);
+  if (cfg.gcBeforeMemory) {
+    for (const [i, node] of env.t.nodes.entries()) {
+      if (!node.inspectorUrl) continue;
+      try {
+        heaps[i] = (await collectGarbage(node.inspectorUrl)).usedBytes;
+      } catch (err) {
+        note(`  ${env.t.name} ${node.nodeId}: could not force a GC: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    if (heaps.some((h) => h !== undefined)) await sleep(300);
+  }
+  const rss = await steadyRss(env.sampler, cfg);
+  const per = env.sampler.rssNowPer();
+  const heap = heaps.every((h) => h !== undefined) ? heaps.reduce<number>((a, h) => a + h!, 0) : undefined;
+  return { rss, heap, perNode: env.t.nodes.map((_, i) => ({ rss: per[i] ?? 0, heap: heaps[i] })) };
+}
+
+/**
+ * Freshly started nodes keep returning start-up memory to the OS for a while (module loading,
+ * compilation): RSS read too early makes the baseline too high and RSS per session too low.
+ * Reads memory (after GC) every 2 s until two readings agree within 1 %, at most 30 s.
+ */
+async function settledMemory(env: Env, cfg: BenchConfig): Promise<Memory> {
+  let last = await memoryNow(env, cfg);
+  const end = performance.now() + 30_000;
+  for (let i = 0; i < 20 && performance.now() < end; i++) {
+    await sleep(2_000);
+    const m = await memoryNow(env, cfg);
+    const stable = Math.abs(m.rss - last.rss) <= last.rss * 0.01;
+    last = m;
+    if (stable) break;
+  }
+  return last;
+}
+
+async function startHoldProfiles(t: TargetHandle): Promise<{ nodeId: string; stop: () => Promise<unknown> }[]> {
+  const out: { nodeId: string; stop: () => Promise<unknown> }[] = [];
+  for (const node of t.nodes) {
+    if (!node.inspectorUrl) {
+      note(`  ${node.nodeId}: no inspector, no profile`);
+      continue;
+    }
     try {
-      heap = (await collectGarbage(env.t.inspectorUrl)).usedBytes;
-      await sleep(300);
+      out.push({ nodeId: node.nodeId, stop: await startCpuProfile(node.inspectorUrl) });
     } catch (err) {
-      note(`  ${env.t.name}: could not force a GC: ${err instanceof Error ? err.message : String(err)}`);
+      note(`  ${node.nodeId}: could not start the profiler: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
-  return { rss: await steadyRss(env.sampler, cfg), heap };
+  return out;
+}
+
+async function writeHoldProfiles(profiles: { nodeId: string; stop: () => Promise<unknown> }[], dir: string): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const written: string[] = [];
+  for (const p of profiles) {
+    try {
+      const file = join(dir, `${p.nodeId}.hold.cpuprofile`);
+      writeFileSync(file, JSON.stringify(await p.stop()));
+      written.push(file);
+    } catch (err) {
+      note(`  ${p.nodeId}: could not stop the profiler: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  return written.length ? [`CPU profiles of the hold: ${written.join(', ')}`] : [];
+}
+
+async function healthConnections(url: string): Promise<number | null> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    const j = (await res.json()) as { connections?: unknown };
+    return typeof j.connections === 'number' ? j.connections : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Sessions of users base.. in steps of `levels`, then held; measures RSS before, per level and after. */
@@ -473,13 +623,16 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
   const n = sorted.at(-1)!;
   e.sessions = n;
   e.provision = t.provision ?? null;
+  e.nodes = t.nodes.length;
   await sleep(cfg.settleS * 400);
-  const beforeMem = await memoryNow(env, cfg);
+  const beforeMem = t.nodes.length > 1 ? await settledMemory(env, cfg) : await memoryNow(env, cfg);
   const before = beforeMem.rss;
   e.server_rss_before_bytes = before;
   e.gc_before_memory = beforeMem.heap !== undefined;
   const pools: WorkerPool[] = [];
   const levelsOut: LevelResult[] = [];
+  const byNode: Record<string, NodeCounts> = {};
+  const discovery = { asks: 0, failures: 0, totalMs: 0, maxMs: 0 };
   let connected = 0;
   let connectSeconds = 0;
   try {
@@ -495,6 +648,18 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
       connectSeconds += opened.connectMs / 1000;
       have = level;
       pids.set(() => pools.flatMap((p) => p.pids()));
+      for (const [k, v] of Object.entries(opened.byNode ?? {})) {
+        const x = (byNode[k] ??= { assigned: 0, connected: 0, failed: 0 });
+        x.assigned += v.assigned;
+        x.connected += v.connected;
+        x.failed += v.failed;
+      }
+      if (opened.discovery) {
+        discovery.asks += opened.discovery.asks;
+        discovery.failures += opened.discovery.failures;
+        discovery.totalMs += opened.discovery.totalMs;
+        discovery.maxMs = Math.max(discovery.maxMs, opened.discovery.maxMs);
+      }
       if (opened.failed > 0) e.notes.push(`level ${level}: ${opened.failed} sessions failed to connect: ${JSON.stringify(opened.failures)}`);
       await sleep(cfg.settleS * 1000);
       const mem = await memoryNow(env, cfg);
@@ -514,6 +679,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     // Hold: every session heartbeats; the server must keep them all.
     await quietGate(env, cfg, e);
     const h0 = await Promise.all(pools.map((p) => p.status()));
+    const profiles = cfg.profileHoldDir ? await startHoldProfiles(t) : [];
     const t0 = performance.now();
     const hp = new Progress(`${target}: holding ${connected} sessions`, cfg.holdS * 1000, cfg.quiet);
     const holdEnd = t0 + cfg.holdS * 1000;
@@ -523,11 +689,15 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
       const rss = sampler.rssNow();
       const at = (performance.now() - t0) / 1000;
       if (at - timeline.at(-1)![0] >= 5 || performance.now() >= holdEnd) timeline.push([Math.round(at), rss]);
-      hp.update(performance.now() - t0, `rss ${(rss / 1048576).toFixed(1)} MiB`);
+      const w = sampler.window(performance.now() - 2_000, performance.now());
+      hp.update(performance.now() - t0, `rss ${(rss / 1048576).toFixed(1)} MiB, server CPU ${w.server_cpu_pct}%, machine ${w.machine_cpu_pct}%`);
     }
     e.rss_timeline = timeline;
     const t1 = performance.now();
     const h1 = await Promise.all(pools.map((p) => p.status()));
+    if (cfg.profileHoldDir) e.notes.push(...(await writeHoldProfiles(profiles, cfg.profileHoldDir)));
+    // The nodes' own counts, right at the end of the hold.
+    const serverCounts = t.nodes.length > 1 ? await Promise.all(t.nodes.map((node) => healthConnections(node.healthUrl))) : [];
     const open = h1.reduce((a, s) => a + s.open, 0);
     const closed = h1.reduce((a, s) => a + s.closed, 0);
     const beats = h1.reduce((a, s) => a + s.heartbeats, 0) - h0.reduce((a, s) => a + s.heartbeats, 0);
@@ -550,9 +720,13 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     e.connect_rate_per_s = connectSeconds > 0 ? Math.round(connected / connectSeconds) : null;
     e.all_up = open === n && closed === 0;
     e.closed = closed;
-    e.heartbeats = { sent: beats, per_s: Math.round(beats / ((t1 - t0) / 1000)), skipped };
+    const expectedBeats = Math.round(connected / (cfg.heartbeatMs / 1000));
+    e.heartbeats = { sent: beats, per_s: Math.round(beats / ((t1 - t0) / 1000)), skipped, due_per_s: expectedBeats };
     e.duration_s = cfg.holdS;
-    e.bottleneck = `idle: server ${w.server_cpu_pct}% CPU while handling ${e.heartbeats.per_s} heartbeats/s`;
+    const cpuNote = `server ${w.server_cpu_pct}% CPU${t.nodes.length > 1 ? ` over ${t.nodes.length} nodes (busiest event loop ${w.server_main_thread_cpu_pct}%)` : ''}, generator ${w.generator_cpu_pct}%, other processes ${w.other_cpu_pct}%, machine ${w.machine_cpu_pct}% of ${cpus().length} cores`;
+    e.bottleneck = `idle: ${cpuNote} while handling ${e.heartbeats.per_s} heartbeats/s (${expectedBeats} due)`;
+    if (w.machine_cpu_pct >= 90) e.bottleneck += `; machine CPU saturated`;
+    if (e.heartbeats.per_s < expectedBeats * 0.95) e.notes.push(`the generator sent ${e.heartbeats.per_s} heartbeats/s of the ${expectedBeats} due (every session every ${cfg.heartbeatMs} ms): it fell behind`);
     if (levelsOut.length >= 2) {
       const a = levelsOut[0]!;
       const b = levelsOut.at(-1)!;
@@ -560,6 +734,51 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
       e.notes.push(`RSS slope ${a.sessions}->${b.sessions} sessions: ${slope} bytes/session (per-session average at ${a.sessions}: ${a.rss_per_session_bytes}, at ${b.sessions}: ${b.rss_per_session_bytes})`);
     }
     if (connected < n) e.notes.push(`${n - connected} sessions could not connect`);
+    if (t.cluster) {
+      const openBy: Record<string, number> = {};
+      for (const s of h1) for (const [k, v] of Object.entries(s.openByNode ?? {})) openBy[k] = (openBy[k] ?? 0) + v;
+      e.per_node = t.nodes.map((node, i) => {
+        const up = openBy[node.nodeId] ?? 0;
+        const b0 = beforeMem.perNode[i]!;
+        const a1 = afterMem.perNode[i]!;
+        const ws = w.per_server[i];
+        return {
+          node_id: node.nodeId,
+          pid: node.pid,
+          sessions_assigned: byNode[node.nodeId]?.assigned ?? 0,
+          sessions_up: up,
+          server_connections: serverCounts[i] ?? null,
+          rss_before_bytes: b0.rss,
+          rss_after_bytes: a1.rss,
+          rss_per_session_bytes: up > 0 ? Math.round((a1.rss - b0.rss) / up) : null,
+          heap_used_bytes: a1.heap ?? null,
+          cpu_pct: ws?.cpu_pct ?? 0,
+          main_thread_cpu_pct: ws?.main_thread_cpu_pct ?? 0,
+          main_thread_cpu_peak_pct: ws?.main_thread_cpu_peak_pct ?? 0,
+        };
+      });
+      const ups = e.per_node.map((x) => x.sessions_up);
+      const mean = ups.reduce((a, b) => a + b, 0) / Math.max(1, ups.length);
+      e.cluster = {
+        nodes: t.cluster.nodes,
+        etcd_url: t.cluster.etcd_url,
+        prefix: t.cluster.prefix,
+        store: t.cluster.store,
+        secret: t.cluster.secret,
+        tokens: t.cluster.tokens,
+        formed_s: t.cluster.formed_s,
+        etcd_rss_bytes: w.aux_rss_bytes,
+        etcd_cpu_pct: w.aux_cpu_pct,
+        discovery:
+          discovery.asks + discovery.failures > 0
+            ? { endpoint: 'GET /v1/servers (first entry: least loaded)', asks: discovery.asks, failures: discovery.failures, mean_ms: Math.round((discovery.totalMs / Math.max(1, discovery.asks)) * 100) / 100, max_ms: discovery.maxMs }
+            : null,
+        spread: ups.length ? { min: Math.min(...ups), max: Math.max(...ups), mean: Math.round(mean), max_over_mean: mean > 0 ? Math.round((Math.max(...ups) / mean) * 1000) / 1000 : 0 } : null,
+      };
+      const serverSum = serverCounts.reduce<number>((a, c) => a + (c ?? 0), 0);
+      if (serverCounts.every((c) => c !== null) && serverSum !== open) e.notes.push(`the nodes count ${serverSum} connections (GET /healthz), the generator ${open} open sessions`);
+      e.bottleneck += `; etcd ${w.aux_cpu_pct}% CPU`;
+    }
   } finally {
     e.server_log = t.log;
     const closing = new Progress(`${target}: closing ${connected} sessions`, 1, cfg.quiet);
@@ -603,6 +822,7 @@ async function withMessaging<T>(env: Env, cfg: BenchConfig, shape: Shape, base: 
   const { t, sampler, pids } = env;
   const users = usersOf(shape, cfg);
   e.provision = t.provision ?? null;
+  e.nodes = t.nodes.length;
   const members = Array.from({ length: shape.count }, (_, g) => Array.from({ length: shape.size }, (_, i) => base + g * shape.size + i));
   const channels = await makeChannels(t, cfg, shape.kind, members);
   // The pool indexes its own connection list from 0.

@@ -34,8 +34,34 @@ export interface ServerLog {
   readonly byMessage: Record<string, number>;
 }
 
+/** One server process of a target (a Parley cluster has one per node). */
+export interface NodeHandle {
+  readonly nodeId: string;
+  readonly pid: number;
+  readonly port: number;
+  readonly wsBase: string;
+  readonly httpBase: string;
+  readonly healthUrl: string;
+  readonly inspectorUrl: string | undefined;
+}
+
+/** What a multi-node Parley target adds: etcd, the shared store, how tokens were made. */
+export interface ClusterInfo {
+  readonly nodes: number;
+  readonly etcd_url: string;
+  readonly etcd_pid: number;
+  readonly prefix: string;
+  readonly store: string;
+  readonly secret: string;
+  /** How the sessions' tokens were made and checked (see cluster.ts). */
+  readonly tokens: string;
+  /** Seconds from the first parleyd spawn until every node listed all nodes in GET /v1/servers. */
+  readonly formed_s: number;
+}
+
 export interface TargetHandle {
   readonly name: TargetName;
+  /** The first (or only) server process; `nodes` lists all of them. */
   readonly pid: number;
   readonly port: number;
   readonly wsBase: string;
@@ -47,6 +73,13 @@ export interface TargetHandle {
   readonly startedMs: number;
   /** The server's DevTools endpoint when started with `inspect` (used to force GC before reading memory). */
   readonly inspectorUrl: string | undefined;
+  /** Every server process; one entry unless this is a Parley cluster. */
+  readonly nodes: readonly NodeHandle[];
+  /** Processes that serve the target without being it (etcd), sampled apart. */
+  readonly auxPids: readonly number[];
+  /** HTTP bases whose GET /v1/servers the generator asks before each connection (clusters only). */
+  readonly discovery: readonly string[] | undefined;
+  readonly cluster: ClusterInfo | undefined;
   stop(): Promise<void>;
 }
 
@@ -64,7 +97,7 @@ export interface TargetOptions {
   readonly keepData?: boolean;
 }
 
-const NODE_ARGS = ['--import', 'tsx'];
+export const NODE_ARGS = ['--import', 'tsx'];
 
 function collectLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
   let buf = '';
@@ -81,7 +114,7 @@ function collectLines(stream: NodeJS.ReadableStream, onLine: (line: string) => v
 }
 
 /** Waits for the line that carries the port; keeps reading (and counting warnings) afterwards. */
-function waitForPort(
+export function waitForPort(
   proc: ChildProcess,
   label: string,
   match: (line: string) => number | undefined,
@@ -128,12 +161,17 @@ function waitForPort(
   });
 }
 
-export async function runParleyctl(dataDir: string, count: number): Promise<{ users: ProvisionedUser[]; figures: ProvisionFigures }> {
+export async function runParleyctl(
+  dataDir: string,
+  count: number,
+  extra: { store?: string; secretFile?: string } = {},
+): Promise<{ users: ProvisionedUser[]; figures: ProvisionFigures }> {
   const out = join(dataDir, 'users.jsonl');
   const t0 = performance.now();
+  const more = [...(extra.store ? ['--store', extra.store] : []), ...(extra.secretFile ? ['--secret-file', extra.secretFile] : [])];
   const proc = spawnTracked(
     process.execPath,
-    [...NODE_ARGS, join(ROOT, 'bin/parleyctl.ts'), 'users', 'provision', '--data-dir', dataDir, '--count', String(count), '--prefix', 'bench', '--out', out, '--quiet'],
+    [...NODE_ARGS, join(ROOT, 'bin/parleyctl.ts'), 'users', 'provision', '--data-dir', dataDir, '--count', String(count), '--prefix', 'bench', '--out', out, '--quiet', ...more],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     'parleyctl',
   );
@@ -214,13 +252,24 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     throw err;
   }
   const p = proc;
-  return {
-    name,
+  const node: NodeHandle = {
+    nodeId: name === 'parley' ? 'n1' : name,
     pid: p.pid!,
     port,
     wsBase: `ws://127.0.0.1:${port}`,
     httpBase: `http://127.0.0.1:${port}`,
     healthUrl: `http://127.0.0.1:${port}/healthz`,
+    get inspectorUrl() {
+      return inspectorUrl;
+    },
+  };
+  return {
+    name,
+    pid: p.pid!,
+    port,
+    wsBase: node.wsBase,
+    httpBase: node.httpBase,
+    healthUrl: node.healthUrl,
     users,
     provision,
     log,
@@ -228,6 +277,10 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     get inspectorUrl() {
       return inspectorUrl;
     },
+    nodes: [node],
+    auxPids: [],
+    discovery: undefined,
+    cluster: undefined,
     async stop() {
       await stopChild(p, 25_000);
       if (dataDir && !o.keepData) rmSync(dataDir, { recursive: true, force: true });

@@ -9,17 +9,23 @@
  *   sends over its websocket transport, without its per-packet machinery);
  * - uws-raw: a one-byte-opcode pub/sub protocol (bench/peers/uws-raw/server.ts).
  *
+ * With `discovery` (a Parley cluster), each connection first asks GET /v1/servers of one node
+ * (the nodes in turn) and connects to the first server of the answer, the least loaded one, as
+ * the SDK does; the worker counts sessions per node. `connectRate` paces how many connections it
+ * starts per second.
+ *
  * Open loop: message k of a run is due at start + k / rate, whatever happened before; its latency
  * is measured from that due time to the recipient's delivery (performance.now(), one clock: both
  * ends of every pair and group live in this process). Every message ends as delivered, refused
  * (error) or timed out; timed-out ones go into the histogram at the time they had waited, so
  * losses raise the percentiles instead of vanishing.
  */
+import http from 'node:http';
 import WebSocket from 'ws';
 import { RawWebSocket } from './raw-ws.ts';
 import { encodeHistogram, newHistogram, recordMs, type Histogram } from '../lib/hist.ts';
 import { encodeAck, encodeHello, HEARTBEAT_FRAME, newScan, scanServerFrame, SendEncoder, ServerBody } from '../lib/parley-wire.ts';
-import type { ConnSpec, FromWorker, GroupSpec, RunMessage, RunStats, SetupMessage, ToWorker } from '../lib/protocol.ts';
+import type { ConnSpec, FromWorker, GroupSpec, NodeCounts, RunMessage, RunStats, SetupMessage, ToWorker } from '../lib/protocol.ts';
 
 const RING = 1 << 21; // outstanding messages tracked at once (~2M; 25 MB)
 const MASK = RING - 1;
@@ -57,6 +63,8 @@ abstract class Conn {
   failed = false;
   openedAt = 0;
   joinsPending = 0;
+  /** The node discovery chose (clusters only). */
+  node: string | undefined;
 
   constructor(
     readonly w: LoadWorker,
@@ -71,9 +79,10 @@ abstract class Conn {
   abstract join(channel: string): void;
   abstract heartbeat(): void;
 
-  open(): void {
-    this.openedAt = performance.now();
-    const url = this.w.setup.url + this.path();
+  /** Opens the socket, to `wsUrl` (a full URL from discovery) or to the setup's base URL. */
+  open(wsUrl?: string): void {
+    if (this.openedAt === 0) this.openedAt = performance.now();
+    const url = wsUrl ?? this.w.setup.url + this.path();
     const ws: ClientSocket =
       this.w.setup.client === 'raw'
         ? new RawWebSocket(url, { localAddress: this.source, maxPayload: 8 << 20, handshakeTimeout: this.w.setup.connectTimeoutMs })
@@ -377,6 +386,11 @@ class LoadWorker {
   private joinWaiters: (() => void) | undefined;
   private firstOpen = 0;
   private lastReady = 0;
+  private readonly byNode: Record<string, NodeCounts> = {};
+  private readonly closedByNode: Record<string, number> = {};
+  private readonly discoveryAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  private discoveryTurn = 0;
+  private readonly discoveryFigures = { asks: 0, failures: 0, totalMs: 0, maxMs: 0 };
 
   async start(setup: SetupMessage): Promise<void> {
     this.setup = setup;
@@ -397,6 +411,7 @@ class LoadWorker {
       failures: this.failures,
       connectMs: Math.round(this.lastReady - this.firstOpen),
       joinMs: Math.round(joinMs),
+      ...(setup.discovery ? { byNode: this.byNode, discovery: { ...this.discoveryFigures, totalMs: Math.round(this.discoveryFigures.totalMs), maxMs: Math.round(this.discoveryFigures.maxMs) } } : {}),
     });
   }
 
@@ -405,18 +420,30 @@ class LoadWorker {
     post({ type: 'progress', connected: this.connected, failed: this.failedCount, sent: r?.sent ?? 0, delivered: r?.delivered ?? 0, errors: r?.errors ?? 0 });
   }
 
-  /** Opens every connection, at most `connectConcurrency` handshakes at once; bounded in time. */
+  /** Opens every connection, at most `connectConcurrency` handshakes (and `connectRate` starts per second) at once; bounded in time. */
   private connectAll(): Promise<void> {
     const total = this.conns.length;
     const limit = Math.max(1, this.setup.connectConcurrency);
+    const rate = this.setup.connectRate ?? 0;
     let next = 0;
     this.firstOpen = performance.now();
     return new Promise((resolve) => {
       if (total === 0) return resolve();
+      const giveUp = this.setup.giveUpPct ?? 0;
       const pump = (): void => {
-        while (next < total && next - (this.connected + this.failedCount) < limit) this.conns[next++]!.open();
+        if (giveUp > 0 && next < total && this.failedCount >= 200 && this.failedCount * 100 > next * giveUp) {
+          const left = total - next;
+          const reason = `not attempted (gave up after ${this.failedCount} of ${next} failed)`;
+          for (let i = next; i < total; i++) this.conns[i]!.failed = true;
+          this.failedCount += left;
+          this.failures[reason] = left;
+          next = total;
+        }
+        const allowed = rate > 0 ? Math.min(total, Math.floor(((performance.now() - this.firstOpen) / 1000) * rate) + 1) : total;
+        while (next < allowed && next - (this.connected + this.failedCount) < limit) this.begin(this.conns[next++]!);
         if (this.connected + this.failedCount >= total) {
           clearInterval(watchdog);
+          clearInterval(pacer);
           this.pump = undefined;
           resolve();
         }
@@ -430,8 +457,59 @@ class LoadWorker {
         }
         pump();
       }, 250);
+      const pacer = setInterval(() => (rate > 0 ? pump() : undefined), 20);
       this.pump = pump;
       pump();
+    });
+  }
+
+  /** Starts one connection: straight to the target, or to the node discovery names first. */
+  private begin(c: Conn): void {
+    const bases = this.setup.discovery;
+    if (!bases || bases.length === 0) return c.open();
+    c.openedAt = performance.now();
+    const base = bases[(this.setup.workerId + this.discoveryTurn++) % bases.length]!;
+    this.discover(base, this.setup.connectTimeoutMs).then(
+      (s) => {
+        if (c.failed) return;
+        c.node = s.node_id;
+        const n = (this.byNode[s.node_id] ??= { assigned: 0, connected: 0, failed: 0 });
+        n.assigned++;
+        c.open(s.ws_url);
+      },
+      (err: unknown) => {
+        this.discoveryFigures.failures++;
+        c.fail(`discovery: ${err instanceof Error ? err.message.slice(0, 60) : String(err)}`);
+      },
+    );
+  }
+
+  /** GET /v1/servers; the first server of the answer (the least loaded first, as the SDK takes it). */
+  private discover(base: string, timeoutMs: number): Promise<{ node_id: string; ws_url: string }> {
+    const t0 = performance.now();
+    return new Promise((resolve, reject) => {
+      const req = http.get(`${base}/v1/servers`, { agent: this.discoveryAgent, timeout: timeoutMs }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => {
+          const ms = performance.now() - t0;
+          this.discoveryFigures.asks++;
+          this.discoveryFigures.totalMs += ms;
+          this.discoveryFigures.maxMs = Math.max(this.discoveryFigures.maxMs, ms);
+          if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
+          try {
+            const first = (JSON.parse(body) as { servers: { node_id: string; ws_url: string }[] }).servers[0];
+            if (!first) return reject(new Error('no servers'));
+            resolve(first);
+          } catch (err) {
+            reject(err as Error);
+          }
+        });
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
     });
   }
 
@@ -440,18 +518,20 @@ class LoadWorker {
   onReady(c: Conn): void {
     this.connected++;
     this.lastReady = performance.now();
-    void c;
+    if (c.node !== undefined) this.byNode[c.node]!.connected++;
     this.pump?.();
   }
 
-  onConnectFailed(_c: Conn, reason: string): void {
+  onConnectFailed(c: Conn, reason: string): void {
     this.failedCount++;
+    if (c.node !== undefined) this.byNode[c.node]!.failed++;
     this.failures[reason] = (this.failures[reason] ?? 0) + 1;
     this.pump?.();
   }
 
-  onClose(_c: Conn, code: number): void {
+  onClose(c: Conn, code: number): void {
     this.closedCount++;
+    if (c.node !== undefined) this.closedByNode[c.node] = (this.closedByNode[c.node] ?? 0) + 1;
     this.closeCodes[code] = (this.closeCodes[code] ?? 0) + 1;
     if (this.run) this.run.closed++;
   }
@@ -675,11 +755,25 @@ class LoadWorker {
 
   status(): void {
     let open = 0;
-    for (const c of this.conns) if (c.ready) open++;
-    post({ type: 'status', open, closed: this.closedCount, closeCodes: this.closeCodes, heartbeats: this.heartbeats, heartbeatSkipped: this.heartbeatSkipped });
+    const openByNode: Record<string, number> = {};
+    for (const c of this.conns) {
+      if (!c.ready) continue;
+      open++;
+      if (c.node !== undefined) openByNode[c.node] = (openByNode[c.node] ?? 0) + 1;
+    }
+    post({
+      type: 'status',
+      open,
+      closed: this.closedCount,
+      closeCodes: this.closeCodes,
+      heartbeats: this.heartbeats,
+      heartbeatSkipped: this.heartbeatSkipped,
+      ...(this.setup.discovery ? { openByNode, closedByNode: this.closedByNode } : {}),
+    });
   }
 
   async close(): Promise<void> {
+    this.discoveryAgent.destroy();
     clearInterval(this.heartbeatTimer);
     clearInterval(this.progressTimer);
     for (const c of this.conns) c.close();
