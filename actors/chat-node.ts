@@ -1,4 +1,4 @@
-import { ActorSystem } from '../runtime/actor/index.ts';
+import { ActorSystem, type ActorRef } from '../runtime/actor/index.ts';
 import { codeOf } from '../runtime/errors.ts';
 import { Gateway, type Connection, type ConnectionHandler } from '../runtime/gateway/index.ts';
 import type { Logger } from '../runtime/log.ts';
@@ -58,6 +58,7 @@ export class ChatNode {
   private readonly sessionSettings: SessionSettings;
   private stopping: Promise<void> | undefined;
   private discovery: Discovery | undefined;
+  private expirySweep: NodeJS.Timeout | undefined;
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
@@ -148,6 +149,11 @@ export class ChatNode {
 
   async start(): Promise<number> {
     this.port = await this.gateway.listen();
+    // One node-wide round instead of a timer per user: a million online users would otherwise
+    // hold a million timers. Users without devices ignore it.
+    const every = Math.max(250, Math.floor(this.o.timings.presenceTimeoutMs / 4));
+    this.expirySweep = setInterval(() => this.system.broadcast('user', { type: 'expireDevices' }), every);
+    this.expirySweep.unref();
     return this.port;
   }
 
@@ -157,6 +163,7 @@ export class ChatNode {
    */
   stop(closeCode: number = CloseCodes.GOING_AWAY): Promise<void> {
     this.stopping ??= (async () => {
+      clearInterval(this.expirySweep);
       this.gateway.stopAccepting();
       this.gateway.closeAll(closeCode, closeCode === CloseCodes.RESTART ? 'reconnect to another server' : 'server shutting down');
       await this.system.shutdown();
@@ -168,40 +175,68 @@ export class ChatNode {
   private onConnection(conn: Connection): ConnectionHandler {
     const key = `${this.o.nodeId}.${conn.id}`;
     const session = this.system.spawn<SessionMessage>('session', key, (ctx) => createSession(ctx, this.deps, conn, this.sessionSettings));
-    const tell = (m: SessionMessage): void => {
-      try {
-        session.tell(m);
-      } catch (err) {
-        // The session cannot keep up with its own client: shed the client, not the node.
-        this.o.log.warn({ session: key, code: codeOf(err) }, 'session overloaded; closing');
-        conn.close(CloseCodes.POLICY, ChatCodes.OVERLOADED);
-      }
-    };
-    return {
-      onMessage: (bytes, isBinary) => {
-        if (!isBinary) return this.badFrame(conn, 'frames must be binary protobuf');
-        let frame;
-        try {
-          frame = decodeClientFrame(bytes);
-        } catch {
-          return this.badFrame(conn, 'frame is not a valid chat.v1.ClientFrame');
-        }
-        tell({ type: 'frame', frame });
-      },
-      onDrain: () => tell({ type: 'drain' }),
-      onClose: (_code, silent) => {
-        try {
-          session.tell({ type: 'closed', silent });
-        } catch {
-          // Mailbox full: stop it directly; its deactivation reports the device gone.
-          void this.system.stop(session.address);
-        }
-      },
-    };
+    return new SessionLink(this, conn, session);
   }
 
-  private badFrame(conn: Connection, message: string): void {
+  /** @internal */
+  sessionOverloaded(conn: Connection, key: string, err: unknown): void {
+    // The session cannot keep up with its own client: shed the client, not the node.
+    this.o.log.warn({ session: key, code: codeOf(err) }, 'session overloaded; closing');
+    conn.close(CloseCodes.POLICY, ChatCodes.OVERLOADED);
+  }
+
+  /** @internal */
+  sessionGone(session: ActorRef<SessionMessage>, silent: boolean): void {
+    try {
+      session.tell({ type: 'closed', silent });
+    } catch {
+      // Mailbox full: stop it directly; its deactivation reports the device gone.
+      void this.system.stop(session.address);
+    }
+  }
+
+  /** @internal */
+  badFrame(conn: Connection, message: string): void {
     conn.send(encodeServerFrame(0, 'error', { code: ChatCodes.BAD_FRAME, message }));
     conn.close(CloseCodes.POLICY, ChatCodes.BAD_FRAME);
+  }
+}
+
+/**
+ * A socket's events, as messages to its session actor. A class, not closures: one per connection,
+ * a million per node.
+ */
+class SessionLink implements ConnectionHandler {
+  constructor(
+    private readonly node: ChatNode,
+    private readonly conn: Connection,
+    private readonly session: ActorRef<SessionMessage>,
+  ) {}
+
+  private tell(m: SessionMessage): void {
+    try {
+      this.session.tell(m);
+    } catch (err) {
+      this.node.sessionOverloaded(this.conn, this.session.address.key, err);
+    }
+  }
+
+  onMessage(bytes: Uint8Array, isBinary: boolean): void {
+    if (!isBinary) return this.node.badFrame(this.conn, 'frames must be binary protobuf');
+    let frame;
+    try {
+      frame = decodeClientFrame(bytes);
+    } catch {
+      return this.node.badFrame(this.conn, 'frame is not a valid chat.v1.ClientFrame');
+    }
+    this.tell({ type: 'frame', frame });
+  }
+
+  onDrain(): void {
+    this.tell({ type: 'drain' });
+  }
+
+  onClose(_code: number, silent: boolean): void {
+    this.node.sessionGone(this.session, silent);
   }
 }

@@ -38,10 +38,11 @@ class UserActor implements Actor<UserMessage> {
   private epoch = 0;
   private head = 0;
   private snapshotSeq = 0;
-  private lastSeen = new Map<string, number>();
+  /** Per channel; absent until the user has a channel (an idle user's empty Map costs ~180 bytes). */
+  private lastSeen: Map<string, number> | undefined;
   /** What the journal is known to hold: the snapshot is made of these, never of in-flight state. */
   private durableHead = 0;
-  private durableSeen = new Map<string, number>();
+  private durableSeen: Map<string, number> | undefined;
   private broken = false;
   private devices: Map<string, Device> | undefined;
   private dirtyCursors: Map<string, number> | undefined;
@@ -67,20 +68,21 @@ class UserActor implements Actor<UserMessage> {
       const s = JSON.parse(snap.data) as Snapshot;
       this.head = s.head;
       this.snapshotSeq = snap.seq;
-      this.lastSeen = new Map(s.lastSeen);
+      if (s.lastSeen.length > 0) this.lastSeen = new Map(s.lastSeen);
     }
     // Replay what came after the snapshot; bounded by SNAPSHOT_EVERY in the normal case.
     for (;;) {
       const page = await journal.read(this.pid, this.head, 500);
       for (const e of page) {
         const ref = JSON.parse(e.data) as InboxRef;
-        this.lastSeen.set(ref.c, Math.max(ref.s, this.lastSeen.get(ref.c) ?? 0));
+        const seen = (this.lastSeen ??= new Map());
+        seen.set(ref.c, Math.max(ref.s, seen.get(ref.c) ?? 0));
         this.head = e.seq;
       }
       if (page.length < 500) break;
     }
     this.durableHead = this.head;
-    this.durableSeen = new Map(this.lastSeen);
+    if (this.lastSeen) this.durableSeen = new Map(this.lastSeen);
   }
 
   async onDeactivate(): Promise<void> {
@@ -97,11 +99,11 @@ class UserActor implements Actor<UserMessage> {
       case 'append':
         return this.append(m.message, m.requireEvent ?? false);
       case 'joined':
-        this.lastSeen.set(m.channelId, m.atSeq);
+        (this.lastSeen ??= new Map()).set(m.channelId, m.atSeq);
         this.comembers = undefined;
         return undefined;
       case 'left':
-        this.lastSeen.delete(m.channelId);
+        this.lastSeen?.delete(m.channelId);
         this.comembers = undefined;
         return undefined;
       case 'connect':
@@ -164,7 +166,7 @@ class UserActor implements Actor<UserMessage> {
   private async append(message: Message, requireEvent: boolean): Promise<unknown> {
     if (this.broken) throw new CodedError('UNAVAILABLE', 'inbox is recovering from a failed write; retry');
     const channelId = message.channel_id;
-    const last = this.lastSeen.get(channelId);
+    const last = this.lastSeen?.get(channelId);
     if (last !== undefined && message.channel_seq <= last) return { inbox_seq: 0 };
     let batch = [message];
     if (last !== undefined && message.channel_seq > last + 1) {
@@ -173,7 +175,7 @@ class UserActor implements Actor<UserMessage> {
     }
     const first = this.head + 1;
     this.head += batch.length;
-    this.lastSeen.set(channelId, message.channel_seq);
+    (this.lastSeen ??= new Map()).set(channelId, message.channel_seq);
     const write = this.deps.store.journal.append(
       this.pid,
       this.epoch,
@@ -184,7 +186,7 @@ class UserActor implements Actor<UserMessage> {
     return deferReply(
       write.then(() => {
         this.durableHead = first + batch.length - 1;
-        this.durableSeen.set(channelId, message.channel_seq);
+        (this.durableSeen ??= new Map()).set(channelId, message.channel_seq);
         batch.forEach((msg, i) => this.push({ type: 'delivery', inboxSeq: first + i, message: msg }));
         if (this.durableHead - this.snapshotSeq >= SNAPSHOT_EVERY) {
           this.saveSnapshot().catch((err: unknown) => this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox snapshot failed'));
@@ -207,7 +209,7 @@ class UserActor implements Actor<UserMessage> {
 
   private async saveSnapshot(): Promise<void> {
     const seq = this.durableHead;
-    const data: Snapshot = { head: seq, lastSeen: [...this.durableSeen] };
+    const data: Snapshot = { head: seq, lastSeen: [...(this.durableSeen ?? [])] };
     await this.deps.store.journal.saveSnapshot(this.pid, this.epoch, { seq, data: JSON.stringify(data) });
     this.snapshotSeq = Math.max(this.snapshotSeq, seq);
   }
@@ -239,9 +241,6 @@ class UserActor implements Actor<UserMessage> {
     const wasOnline = this.devices.size > 0;
     this.devices.set(deviceId, { session, touchedMs: Date.now() });
     if (prior?.session !== session) await this.indexNode(session, true);
-    if (!this.ctx.timers.has('expire')) {
-      this.ctx.timers.every('expire', Math.max(250, Math.floor(this.deps.timings.presenceTimeoutMs / 4)), { type: 'expireDevices' });
-    }
     if (!wasOnline) await this.transition(true);
     return { inbox_head_seq: this.durableHead };
   }
@@ -300,7 +299,6 @@ class UserActor implements Actor<UserMessage> {
   }
 
   private async wentOffline(): Promise<void> {
-    this.ctx.timers.cancel('expire');
     this.devices = undefined;
     await this.transition(false);
   }

@@ -28,7 +28,7 @@ export type UserMessage =
   | { type: 'nodeDown'; nodeId: string }
   /** Internal: after a takeover, go offline unless a device re-registered meanwhile. */
   | { type: 'offlineCheck' }
-  /** Internal: expire devices whose session stopped touching. */
+  /** From the node's periodic sweep: expire devices whose session stopped touching. */
   | { type: 'expireDevices' }
   /** Internal: persist dirty device cursors. */
   | { type: 'flushCursors' }

@@ -64,7 +64,7 @@ export class ActorSystem {
     const id = addressId(address);
     if (this.activations.has(id)) throw new CodedError(RuntimeCodes.CONFIG, `actor ${id} already exists`);
     const self = this.ref<M>(kind, key);
-    const activation = new Activation<M>(address, k as ActorKind<M>, self, this.log, (a) => this.stopped(a as Activation<unknown>), create);
+    const activation = new Activation<M>(address, k as ActorKind<M>, self, this.log, this, create);
     this.activations.set(id, activation as Activation<unknown>);
     activation.start();
     return self;
@@ -190,12 +190,13 @@ export class ActorSystem {
   }
 
   private newActivation(address: ActorAddress, kind: ActorKind<unknown>, held: boolean): Activation<unknown> {
-    return new Activation<unknown>(address, kind, this.ref(address.kind, address.key), this.log, (a) => this.stopped(a), undefined, held);
+    return new Activation<unknown>(address, kind, this.ref(address.kind, address.key), this.log, this, undefined, held);
   }
 
   private readonly pending = new Map<string, Activation<unknown>>();
 
-  private stopped(activation: Activation<unknown>): void {
+  /** @internal called by an activation once it has gone */
+  stopped(activation: Activation<unknown>): void {
     const id = addressId(activation.address);
     if (this.activations.get(id) === activation) this.activations.delete(id);
     // Timer messages belong to the activation that set the timers: a successor must not get them.

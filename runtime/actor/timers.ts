@@ -12,11 +12,20 @@ export interface ActorTimers<M> {
   has(name: string): boolean;
 }
 
+/** Where a firing timer's message goes (the activation). @internal */
+export interface TimerTarget<M> {
+  fireTimer(message: M): void;
+}
+
 /** @internal */
 export class TimerSet<M> implements ActorTimers<M> {
   private timers: Map<string, NodeJS.Timeout> | undefined;
 
-  constructor(private readonly fire: (message: M) => void) {}
+  constructor(private readonly target: TimerTarget<M>) {}
+
+  private fire(message: M): void {
+    this.target.fireTimer(message);
+  }
 
   once(name: string, delayMs: number, message: M): void {
     this.cancel(name);

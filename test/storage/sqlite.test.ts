@@ -1,4 +1,5 @@
 import test from 'ava';
+import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,81 @@ function freshPath(): string {
 }
 
 runStoreContract('sqlite', async () => new SqliteStore({ path: freshPath(), log: silentLogger() }));
+// Again with the append log moved into the journal table almost at once, one row per transaction:
+// every contract holds whichever table an event sits in.
+runStoreContract('sqlite, log moved at once', async () =>
+  new SqliteStore({ path: freshPath(), log: silentLogger(), logMove: { atRows: 2, afterMs: 5, chunk: 1 } }),
+);
+
+function countRows(path: string, table: 'jlog' | 'journal'): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+async function waitFor(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('sqlite: reads see each event once while the append log moves into the journal, from either process', async (t) => {
+  const path = freshPath();
+  // Only `mover` stores move the log (soon after each append); A and B never do on their own.
+  const mover = () => new SqliteStore({ path, log: silentLogger(), logMove: { atRows: 1_000_000, afterMs: 20, chunk: 7 } });
+  const still = () => new SqliteStore({ path, log: silentLogger(), logMove: { atRows: 1_000_000, afterMs: 3_600_000, chunk: 7 } });
+  const pid = 'channel/moving';
+  const event = (seq: number) => ({ seq, data: `e${seq}`, key: BigInt(seq) * 10n, dedupKey: `d${seq}` });
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  const first = mover();
+  await first.journal.append(pid, await first.journal.acquire(pid, 'first'), range(1, 50).map(event));
+  await waitFor('the first 50 moved', () => countRows(path, 'jlog') === 0);
+  await first.close();
+  const a = still();
+  const b = still();
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  const epoch = await a.journal.acquire(pid, 'a');
+  await a.journal.append(pid, epoch, range(51, 100).map(event));
+  t.is(countRows(path, 'jlog'), 50, 'seqs 51-100 are in the log, 1-50 in the journal');
+
+  const check = async (store: SqliteStore, top: number, label: string) => {
+    const seqs = (events: { seq: number }[]) => events.map((e) => e.seq);
+    t.deepEqual(seqs(await store.journal.read(pid, 0, 1_000)), range(1, top), `${label}: read all`);
+    t.deepEqual(seqs(await store.journal.read(pid, 45, 10)), range(46, 55), `${label}: read across the boundary`);
+    t.deepEqual(seqs(await store.journal.read(pid, 60, 5)), range(61, 65), `${label}: read in the log part`);
+    t.deepEqual(seqs(await store.journal.readBefore(pid, undefined, 3)), [top, top - 1, top - 2], `${label}: newest first`);
+    t.deepEqual(seqs(await store.journal.readBefore(pid, 530n, 6)), [52, 51, 50, 49, 48, 47], `${label}: page across the boundary`);
+    t.deepEqual(seqs(await store.journal.readSeqs(pid, [75, 3, 50, 51])), [3, 50, 51, 75], `${label}: by seq`);
+    t.is(await store.journal.highestSeq(pid), top, `${label}: head`);
+    t.deepEqual(await store.journal.findByDedup(pid, 'd20'), event(20), `${label}: dedup in the journal`);
+    t.deepEqual(await store.journal.findByDedup(pid, 'd70'), event(70), `${label}: dedup in the log`);
+    const again = await store.journal.append(pid, epoch, [event(70)]).catch((err: unknown) => err);
+    t.true(again instanceof CodedError || (typeof again === 'object' && again !== null && 'ok' in again), `${label}: repeat answered`);
+  };
+  await check(a, 100, 'writer process, mixed');
+  await check(b, 100, 'other process, mixed');
+
+  // B takes over: its head comes from rows A left in the log.
+  const eb = await b.journal.acquire(pid, 'b');
+  await t.throwsAsync(b.journal.append(pid, eb, [{ seq: 100, data: 'x' }]), { code: StoreCodes.SEQ_CONFLICT });
+  const dup = await b.journal.append(pid, eb, [event(70)]);
+  t.deepEqual(dup, { ok: false, duplicate: event(70) }, 'a dedup key in the log is found by the other process');
+  await b.journal.append(pid, eb, [event(101)]);
+  const last = mover();
+  t.teardown(() => last.close());
+  await waitFor('everything moved, by a third process', () => countRows(path, 'jlog') === 0);
+  t.is(countRows(path, 'journal'), 101);
+  await check(a, 101, 'writer process, moved');
+  await check(b, 101, 'other process, moved');
+});
 
 const STORE_MODULE = fileURLToPath(new URL('../../runtime/storage/sqlite/sqlite-store.ts', import.meta.url));
 const LOG_MODULE = fileURLToPath(new URL('../../runtime/log.ts', import.meta.url));

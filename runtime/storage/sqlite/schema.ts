@@ -15,6 +15,9 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE IF NOT EXISTS snapshots (pid TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
    CREATE TABLE IF NOT EXISTS kv (tbl TEXT NOT NULL, part TEXT NOT NULL, k TEXT NOT NULL, v TEXT NOT NULL,
      PRIMARY KEY (tbl, part, k)) WITHOUT ROWID;`,
+  // The append log: events land here first (sequential pages) and move into `journal` in bulk;
+  // AUTOINCREMENT so that ids are never reused once the log was emptied (readers tail by id).
+  `CREATE TABLE IF NOT EXISTS jlog (id INTEGER PRIMARY KEY AUTOINCREMENT, pid TEXT NOT NULL, seq INTEGER NOT NULL, k TEXT, dedup TEXT, data TEXT NOT NULL);`,
 ];
 
 export function applySchema(db: BetterSqlite3.Database): void {

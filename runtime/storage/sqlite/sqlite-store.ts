@@ -7,8 +7,9 @@ import type { Logger } from '../../log.ts';
 import type { AppendOptions, AppendResult, Journal, JournalEvent, Snapshot } from '../journal.ts';
 import type { KeyValueRecord, KeyValueStore, KeyValueWrite } from '../key-value.ts';
 import { StoreCodes, type Store } from '../store.ts';
+import { PendingLog, type LogRow } from './pending-log.ts';
 import { applySchema, decodeKey, encodeKey } from './schema.ts';
-import type { WireEvent, WriteOp, WriteResult, WriterInit, WriterRequest, WriterResponse } from './writer-protocol.ts';
+import type { LogMoveOptions, WireEvent, WriteOp, WriteResult, WriterInit, WriterRequest, WriterResponse } from './writer-protocol.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; created with its directory when missing. */
@@ -17,6 +18,8 @@ export interface SqliteStoreOptions {
   readonly durability?: 'fsync' | 'os';
   /** Upper bound on operations per group commit. */
   readonly maxBatch?: number;
+  /** When the append log moves into the journal table (tests use small values). */
+  readonly logMove?: Partial<LogMoveOptions>;
   readonly log: Logger;
 }
 
@@ -43,6 +46,11 @@ const TSX_API = import.meta.resolve('tsx/esm/api');
  * one batch commits, the next one fills, so the fsync cost is shared by everything that arrived
  * meanwhile (group commit) and every promise resolves only after its batch is durable.
  *
+ * Journal events are durable once in the append log (`jlog`); the writer moves them into the
+ * indexed `journal` later. Each read runs in one read transaction over `journal` plus this
+ * connection's index of the log (tailed by id in that same snapshot), so it sees every event
+ * exactly once wherever it sits.
+ *
  * Several processes may open one file (nodes of a cluster on one box): SQLite serialises their
  * write transactions and the owner epochs in `owners` fence stale activations across processes.
  */
@@ -58,9 +66,13 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   private queue: Pending[] = [];
   private inFlight: Map<number, Pending[]> = new Map();
   private nextId = 1;
+  private flushScheduled = false;
   private broken: Error | undefined;
   private closing: Promise<void> | undefined;
   private readonly stmts;
+  private readonly pending = new PendingLog();
+  private readonly dataVersion;
+  private seenVersion = -1;
 
   constructor(private readonly options: SqliteStoreOptions) {
     mkdirSync(dirname(options.path), { recursive: true });
@@ -80,15 +92,19 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       snapshot: this.db.prepare<[string], { seq: number; data: string }>('SELECT seq, data FROM snapshots WHERE pid = ?'),
       kvGet: this.db.prepare<[string, string, string], { v: string }>('SELECT v FROM kv WHERE tbl = ? AND part = ? AND k = ?'),
       kvList: this.db.prepare<[string, string, number], { k: string; v: string }>('SELECT k, v FROM kv WHERE tbl = ? AND part = ? ORDER BY k LIMIT ?'),
+      logBounds: this.db.prepare<[], { lo: number | null; hi: number | null }>('SELECT (SELECT min(id) FROM jlog) AS lo, (SELECT max(id) FROM jlog) AS hi'),
+      logTail: this.db.prepare<[number], LogRow>('SELECT id, pid, seq, k, dedup, data FROM jlog WHERE id > ? ORDER BY id'),
     };
+    this.dataVersion = this.db.prepare<[], { data_version: number }>('PRAGMA data_version');
     const init: WriterInit & { tsxApi: string; writer: string } = {
       path: options.path,
       synchronous: options.durability === 'os' ? 'NORMAL' : 'FULL',
+      logMove: { atRows: 60_000, afterMs: 2_000, chunk: 1_000, ...options.logMove },
       tsxApi: TSX_API,
       writer: new URL('./sqlite-writer.ts', import.meta.url).href,
     };
     this.worker = new Worker(WRITER_BOOTSTRAP, { eval: true, workerData: init });
-    this.worker.on('message', (res: WriterResponse | 'closed') => this.onResponse(res));
+    this.worker.on('message', (res: string) => this.onResponse(res === 'closed' ? res : (JSON.parse(res) as WriterResponse)));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => {
       if (!this.closing) this.fail(new Error(`sqlite writer exited with code ${code}`));
@@ -121,29 +137,50 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     return { ok: true };
   }
 
+  // A pid's rows in the log are its newest; `journal` may hold copies of some of them (copied,
+  // not yet deleted from the log), so from `journal` only rows older than the logged ones count.
+
   async read(persistenceId: string, afterSeq: number, limit: number): Promise<JournalEvent[]> {
-    return this.readRows(() => this.stmts.read.all(persistenceId, afterSeq, limit));
+    return this.readRows(() => {
+      const all = this.pending.rowsOf(persistenceId);
+      const firstLogged = all[0]?.seq ?? Infinity;
+      const stored = afterSeq + 1 >= firstLogged ? [] : this.stmts.read.all(persistenceId, afterSeq, limit).filter((r) => r.seq < firstLogged);
+      if (stored.length >= limit) return stored;
+      return [...stored, ...all.filter((r) => r.seq > afterSeq).slice(0, limit - stored.length)];
+    });
   }
 
   async readBefore(persistenceId: string, beforeKey: bigint | undefined, limit: number): Promise<JournalEvent[]> {
-    return this.readRows(() =>
-      beforeKey === undefined ? this.stmts.readLatest.all(persistenceId, limit) : this.stmts.readBefore.all(persistenceId, encodeKey(beforeKey), limit),
-    );
+    return this.readRows(() => {
+      let before = beforeKey === undefined ? undefined : encodeKey(beforeKey);
+      const keyed = this.pending.rowsOf(persistenceId).filter((r) => r.k !== null);
+      const logged = keyed.filter((r) => before === undefined || r.k! < before).reverse().slice(0, limit);
+      if (logged.length >= limit) return logged;
+      // Older than every logged row, so no row comes twice.
+      const oldestLogged = keyed[0]?.k ?? undefined;
+      if (oldestLogged !== undefined && (before === undefined || oldestLogged < before)) before = oldestLogged;
+      const rest = limit - logged.length;
+      const stored = before === undefined ? this.stmts.readLatest.all(persistenceId, rest) : this.stmts.readBefore.all(persistenceId, before, rest);
+      return [...logged, ...stored];
+    });
   }
 
   async readSeqs(persistenceId: string, seqs: readonly number[]): Promise<JournalEvent[]> {
     const sorted = [...seqs].sort((a, b) => a - b);
-    return this.readRows(() => sorted.map((s) => this.stmts.readSeq.get(persistenceId, s)).filter((r): r is Row => r !== undefined));
+    return this.readRows(() =>
+      sorted.map((s) => this.pending.get(persistenceId, s) ?? this.stmts.readSeq.get(persistenceId, s)).filter((r): r is Row => r !== undefined),
+    );
   }
 
   async highestSeq(persistenceId: string): Promise<number> {
     this.ensureOpen();
-    return this.stmts.maxSeq.get(persistenceId)?.m ?? 0;
+    this.syncPending();
+    return this.pending.maxSeq(persistenceId) || (this.stmts.maxSeq.get(persistenceId)?.m ?? 0);
   }
 
   async findByDedup(persistenceId: string, dedupKey: string): Promise<JournalEvent | undefined> {
     const [row] = this.readRows(() => {
-      const r = this.stmts.byDedup.get(persistenceId, dedupKey);
+      const r = this.pending.byDedup(persistenceId, dedupKey) ?? this.stmts.byDedup.get(persistenceId, dedupKey);
       return r ? [r] : [];
     });
     return row;
@@ -209,7 +246,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     if (this.closing) return Promise.reject(new CodedError(StoreCodes.UNAVAILABLE, 'store is closing'));
     return new Promise<WriteResult>((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
-      if (this.inFlight.size === 0 && this.queue.length === 1) setImmediate(() => this.flush());
+      if (this.inFlight.size === 0) this.scheduleFlush();
     });
   }
 
@@ -221,11 +258,16 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     const id = this.nextId++;
     this.inFlight.set(id, batch);
     const req: WriterRequest = { id, ops: batch.map((p) => p.op) };
-    this.worker.postMessage(req);
+    // One JSON string clones far faster than the structured clone of an object graph.
+    this.worker.postMessage(JSON.stringify(req));
   }
 
   private onResponse(res: WriterResponse | 'closed'): void {
     if (res === 'closed') return;
+    if (res.id === 0 && 'error' in res) {
+      this.options.log.warn({ error: res.error }, 'sqlite log move failed; will retry');
+      return;
+    }
     const batch = this.inFlight.get(res.id);
     this.inFlight.delete(res.id);
     if (batch) {
@@ -237,7 +279,17 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
         for (let i = 0; i < batch.length; i++) batch[i]!.resolve(res.results[i]!);
       }
     }
-    this.flush();
+    // Not at once: what the callbacks above submit in this turn joins the same batch.
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.queue.length === 0) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
   }
 
   private fail(err: Error): void {
@@ -255,8 +307,24 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     if (this.broken) throw unavailable(this.broken);
   }
 
+  /**
+   * Brings the log index up to date before a read. No read transaction is needed: rows below the
+   * log's smallest id were copied into `journal` before they were deleted, and rows appended after
+   * this point are simply not seen yet, as if the read had run a moment earlier.
+   */
+  private syncPending(): void {
+    // Changes only when another connection (our writer thread, another process) committed.
+    const version = this.dataVersion.get()!.data_version;
+    if (version === this.seenVersion) return;
+    this.seenVersion = version;
+    const { lo, hi } = this.stmts.logBounds.get()!;
+    if (hi !== null && hi > this.pending.lastId) for (const row of this.stmts.logTail.all(this.pending.lastId)) this.pending.add(row);
+    this.pending.trimBelow(lo ?? this.pending.lastId + 1);
+  }
+
   private readRows(query: () => Row[]): JournalEvent[] {
     this.ensureOpen();
+    this.syncPending();
     return query().map((r) => fromWire({ seq: r.seq, data: r.data, ...(r.k === null ? {} : { k: r.k }), ...(r.dedup === null ? {} : { dedup: r.dedup }) }));
   }
 }

@@ -2,10 +2,15 @@
  * The writer thread of the SQLite store. Every batch the facade posts is one transaction and one
  * fsync: that is the group commit. Running here rather than on the event loop keeps the fsync
  * from stalling sockets while it waits on the disk.
+ *
+ * Appends go to the append log (`jlog`, see pending-log.ts) and are moved into `journal` in
+ * chunks between batches, so a commit writes about the bytes of its events instead of a B-tree
+ * page per index per actor.
  * @internal
  */
 import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
+import { PendingLog, type LogRow } from './pending-log.ts';
 import { applySchema } from './schema.ts';
 import type { WireEvent, WriteOp, WriteResult, WriterInit, WriterRequest, WriterResponse } from './writer-protocol.ts';
 
@@ -24,9 +29,13 @@ const q = {
     'SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND dedup = ?',
   ),
   hasEvent: db.prepare<[string, number, string], { one: number }>('SELECT 1 AS one FROM journal WHERE pid = ? AND seq = ? AND k = ?'),
-  insertEvent: db.prepare<[string, number, string | null, string | null, string]>(
-    'INSERT INTO journal (pid, seq, k, dedup, data) VALUES (?, ?, ?, ?, ?)',
-  ),
+  logInsert: db.prepare<[string, number, string | null, string | null, string]>('INSERT INTO jlog (pid, seq, k, dedup, data) VALUES (?, ?, ?, ?, ?)'),
+  logBounds: db.prepare<[], { lo: number | null; hi: number | null }>('SELECT (SELECT min(id) FROM jlog) AS lo, (SELECT max(id) FROM jlog) AS hi'),
+  // Without data: the writer checks seqs, keys and dedup keys; data is read back only for a duplicate.
+  logTail: db.prepare<[number], LogRow>("SELECT id, pid, seq, k, dedup, '' AS data FROM jlog WHERE id > ? ORDER BY id"),
+  logData: db.prepare<[number], { data: string }>('SELECT data FROM jlog WHERE id = ?'),
+  copyToJournal: db.prepare<[number]>('INSERT OR IGNORE INTO journal (pid, seq, k, dedup, data) SELECT pid, seq, k, dedup, data FROM jlog WHERE id = ?'),
+  dropFromLog: db.prepare<[number]>('DELETE FROM jlog WHERE id < ?'),
   putSnapshot: db.prepare<[string, number, string]>(
     'INSERT INTO snapshots (pid, seq, data) VALUES (?, ?, ?) ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, data = excluded.data WHERE excluded.seq >= snapshots.seq',
   ),
@@ -45,17 +54,40 @@ const q = {
  */
 const epochs = new Map<string, number>();
 const heads = new Map<string, number>();
+let pending = new PendingLog();
 const dataVersion = db.prepare<[], { data_version: number }>('PRAGMA data_version');
 let seenVersion = -1;
 const CACHE_LIMIT = 200_000;
 
+/** Called inside each write transaction, before any check: the caches then match the file. */
 function revalidateCaches(): void {
+  // data_version moves only for commits of other connections, never for our own.
   const v = dataVersion.get()!.data_version;
   if (v !== seenVersion || epochs.size > CACHE_LIMIT || heads.size > CACHE_LIMIT) {
     epochs.clear();
     heads.clear();
     seenVersion = v;
+    syncPending();
   }
+}
+
+/** Takes in rows other processes appended to the log and forgets rows anyone moved out of it. */
+function syncPending(): void {
+  const { lo, hi } = q.logBounds.get()!;
+  if (hi !== null && hi > pending.lastId) for (const row of q.logTail.iterate(pending.lastId)) pending.add(row);
+  pending.trimBelow(lo ?? pending.lastId + 1);
+}
+
+function hasEvent(pid: string, seq: number, k: string): boolean {
+  const row = pending.get(pid, seq);
+  if (row) return row.k === k;
+  return q.hasEvent.get(pid, seq, k) !== undefined;
+}
+
+function findDedup(pid: string, dedup: string): { seq: number; k: string | null; data: string } | undefined {
+  const row = pending.byDedup(pid, dedup);
+  if (row) return { seq: row.seq, k: row.k, data: q.logData.get(row.id)?.data ?? '' };
+  return q.byDedup.get(pid, dedup);
 }
 
 function currentEpoch(pid: string): number | undefined {
@@ -70,7 +102,7 @@ function currentEpoch(pid: string): number | undefined {
 function headOf(pid: string): number {
   let h = heads.get(pid);
   if (h === undefined) {
-    h = q.maxSeq.get(pid)?.m ?? 0;
+    h = pending.maxSeq(pid) || (q.maxSeq.get(pid)?.m ?? 0);
     heads.set(pid, h);
   }
   return h;
@@ -95,11 +127,11 @@ function apply(op: WriteOp): WriteResult {
     case 'append': {
       const refused = fenced(op.pid, op.epoch);
       if (refused) return refused;
-      if (op.requires && !q.hasEvent.get(op.requires[0], op.requires[1], op.requires[2])) {
+      if (op.requires && !hasEvent(op.requires[0], op.requires[1], op.requires[2])) {
         return { ok: false, code: 'REQUIREMENT_MISSING', message: `${op.requires[0]} has no event ${op.requires[1]} with that key` };
       }
       if (op.events.length === 1 && op.events[0]!.dedup !== undefined) {
-        const prior = q.byDedup.get(op.pid, op.events[0]!.dedup);
+        const prior = findDedup(op.pid, op.events[0]!.dedup);
         if (prior) {
           const duplicate: WireEvent = { seq: prior.seq, data: prior.data, ...(prior.k === null ? {} : { k: prior.k }), dedup: op.events[0]!.dedup };
           return { ok: false, code: 'DUPLICATE', message: 'already stored', duplicate };
@@ -109,7 +141,7 @@ function apply(op: WriteOp): WriteResult {
         // Checked here rather than left to the unique index: a constraint error would abort the
         // whole group commit, failing every unrelated append in the batch.
         for (const e of op.events) {
-          if (e.dedup !== undefined && q.byDedup.get(op.pid, e.dedup)) {
+          if (e.dedup !== undefined && findDedup(op.pid, e.dedup)) {
             return { ok: false, code: 'SEQ_CONFLICT', message: `${op.pid}: dedup key of seq ${e.seq} is already stored` };
           }
         }
@@ -121,7 +153,12 @@ function apply(op: WriteOp): WriteResult {
         }
         expected++;
       }
-      for (const e of op.events) q.insertEvent.run(op.pid, e.seq, e.k ?? null, e.dedup ?? null, e.data);
+      for (const e of op.events) {
+        const k = e.k ?? null;
+        const dedup = e.dedup ?? null;
+        const id = Number(q.logInsert.run(op.pid, e.seq, k, dedup, e.data).lastInsertRowid);
+        pending.add({ id, pid: op.pid, seq: e.seq, k, dedup, data: '' });
+      }
       heads.set(op.pid, expected - 1);
       return { ok: true };
     }
@@ -153,23 +190,106 @@ const runBatch = db.transaction((ops: readonly WriteOp[]) => {
   return ops.map(apply);
 });
 
-parentPort!.on('message', (req: WriterRequest | 'close') => {
-  if (req === 'close') {
+/**
+ * Moving the log into `journal`, between batches, in transactions of about APPLY_CHUNK rows (an
+ * append waits for at most one). Walking the log from its oldest row, each actor met is copied
+ * whole (all its logged rows, which then share B-tree pages: the longer rows wait in the log, the
+ * fewer pages per row), then everything below the first row not copied is deleted from the log.
+ * Due once the log holds APPLY_AT rows (then moved down to half of that) or APPLY_AFTER_MS passed
+ * since the last move (then moved completely).
+ */
+const { atRows: APPLY_AT, afterMs: APPLY_AFTER_MS, chunk: APPLY_CHUNK } = init.logMove;
+let applyTarget = -1;
+let lastApplyMs = Date.now();
+let applyScheduled = false;
+let closed = false;
+
+const moveChunk = db.transaction((): void => {
+  revalidateCaches();
+  let copied = 0;
+  let boundary: number | undefined;
+  for (const row of pending.inIdOrder()) {
+    const done = pending.copiedSeq(row.pid);
+    if (row.seq <= done) continue;
+    if (copied >= APPLY_CHUNK) {
+      boundary = row.id;
+      break;
+    }
+    const rows = pending.rowsOf(row.pid);
+    for (const r of rows) {
+      if (r.seq <= done) continue;
+      q.copyToJournal.run(r.id);
+      copied++;
+    }
+    pending.markCopied(row.pid, rows[rows.length - 1]!.seq);
+  }
+  const below = boundary ?? pending.lastId + 1;
+  q.dropFromLog.run(below);
+  pending.trimBelow(below);
+});
+
+function scheduleApply(): void {
+  if (applyScheduled || closed) return;
+  if (applyTarget < 0) {
+    if (pending.size >= APPLY_AT) applyTarget = APPLY_AT / 2;
+    else if (pending.size > 0 && Date.now() - lastApplyMs >= APPLY_AFTER_MS) applyTarget = 0;
+    else return;
+  }
+  applyScheduled = true;
+  setImmediate(applyChunk);
+}
+
+function applyChunk(): void {
+  applyScheduled = false;
+  if (closed) return;
+  try {
+    if (pending.size > applyTarget) moveChunk.immediate();
+  } catch (err) {
+    // Left in the log, where reads still find it; the copy marks may be wrong now, so start over.
+    pending = new PendingLog();
+    seenVersion = -1;
+    reply({ id: 0, error: `log move failed: ${err instanceof Error ? err.message : String(err)}` });
+    applyTarget = -1;
+    return;
+  }
+  if (pending.size > applyTarget) {
+    applyScheduled = true;
+    setImmediate(applyChunk);
+  } else {
+    applyTarget = -1;
+    lastApplyMs = Date.now();
+  }
+}
+
+// Idle nodes move their log too.
+setInterval(scheduleApply, APPLY_AFTER_MS).unref();
+syncPending();
+
+/** Requests and responses travel as JSON strings (cheaper to clone than object graphs). */
+function reply(res: WriterResponse): void {
+  parentPort!.postMessage(JSON.stringify(res));
+}
+
+parentPort!.on('message', (raw: string) => {
+  if (raw === 'close') {
+    closed = true;
     db.close();
     parentPort!.postMessage('closed');
     parentPort!.close(); // lets the thread end, so close() does not wait for its timeout
     return;
   }
+  const req = JSON.parse(raw) as WriterRequest;
   let res: WriterResponse;
   try {
     res = { id: req.id, results: runBatch.immediate(req.ops) };
-    // Our own commit moved data_version too; take it as seen so the caches survive.
-    seenVersion = dataVersion.get()!.data_version;
   } catch (err) {
-    // A rolled-back batch may have advanced cached heads it never wrote.
+    // A rolled-back batch may have advanced cached heads and logged rows it never wrote.
     epochs.clear();
     heads.clear();
+    pending = new PendingLog();
+    seenVersion = -1;
     res = { id: req.id, error: err instanceof Error ? `${(err as { code?: string }).code ?? 'ERROR'}: ${err.message}` : String(err) };
   }
-  parentPort!.postMessage(res);
+  reply(res);
+  scheduleApply();
 });

@@ -38,4 +38,15 @@ export type WriterResponse =
 export interface WriterInit {
   readonly path: string;
   readonly synchronous: 'FULL' | 'NORMAL';
+  readonly logMove: LogMoveOptions;
+}
+
+/** When the writer moves the append log into `journal` (see sqlite-writer.ts). */
+export interface LogMoveOptions {
+  /** Move once the log holds this many rows (down to half of it). */
+  readonly atRows: number;
+  /** Move everything once this long passed since the last move. */
+  readonly afterMs: number;
+  /** Rows per move transaction (an append waits for at most one). */
+  readonly chunk: number;
 }
