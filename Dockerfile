@@ -1,8 +1,9 @@
-# Parley node image, used by docker-compose.yml.
+# Parley node image, used by docker-compose.yml. Runs the compiled build, as `npm start` does.
 FROM node:20-bookworm
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev || npm ci
+RUN npm ci
 COPY . .
+RUN npm run build
 EXPOSE 8080 9090
-ENTRYPOINT ["node", "--import", "tsx", "bin/parleyd.ts"]
+ENTRYPOINT ["node", "dist/bin/parleyd.js"]

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { ParleyClient, ParleyHttp, type WebSocketFactory } from '../../client/index.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface ServerHandle {
   readonly port: number;
@@ -29,10 +29,19 @@ export const TEST_FLAGS: Record<string, string> = { 'scrypt-log-n': '10', 'log-l
  * Starts a real parleyd process on 127.0.0.1 with a fresh data dir (or the given one) and waits
  * until it serves. Port 0 lets the OS choose, so test files can run in parallel.
  */
-export async function startServer(options: { dataDir?: string; flags?: Record<string, string>; env?: Record<string, string> } = {}): Promise<ServerHandle> {
+export async function startServer(
+  options: {
+    dataDir?: string;
+    flags?: Record<string, string>;
+    env?: Record<string, string>;
+    /** `dist`: the compiled build `npm start` runs (build it first with `npm run build`). */
+    entry?: 'source' | 'dist';
+  } = {},
+): Promise<ServerHandle> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'parley-test-'));
   const flags = { ...TEST_FLAGS, host: '127.0.0.1', port: '0', 'data-dir': dataDir, ...options.flags };
-  const args = ['--import', 'tsx', join(ROOT, 'bin/parleyd.ts'), ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])];
+  const entry = options.entry === 'dist' ? [join(ROOT, 'dist/bin/parleyd.js')] : ['--import', 'tsx', join(ROOT, 'bin/parleyd.ts')];
+  const args = [...entry, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])];
   const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   let stderr = '';

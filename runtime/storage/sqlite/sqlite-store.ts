@@ -30,15 +30,23 @@ interface Pending {
 }
 
 /**
- * The writer is TypeScript like the rest; a worker does not inherit the parent's loader hooks on
- * Node 20, so it registers tsx itself before importing the writer module. Dynamic imports only:
- * the eval'd bootstrap is CommonJS or ESM depending on the parent's --input-type.
+ * The writer thread's module. Compiled (dist/, what `npm start` runs) it is plain JavaScript next
+ * to this file. From source, a worker does not inherit the parent's loader hooks on Node 20, so
+ * it registers tsx itself before importing the writer module. Dynamic imports only: the eval'd
+ * bootstrap is CommonJS or ESM depending on the parent's --input-type.
  */
+const COMPILED = import.meta.url.endsWith('.js');
+const WRITER_MODULE = new URL(COMPILED ? './sqlite-writer.js' : './sqlite-writer.ts', import.meta.url);
 const WRITER_BOOTSTRAP = `
   import('node:worker_threads')
     .then(({ workerData }) => import(workerData.tsxApi).then((tsx) => { tsx.register(); return import(workerData.writer); }));
 `;
-const TSX_API = import.meta.resolve('tsx/esm/api');
+
+function startWriter(init: WriterInit): Worker {
+  if (COMPILED) return new Worker(WRITER_MODULE, { workerData: init });
+  const workerData = { ...init, tsxApi: import.meta.resolve('tsx/esm/api'), writer: WRITER_MODULE.href };
+  return new Worker(WRITER_BOOTSTRAP, { eval: true, workerData });
+}
 
 /**
  * The embedded engine. Reads run on the calling thread against WAL snapshots (microseconds, and
@@ -96,14 +104,11 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       logTail: this.db.prepare<[number], LogRow>('SELECT id, pid, seq, k, dedup, data FROM jlog WHERE id > ? ORDER BY id'),
     };
     this.dataVersion = this.db.prepare<[], { data_version: number }>('PRAGMA data_version');
-    const init: WriterInit & { tsxApi: string; writer: string } = {
+    this.worker = startWriter({
       path: options.path,
       synchronous: options.durability === 'os' ? 'NORMAL' : 'FULL',
       logMove: { atRows: 60_000, afterMs: 2_000, chunk: 1_000, ...options.logMove },
-      tsxApi: TSX_API,
-      writer: new URL('./sqlite-writer.ts', import.meta.url).href,
-    };
-    this.worker = new Worker(WRITER_BOOTSTRAP, { eval: true, workerData: init });
+    });
     this.worker.on('message', (res: string) => this.onResponse(res === 'closed' ? res : (JSON.parse(res) as WriterResponse)));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => {
