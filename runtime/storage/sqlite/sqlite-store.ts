@@ -281,6 +281,8 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
         const err = new CodedError(StoreCodes.UNAVAILABLE, `storage write failed: ${res.error}`);
         for (const p of batch) p.reject(err);
       } else {
+        this.learnAppended(batch, res.results);
+        this.pending.trimBelow(res.movedBelow);
         for (let i = 0; i < batch.length; i++) batch[i]!.resolve(res.results[i]!);
       }
     }
@@ -313,9 +315,27 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   }
 
   /**
-   * Brings the log index up to date before a read. No read transaction is needed: rows below the
-   * log's smallest id were copied into `journal` before they were deleted, and rows appended after
-   * this point are simply not seen yet, as if the read had run a moment earlier.
+   * Our own appends enter the log index from the writer's answer (we hold their data already), so
+   * a read normally finds nothing new to fetch. Only while ids follow on without a gap: rows of
+   * another process in between are left for the next read's tail to fetch in id order.
+   */
+  private learnAppended(batch: readonly Pending[], results: readonly WriteResult[]): void {
+    for (let i = 0; i < batch.length; i++) {
+      const op = batch[i]!.op;
+      const r = results[i]!;
+      if (op.t !== 'append' || !r.ok || r.logId === undefined) continue;
+      if (r.logId <= this.pending.lastId) continue; // a read fetched them first
+      if (r.logId !== this.pending.lastId + 1) return;
+      op.events.forEach((e, j) => this.pending.add({ id: r.logId! + j, pid: op.pid, seq: e.seq, k: e.k ?? null, dedup: e.dedup ?? null, data: e.data }));
+    }
+  }
+
+  /**
+   * Before a read: fetches log rows this connection has not seen (another process's, or ours
+   * before the writer's answer arrived) and forgets rows moved out of the log. No read
+   * transaction is needed: rows leave the log only after they were copied into `journal`, and
+   * rows appended after this point are simply not seen yet, as if the read had run a moment
+   * earlier.
    */
   private syncPending(): void {
     // Changes only when another connection (our writer thread, another process) committed.
@@ -324,6 +344,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     this.seenVersion = version;
     const { lo, hi } = this.stmts.logBounds.get()!;
     if (hi !== null && hi > this.pending.lastId) for (const row of this.stmts.logTail.all(this.pending.lastId)) this.pending.add(row);
+    // Rows another process moved out: a pid's logged rows must stay its newest (see read()).
     this.pending.trimBelow(lo ?? this.pending.lastId + 1);
   }
 

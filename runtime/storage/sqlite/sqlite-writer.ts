@@ -153,14 +153,16 @@ function apply(op: WriteOp): WriteResult {
         }
         expected++;
       }
+      let logId = 0;
       for (const e of op.events) {
         const k = e.k ?? null;
         const dedup = e.dedup ?? null;
         const id = Number(q.logInsert.run(op.pid, e.seq, k, dedup, e.data).lastInsertRowid);
         pending.add({ id, pid: op.pid, seq: e.seq, k, dedup, data: '' });
+        logId ||= id;
       }
       heads.set(op.pid, expected - 1);
-      return { ok: true };
+      return { ok: true, logId };
     }
     case 'snapshot': {
       const refused = fenced(op.pid, op.epoch);
@@ -281,7 +283,8 @@ parentPort!.on('message', (raw: string) => {
   const req = JSON.parse(raw) as WriterRequest;
   let res: WriterResponse;
   try {
-    res = { id: req.id, results: runBatch.immediate(req.ops) };
+    const results = runBatch.immediate(req.ops);
+    res = { id: req.id, results, movedBelow: pending.oldestId ?? pending.lastId + 1 };
   } catch (err) {
     // A rolled-back batch may have advanced cached heads and logged rows it never wrote.
     epochs.clear();

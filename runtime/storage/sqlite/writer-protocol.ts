@@ -23,7 +23,8 @@ export type WriteOp =
   | { readonly t: 'putIfAbsent'; readonly table: string; readonly partition: string; readonly key: string; readonly value: string };
 
 export type WriteResult =
-  | { readonly ok: true; readonly epoch?: number; readonly created?: boolean; readonly value?: string }
+  /** `logId`: an append's first row id in the append log (its events have consecutive ids). */
+  | { readonly ok: true; readonly epoch?: number; readonly created?: boolean; readonly value?: string; readonly logId?: number }
   | { readonly ok: false; readonly code: string; readonly message: string; readonly duplicate?: WireEvent };
 
 export interface WriterRequest {
@@ -32,7 +33,8 @@ export interface WriterRequest {
 }
 
 export type WriterResponse =
-  | { readonly id: number; readonly results: readonly WriteResult[] }
+  /** `movedBelow`: every log row with a smaller id is in `journal` and gone from the log. */
+  | { readonly id: number; readonly results: readonly WriteResult[]; readonly movedBelow: number }
   | { readonly id: number; readonly error: string };
 
 export interface WriterInit {
