@@ -145,8 +145,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--text-bytes <n>', 'message text size', int('--text-bytes', 1), 64)
     .option('--heartbeat-ms <n>', 'heartbeat interval per session', int('--heartbeat-ms', 100), 5_000)
     .option('--ack-every <n>', 'Parley: ack deliveries every N (0: never)', int('--ack-every'), 32)
-    .option('--connect-concurrency <n>', 'handshakes in flight per worker', int('--connect-concurrency', 1), 256)
-    .option('--connect-give-up <pct>', 'a load worker stops starting sessions once more than this % of those it started failed (at least 200): an overwhelmed server ends the connect phase early; 0: never', num('--connect-give-up'), 10)
+    .option('--connect-concurrency <n>', 'handshakes in flight per worker (default: 512 over all workers, 32..256 per worker)', int('--connect-concurrency', 1))
+    .option('--connect-give-up <pct>', 'a load worker stops starting sessions once more than this % of those it started failed (at least 500): an overwhelmed server ends the connect phase early; 0: never', num('--connect-give-up'), 10)
     .option('--connect-timeout <s>', 'a session not up within this counts as failed', num('--connect-timeout', 1), 30)
     .option('--server-flag <key=value>', 'extra parleyd flag, repeatable (e.g. fanout-timeout-ms=10000)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--parleyd-entry <file>', 'Parley entry point instead of bin/parleyd.ts (a .mjs/.js build runs without tsx; see bench/tools/build-parleyd.ts)')
@@ -159,6 +159,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--quiet-max-wait <s>', 'wait at most this long for a quiet machine, then run anyway (noted in the result)', num('--quiet-max-wait'), 300)
     .option('--contention-retries <n>', 'redo a measured run or step at most N times when other processes used more than 1.5 × --quiet-machine during it', int('--contention-retries'), 2)
     .addOption(new Option('--client <c>', 'load-generator WebSocket client: raw (lean, over net) or ws (the ws package)').choices(['raw', 'ws']).default('raw'))
+    .option('--server-logs <dir>', 'copy the stdout and stderr of every Parley server process into DIR/<node id>.log')
     .option('--profile-hold <dir>', 'connections: write a V8 CPU profile of every server process during the hold into DIR (over the inspector)')
     .option('--no-gc', 'connections: read memory without forcing a GC in the server first (default: force one over the inspector)')
     .option('--quiet', 'no progress output')
@@ -208,7 +209,7 @@ export async function main(argv: string[]): Promise<number> {
     textBytes: o.textBytes as number,
     heartbeatMs: o.heartbeatMs as number,
     ackEvery: o.ackEvery as number,
-    connectConcurrency: o.connectConcurrency as number,
+    connectConcurrency: o.connectConcurrency as number | undefined,
     connectTimeoutS: o.connectTimeout as number,
     serverFlags: Object.fromEntries(
       (o.serverFlag as string[]).map((kv) => {
@@ -226,6 +227,7 @@ export async function main(argv: string[]): Promise<number> {
     confirmFailures: o.confirmFailures as number,
     client: o.client as 'raw' | 'ws',
     profileHoldDir: typeof o.profileHold === 'string' ? resolve(o.profileHold) : undefined,
+    serverLogDir: typeof o.serverLogs === 'string' ? resolve(o.serverLogs) : undefined,
     quiet: o.quiet === true,
   };
 

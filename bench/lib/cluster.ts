@@ -30,7 +30,7 @@ import { TokenSigner } from '../../actors/auth/tokens.ts';
 import { findFreePort, startEtcd, type RunningService } from '../../runtime/services/index.ts';
 import { spawnTracked, stopChild, trackPid, untrackPid } from './children.ts';
 import { encodeHello, newScan, scanServerFrame, ServerBody } from './parley-wire.ts';
-import { NODE_ARGS, ROOT, runParleyctl, waitForPort, type NodeHandle, type ProvisionedUser, type ServerLog, type TargetHandle, type TargetOptions } from './targets.ts';
+import { keepLog, NODE_ARGS, ROOT, runParleyctl, waitForPort, type NodeHandle, type ProvisionedUser, type ServerLog, type TargetHandle, type TargetOptions } from './targets.ts';
 import type { ChildProcess } from 'node:child_process';
 
 export const CLUSTER_PREFIX = '/parley-bench';
@@ -177,6 +177,7 @@ export async function startParleyCluster(o: ClusterOptions): Promise<TargetHandl
         true,
       );
       procs.push(proc);
+      keepLog(proc, o.logDir, nodeId);
       let inspectorUrl: string | undefined;
       const port = await waitForPort(
         proc,

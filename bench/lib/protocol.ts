@@ -46,7 +46,7 @@ export interface SetupMessage {
   readonly connectRate?: number;
   /**
    * Stop starting connections once more than this % of those started have failed (and at least
-   * 200 have): an overwhelmed server then ends the connect phase instead of costing a timeout per
+   * 500 have): an overwhelmed server then ends the connect phase instead of costing a timeout per
    * wave. The rest count as failed ("not attempted"). 0: never give up.
    */
   readonly giveUpPct?: number;

@@ -297,13 +297,13 @@ function clusterSection(e: ResultEntry): string[] {
     );
     if (c.spread) md.push(`Spread of sessions up: min ${fmt(c.spread.min)}, max ${fmt(c.spread.max)}, mean ${fmt(c.spread.mean)} per node (max/mean ${c.spread.max_over_mean}). etcd during the hold: ${fmt(c.etcd_cpu_pct, 1)}% CPU, ${mib(c.etcd_rss_bytes)} RSS (not in the server figures).`, '');
   }
-  md.push('| node | placed by discovery | up after hold | node\'s own count | RSS before | RSS after | RSS per session | CPU % (hold) | event loop CPU % avg / peak |');
-  md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  md.push('| node | placed by discovery | up after hold | closed by the node | node\'s own count | RSS before | RSS after | RSS per session | CPU % (hold) | event loop CPU % avg / peak | /healthz p99 / max (ms) |');
+  md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const n of e.per_node!) {
-    md.push(`| ${n.node_id} | ${fmt(n.sessions_assigned)} | ${fmt(n.sessions_up)} | ${fmt(n.server_connections)} | ${mib(n.rss_before_bytes)} | ${mib(n.rss_after_bytes)} | ${kib(n.rss_per_session_bytes)} | ${fmt(n.cpu_pct, 1)} | ${fmt(n.main_thread_cpu_pct, 1)} / ${fmt(n.main_thread_cpu_peak_pct, 1)} |`);
+    md.push(`| ${n.node_id} | ${fmt(n.sessions_assigned)} | ${fmt(n.sessions_up)} | ${fmt(n.sessions_closed ?? 0)} | ${fmt(n.server_connections)} | ${mib(n.rss_before_bytes)} | ${mib(n.rss_after_bytes)} | ${kib(n.rss_per_session_bytes)} | ${fmt(n.cpu_pct, 1)} | ${fmt(n.main_thread_cpu_pct, 1)} / ${fmt(n.main_thread_cpu_peak_pct, 1)} | ${n.healthz_probe_ms ? `${fmt(n.healthz_probe_ms.p99)} / ${fmt(n.healthz_probe_ms.max)}` : '–'} |`);
   }
   const sum = (f: (n: NonNullable<ResultEntry['per_node']>[number]) => number): number => e.per_node!.reduce((a, n) => a + f(n), 0);
-  md.push(`| **all** | ${fmt(sum((n) => n.sessions_assigned))} | ${fmt(sum((n) => n.sessions_up))} | ${fmt(sum((n) => n.server_connections ?? 0))} | ${mib(sum((n) => n.rss_before_bytes))} | ${mib(sum((n) => n.rss_after_bytes))} | ${kib(e.rss_per_session_bytes)} | ${fmt(e.server_cpu_pct, 1)} | |`);
+  md.push(`| **all** | ${fmt(sum((n) => n.sessions_assigned))} | ${fmt(sum((n) => n.sessions_up))} | ${fmt(sum((n) => n.sessions_closed ?? 0))} | ${fmt(sum((n) => n.server_connections ?? 0))} | ${mib(sum((n) => n.rss_before_bytes))} | ${mib(sum((n) => n.rss_after_bytes))} | ${kib(e.rss_per_session_bytes)} | ${fmt(e.server_cpu_pct, 1)} | | |`);
   md.push('');
   if (e.rss_timeline && e.rss_timeline.length > 1) md.push(`RSS of all nodes during the hold: ${e.rss_timeline.map(([s, b]) => `${s} s ${mib(b)}`).join(', ')}.`, '');
   return md;

@@ -7,8 +7,9 @@
  *
  * A server may be several processes (a Parley cluster: one per node). Then RSS, CPU and disk
  * writes are sums over all of them, "main thread" is the busiest node's event loop in each
- * sample (the one that saturates first), every node is also reported on its own, and helper
- * processes (etcd) are sampled apart from both the server and "other jobs".
+ * sample (the one that saturates first), every node is also reported on its own (its /healthz
+ * probed too; the server's probe figure is then the slowest node's), and helper processes (etcd)
+ * are sampled apart from both the server and "other jobs".
  */
 import http from 'node:http';
 import { cpus } from 'node:os';
@@ -35,7 +36,7 @@ export interface Sample {
   readonly eventLoopDelayMs: number | undefined;
   readonly load1: number;
   /** Per server process, in the order given: RSS, CPU and main-thread CPU (% of one core). */
-  readonly perServer: readonly { readonly rssBytes: number; readonly cpuPct: number; readonly mainCpuPct: number }[];
+  readonly perServer: readonly { readonly rssBytes: number; readonly cpuPct: number; readonly mainCpuPct: number; readonly probeMs: number | undefined }[];
   /** Helper processes (etcd): RSS and CPU summed. */
   readonly auxRssBytes: number;
   readonly auxCpuPct: number;
@@ -47,6 +48,8 @@ export interface PerServerStats {
   readonly cpu_pct: number;
   readonly main_thread_cpu_pct: number;
   readonly main_thread_cpu_peak_pct: number;
+  /** GET /healthz latency of this process (a stand-in for its event-loop delay): p99 and max. */
+  readonly healthz_probe_ms: { p99: number; max: number } | undefined;
 }
 
 export interface WindowStats {
@@ -111,19 +114,23 @@ export class Sampler {
   private prevAux = new Map<number, number>();
   private prevMachine: MachineTimes | undefined;
   private prevT = 0;
-  private lastProbe: { ms: number; eld?: number } | undefined;
-  private probing = false;
+  private readonly healthUrls: readonly string[];
+  private readonly lastProbes: ({ ms: number; eld?: number } | undefined)[];
+  private readonly probing: boolean[];
   private readonly cores = cpus().length;
   private readonly serverPids: readonly number[];
 
   constructor(
     serverPid: number | readonly number[],
-    private readonly healthUrl: string | undefined,
+    healthUrl: string | readonly string[] | undefined,
     private readonly generatorPids: () => number[],
     private readonly intervalMs = 500,
     private readonly auxPids: readonly number[] = [],
   ) {
     this.serverPids = typeof serverPid === 'number' ? [serverPid] : [...serverPid];
+    this.healthUrls = healthUrl === undefined ? [] : typeof healthUrl === 'string' ? [healthUrl] : [...healthUrl];
+    this.lastProbes = this.healthUrls.map(() => undefined);
+    this.probing = this.healthUrls.map(() => false);
   }
 
   start(): this {
@@ -177,8 +184,13 @@ export class Sampler {
       const pct = (ticks: number): number => Math.round(((ticks / CLK_TCK / dt) * 100) * 10) / 10;
       const perServer = servers.map((p, i) => {
         const before = this.prevServer.get(this.serverPids[i]!)!;
-        return p ? { rssBytes: p.rssBytes, cpuPct: pct(p.ticks - before.ticks), mainCpuPct: pct(p.mainTicks - before.mainTicks) } : { rssBytes: 0, cpuPct: 0, mainCpuPct: 0 };
+        const probeMs = this.lastProbes[i]?.ms;
+        return p
+          ? { rssBytes: p.rssBytes, cpuPct: pct(p.ticks - before.ticks), mainCpuPct: pct(p.mainTicks - before.mainTicks), probeMs }
+          : { rssBytes: 0, cpuPct: 0, mainCpuPct: 0, probeMs };
       });
+      const probes = this.lastProbes.filter((x): x is { ms: number; eld?: number } => x !== undefined);
+      const slowest = probes.reduce<{ ms: number; eld?: number } | undefined>((a, x) => (!a || x.ms > a.ms ? x : a), undefined);
       const cpuPct = Math.round(perServer.reduce((a, x) => a + x.cpuPct, 0) * 10) / 10;
       const generatorCpuPct = pct(gen.ticks);
       const auxCpuPct = pct(aux.ticks);
@@ -213,8 +225,8 @@ export class Sampler {
         generatorCpuPct,
         machinePct,
         otherCpuPct: Math.max(0, Math.round((machineCores - cpuPct - generatorCpuPct - auxCpuPct) * 10) / 10),
-        probeMs: this.lastProbe?.ms,
-        eventLoopDelayMs: this.lastProbe?.eld,
+        probeMs: slowest?.ms,
+        eventLoopDelayMs: slowest?.eld,
         load1: loadAverage()[0] ?? 0,
         perServer,
         auxRssBytes: aux.rss,
@@ -232,14 +244,15 @@ export class Sampler {
     this.prevAux = aux.next;
     this.prevMachine = machine;
     this.prevT = t;
-    this.lastProbe = undefined;
-    if (this.healthUrl && !this.probing) {
-      this.probing = true;
-      void probe(this.healthUrl, 2_000).then((r) => {
-        this.probing = false;
-        this.lastProbe = r;
+    this.healthUrls.forEach((url, i) => {
+      this.lastProbes[i] = undefined;
+      if (this.probing[i]) return;
+      this.probing[i] = true;
+      void probe(url, 2_000).then((r) => {
+        this.probing[i] = false;
+        this.lastProbes[i] = r;
       });
-    }
+    });
   }
 
   /** Figures over samples taken between t0 and t1 (performance.now()). */
@@ -275,6 +288,11 @@ export class Sampler {
         cpu_pct: avg((x) => x.perServer[i]?.cpuPct ?? 0),
         main_thread_cpu_pct: avg((x) => x.perServer[i]?.mainCpuPct ?? 0),
         main_thread_cpu_peak_pct: max((x) => x.perServer[i]?.mainCpuPct ?? 0),
+        healthz_probe_ms: ((): { p99: number; max: number } | undefined => {
+          const ms = list.map((x) => x.perServer[i]?.probeMs).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+          if (ms.length === 0) return undefined;
+          return { p99: Math.round(ms[Math.min(ms.length - 1, Math.floor(0.99 * ms.length))]! * 100) / 100, max: Math.round(ms.at(-1)! * 100) / 100 };
+        })(),
       })),
       aux_rss_bytes: list.at(-1)?.auxRssBytes ?? 0,
       aux_cpu_pct: avg((x) => x.auxCpuPct),

@@ -53,7 +53,8 @@ export interface BenchConfig {
   readonly textBytes: number;
   readonly heartbeatMs: number;
   readonly ackEvery: number;
-  readonly connectConcurrency: number;
+  /** Handshakes in flight per worker; default: 512 over all workers, 32..256 per worker. */
+  readonly connectConcurrency: number | undefined;
   readonly connectTimeoutS: number;
   /** Extra parleyd flags (name without dashes -> value). */
   readonly serverFlags: Record<string, string>;
@@ -73,6 +74,8 @@ export interface BenchConfig {
   readonly client: 'raw' | 'ws';
   /** Connections: write a V8 CPU profile of every server process during the hold into this dir. */
   readonly profileHoldDir?: string | undefined;
+  /** Copy the Parley server processes' stdout and stderr into DIR/<node id>.log. */
+  readonly serverLogDir?: string | undefined;
   readonly quiet: boolean;
 }
 
@@ -124,6 +127,8 @@ export interface NodeResult {
   sessions_assigned: number;
   /** Of those, open at the generator at the end of the hold. */
   sessions_up: number;
+  /** Sessions on this node that were up and got closed (by the server) before the end of the hold. */
+  sessions_closed: number;
   /** The node's own count (GET /healthz `connections`) at the end of the hold. */
   server_connections: number | null;
   rss_before_bytes: number;
@@ -135,6 +140,8 @@ export interface NodeResult {
   cpu_pct: number;
   main_thread_cpu_pct: number;
   main_thread_cpu_peak_pct: number;
+  /** GET /healthz latency during the hold (stands in for the node's event-loop delay). */
+  healthz_probe_ms: { p99: number; max: number } | null;
 }
 
 /** What a multi-node Parley run adds to its entry. */
@@ -236,6 +243,11 @@ export function sourceAddresses(connections: number): string[] {
 function workersFor(cfg: BenchConfig, conns: number): number {
   const needed = Math.ceil(conns / MAX_CONNS_PER_WORKER);
   return Math.max(needed, cfg.workers ?? Math.min(2, Math.max(1, Math.ceil(conns / 50))));
+}
+
+/** Default handshakes in flight per worker: 512 in all (many workers must not flood the server at once), 32..256 each. */
+export function connectConcurrencyFor(workers: number): number {
+  return Math.min(256, Math.max(32, Math.ceil(512 / Math.max(1, workers))));
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -363,13 +375,15 @@ export async function withTarget<T>(name: TargetName, cfg: BenchConfig, users: n
   const progress = new Progress(label, 1, cfg.quiet);
   progress.update(0);
   // One more than the first pool needs: the next pool on this target then starts at once too.
-  WorkerPool.prewarm(workersFor(cfg, Math.min(users, MAX_CONNS_PER_WORKER)) + 1);
+  // A cluster run's one big pool gets all its workers booted while the nodes start.
+  WorkerPool.prewarm(workersFor(cfg, clustered ? users : Math.min(users, MAX_CONNS_PER_WORKER)) + 1);
   const options = {
     users: name === 'parley' ? users : 0,
     durability: cfg.durability,
     serverFlags: name === 'parley' ? cfg.serverFlags : {},
     serverNodeArgs: cfg.serverNodeArgs,
     ...(cfg.parleydEntry ? { parleydEntry: cfg.parleydEntry } : {}),
+    ...(cfg.serverLogDir && name === 'parley' ? { logDir: cfg.serverLogDir } : {}),
     inspect,
   };
   const t = clustered
@@ -383,7 +397,7 @@ export async function withTarget<T>(name: TargetName, cfg: BenchConfig, users: n
   if (t.cluster && !cfg.quiet) note(`  tokens: ${t.cluster.tokens}`);
   let gen: () => number[] = () => [];
   const serverPids = t.nodes.map((n) => n.pid);
-  const sampler = new Sampler(serverPids, t.healthUrl, () => gen(), 500, t.auxPids).start();
+  const sampler = new Sampler(serverPids, t.nodes.map((n) => n.healthUrl), () => gen(), 500, t.auxPids).start();
   try {
     return await body({ t, sampler, pids: { set: (f) => (gen = f) }, ours: () => [process.pid, ...serverPids, ...t.auxPids, ...gen()] });
   } finally {
@@ -443,7 +457,7 @@ async function openPool(
     sources: sourceAddresses(conns.length),
     conns,
     groups,
-    connectConcurrency: cfg.connectConcurrency,
+    connectConcurrency: cfg.connectConcurrency ?? connectConcurrencyFor(workers),
     connectTimeoutMs: cfg.connectTimeoutS * 1000,
     heartbeatMs: cfg.heartbeatMs,
     textBytes: cfg.textBytes,
@@ -736,7 +750,9 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     if (connected < n) e.notes.push(`${n - connected} sessions could not connect`);
     if (t.cluster) {
       const openBy: Record<string, number> = {};
+      const closedBy: Record<string, number> = {};
       for (const s of h1) for (const [k, v] of Object.entries(s.openByNode ?? {})) openBy[k] = (openBy[k] ?? 0) + v;
+      for (const s of h1) for (const [k, v] of Object.entries(s.closedByNode ?? {})) closedBy[k] = (closedBy[k] ?? 0) + v;
       e.per_node = t.nodes.map((node, i) => {
         const up = openBy[node.nodeId] ?? 0;
         const b0 = beforeMem.perNode[i]!;
@@ -747,6 +763,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
           pid: node.pid,
           sessions_assigned: byNode[node.nodeId]?.assigned ?? 0,
           sessions_up: up,
+          sessions_closed: closedBy[node.nodeId] ?? 0,
           server_connections: serverCounts[i] ?? null,
           rss_before_bytes: b0.rss,
           rss_after_bytes: a1.rss,
@@ -755,6 +772,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
           cpu_pct: ws?.cpu_pct ?? 0,
           main_thread_cpu_pct: ws?.main_thread_cpu_pct ?? 0,
           main_thread_cpu_peak_pct: ws?.main_thread_cpu_peak_pct ?? 0,
+          healthz_probe_ms: ws?.healthz_probe_ms ?? null,
         };
       });
       const ups = e.per_node.map((x) => x.sessions_up);

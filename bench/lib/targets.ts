@@ -2,7 +2,7 @@
  * Starts the servers under test as child processes on 127.0.0.1 with a port of the OS's choosing:
  * parleyd (after provisioning its users with parleyctl), the Socket.IO peer and the raw uWS peer.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,6 +95,18 @@ export interface TargetOptions {
   /** Start the server with --inspect=127.0.0.1:0 (loopback, random port). */
   readonly inspect?: boolean;
   readonly keepData?: boolean;
+  /** Copy every server process's stdout and stderr into DIR/<node id>.log. */
+  readonly logDir?: string;
+}
+
+/** Tees a server's stdout and stderr into DIR/<name>.log (diagnosis; the harness still reads them). */
+export function keepLog(proc: ChildProcess, dir: string | undefined, name: string): void {
+  if (!dir) return;
+  mkdirSync(dir, { recursive: true });
+  const out = createWriteStream(join(dir, `${name}.log`));
+  proc.stdout?.on('data', (d: Buffer | string) => out.write(d));
+  proc.stderr?.on('data', (d: Buffer | string) => out.write(d));
+  proc.once('exit', () => out.end());
 }
 
 export const NODE_ARGS = ['--import', 'tsx'];
@@ -234,6 +246,7 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
         'parleyd',
         true,
       );
+      keepLog(proc, o.logDir, 'n1');
       port = await waitForPort(
         proc,
         'parleyd',

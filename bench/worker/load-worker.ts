@@ -109,6 +109,13 @@ abstract class Conn {
     });
   }
 
+  /** What a connection that timed out was waiting for. */
+  stalledAt(): string {
+    if (!this.ws) return this.w.setup.discovery ? 'timeout (discovery answer)' : 'timeout';
+    if (this.ws.readyState !== WS_OPEN) return 'timeout (WebSocket handshake)';
+    return this.w.setup.target === 'parley' ? 'timeout (no welcome after hello)' : 'timeout (open, never ready)';
+  }
+
   protected becomeReady(): void {
     if (this.ready || this.failed) return;
     this.ready = true;
@@ -431,7 +438,7 @@ class LoadWorker {
       if (total === 0) return resolve();
       const giveUp = this.setup.giveUpPct ?? 0;
       const pump = (): void => {
-        if (giveUp > 0 && next < total && this.failedCount >= 200 && this.failedCount * 100 > next * giveUp) {
+        if (giveUp > 0 && next < total && this.failedCount >= 500 && this.failedCount * 100 > next * giveUp) {
           const left = total - next;
           const reason = `not attempted (gave up after ${this.failedCount} of ${next} failed)`;
           for (let i = next; i < total; i++) this.conns[i]!.failed = true;
@@ -453,7 +460,7 @@ class LoadWorker {
         const now = performance.now();
         for (let i = 0; i < next; i++) {
           const c = this.conns[i]!;
-          if (!c.ready && !c.failed && now - c.openedAt > this.setup.connectTimeoutMs) c.fail('timeout');
+          if (!c.ready && !c.failed && now - c.openedAt > this.setup.connectTimeoutMs) c.fail(c.stalledAt());
         }
         pump();
       }, 250);
