@@ -7,6 +7,11 @@
  * Guarantees: a write's promise resolves only once it is durable; appends are gap-free per
  * identity; an epoch older than the newest `acquire` can no longer write.
  *
+ * SQLite layout: an append is durable once its rows are in an index-free append log (one fsync
+ * per group commit, bytes proportional to the events); the writer thread later copies each
+ * actor's logged rows into the indexed journal together, so one B-tree page takes many events.
+ * Reads merge both, from any process sharing the file (see sqlite/pending-log.ts).
+ *
  * @example
  * ```ts
  * const store = openStore('sqlite:/tmp/x/parley.db', { log });

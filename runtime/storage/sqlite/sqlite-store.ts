@@ -107,7 +107,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     this.worker = startWriter({
       path: options.path,
       synchronous: options.durability === 'os' ? 'NORMAL' : 'FULL',
-      logMove: { atRows: 60_000, afterMs: 2_000, chunk: 1_000, ...options.logMove },
+      logMove: { atRows: 60_000, afterMs: 2_000, chunk: 500, ...options.logMove },
     });
     this.worker.on('message', (res: string) => this.onResponse(res === 'closed' ? res : (JSON.parse(res) as WriterResponse)));
     this.worker.on('error', (err) => this.fail(err));
