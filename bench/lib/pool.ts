@@ -235,7 +235,7 @@ export class WorkerPool {
     let joinMs = 0;
     const failures: Record<string, number> = {};
     let byNode: Record<string, NodeCounts> | undefined;
-    let discovery: { asks: number; failures: number; totalMs: number; maxMs: number } | undefined;
+    let discovery: { asks: number; failures: number; retries: number; totalMs: number; maxMs: number } | undefined;
     for (const r of replies) {
       if (r.type !== 'ready') continue;
       connected += r.connected;
@@ -253,9 +253,10 @@ export class WorkerPool {
         }
       }
       if (r.discovery) {
-        discovery ??= { asks: 0, failures: 0, totalMs: 0, maxMs: 0 };
+        discovery ??= { asks: 0, failures: 0, retries: 0, totalMs: 0, maxMs: 0 };
         discovery.asks += r.discovery.asks;
         discovery.failures += r.discovery.failures;
+        discovery.retries += r.discovery.retries;
         discovery.totalMs += r.discovery.totalMs;
         discovery.maxMs = Math.max(discovery.maxMs, r.discovery.maxMs);
       }

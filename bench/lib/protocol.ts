@@ -64,6 +64,8 @@ export interface DiscoveryFigures {
   /** GET /v1/servers asked. */
   readonly asks: number;
   readonly failures: number;
+  /** GETs asked again after a reset kept-alive socket. */
+  readonly retries: number;
   /** Summed ask latency, ms (mean = totalMs / asks). */
   readonly totalMs: number;
   readonly maxMs: number;

@@ -291,7 +291,7 @@ function clusterSection(e: ResultEntry): string[] {
   if (c) {
     md.push(
       `${c.nodes} parleyd processes on this box with \`--etcd\` (one private etcd), cluster prefix \`${c.prefix}\`, store: ${c.store}, secret: ${c.secret}; every node listed all ${c.nodes} ${c.formed_s} s after the first was spawned. ` +
-        `Each session asked ${c.discovery ? `\`${c.discovery.endpoint}\` of one node (the nodes in turn) and connected to the first server of the answer (${fmt(c.discovery.asks)} asks, ${fmt(c.discovery.failures)} failed, mean ${fmt(c.discovery.mean_ms)} ms, max ${fmt(c.discovery.max_ms)} ms, queueing in the generator included)` : 'discovery (no figures)'}. ` +
+        `Each session asked ${c.discovery ? `\`${c.discovery.endpoint}\` of one node (the nodes in turn) and connected to the first server of the answer (${fmt(c.discovery.asks)} asks, ${fmt(c.discovery.failures)} failed, ${fmt(c.discovery.retries ?? 0)} asked again after a reset kept-alive socket, mean ${fmt(c.discovery.mean_ms)} ms, max ${fmt(c.discovery.max_ms)} ms, queueing in the generator included)` : 'discovery (no figures)'}. ` +
         `Tokens: ${c.tokens}.`,
       '',
     );

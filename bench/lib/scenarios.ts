@@ -157,7 +157,7 @@ export interface ClusterResult {
   /** During the hold. */
   etcd_rss_bytes: number;
   etcd_cpu_pct: number;
-  discovery: { endpoint: string; asks: number; failures: number; mean_ms: number; max_ms: number } | null;
+  discovery: { endpoint: string; asks: number; failures: number; retries: number; mean_ms: number; max_ms: number } | null;
   /** Sessions up per node at the end of the hold. */
   spread: { min: number; max: number; mean: number; max_over_mean: number } | null;
 }
@@ -443,7 +443,7 @@ async function openPool(
   connectMs: number;
   workers: number;
   byNode: Record<string, NodeCounts> | undefined;
-  discovery: { asks: number; failures: number; totalMs: number; maxMs: number } | undefined;
+  discovery: { asks: number; failures: number; retries: number; totalMs: number; maxMs: number } | undefined;
 }> {
   const workers = workersFor(cfg, conns.length);
   const p = new Progress(`${t.name}: ${label}`, conns.length, cfg.quiet);
@@ -646,7 +646,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
   const pools: WorkerPool[] = [];
   const levelsOut: LevelResult[] = [];
   const byNode: Record<string, NodeCounts> = {};
-  const discovery = { asks: 0, failures: 0, totalMs: 0, maxMs: 0 };
+  const discovery = { asks: 0, failures: 0, retries: 0, totalMs: 0, maxMs: 0 };
   let connected = 0;
   let connectSeconds = 0;
   try {
@@ -671,6 +671,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
       if (opened.discovery) {
         discovery.asks += opened.discovery.asks;
         discovery.failures += opened.discovery.failures;
+        discovery.retries += opened.discovery.retries;
         discovery.totalMs += opened.discovery.totalMs;
         discovery.maxMs = Math.max(discovery.maxMs, opened.discovery.maxMs);
       }
@@ -789,7 +790,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
         etcd_cpu_pct: w.aux_cpu_pct,
         discovery:
           discovery.asks + discovery.failures > 0
-            ? { endpoint: 'GET /v1/servers (first entry: least loaded)', asks: discovery.asks, failures: discovery.failures, mean_ms: Math.round((discovery.totalMs / Math.max(1, discovery.asks)) * 100) / 100, max_ms: discovery.maxMs }
+            ? { endpoint: 'GET /v1/servers (first entry: least loaded)', asks: discovery.asks, failures: discovery.failures, retries: discovery.retries, mean_ms: Math.round((discovery.totalMs / Math.max(1, discovery.asks)) * 100) / 100, max_ms: discovery.maxMs }
             : null,
         spread: ups.length ? { min: Math.min(...ups), max: Math.max(...ups), mean: Math.round(mean), max_over_mean: mean > 0 ? Math.round((Math.max(...ups) / mean) * 1000) / 1000 : 0 } : null,
       };

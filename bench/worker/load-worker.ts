@@ -59,6 +59,8 @@ const WS_CLOSED = 3;
 abstract class Conn {
   ws: ClientSocket | undefined;
   ready = false;
+  /** Reached ready once (it may have been closed since). */
+  wasReady = false;
   closed = false;
   failed = false;
   openedAt = 0;
@@ -119,11 +121,13 @@ abstract class Conn {
   protected becomeReady(): void {
     if (this.ready || this.failed) return;
     this.ready = true;
+    this.wasReady = true;
     this.w.onReady(this);
   }
 
   fail(reason: string): void {
-    if (this.failed || this.ready) return;
+    // A session that was up and got closed since is a close, not a connect failure.
+    if (this.failed || this.ready || this.wasReady) return;
     this.failed = true;
     this.w.onConnectFailed(this, reason);
     try {
@@ -397,7 +401,7 @@ class LoadWorker {
   private readonly closedByNode: Record<string, number> = {};
   private readonly discoveryAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private discoveryTurn = 0;
-  private readonly discoveryFigures = { asks: 0, failures: 0, totalMs: 0, maxMs: 0 };
+  private readonly discoveryFigures = { asks: 0, failures: 0, retries: 0, totalMs: 0, maxMs: 0 };
 
   async start(setup: SetupMessage): Promise<void> {
     this.setup = setup;
@@ -406,11 +410,13 @@ class LoadWorker {
     const text = 'x'.repeat(Math.max(1, setup.textBytes));
     this.groups = setup.groups.map((spec) => ({ spec, codec: codecFor(setup.target, spec.channel, text), next: 0 }));
     this.progressTimer = setInterval(() => this.progress(), 500);
+    // Sessions heartbeat from their welcome on, also while the rest are still connecting: a
+    // connect phase longer than the server's silence timeout (30 s) would otherwise lose them.
+    this.heartbeatTimer = setInterval(() => this.heartbeatSlice(), HEARTBEAT_SLICE_MS);
     await this.connectAll();
     const joinStart = performance.now();
     if (setup.target !== 'parley') await this.joinAll();
     const joinMs = performance.now() - joinStart;
-    this.heartbeatTimer = setInterval(() => this.heartbeatSlice(), HEARTBEAT_SLICE_MS);
     post({
       type: 'ready',
       connected: this.connected,
@@ -460,7 +466,7 @@ class LoadWorker {
         const now = performance.now();
         for (let i = 0; i < next; i++) {
           const c = this.conns[i]!;
-          if (!c.ready && !c.failed && now - c.openedAt > this.setup.connectTimeoutMs) c.fail(c.stalledAt());
+          if (!c.ready && !c.wasReady && !c.failed && now - c.openedAt > this.setup.connectTimeoutMs) c.fail(c.stalledAt());
         }
         pump();
       }, 250);
@@ -476,7 +482,18 @@ class LoadWorker {
     if (!bases || bases.length === 0) return c.open();
     c.openedAt = performance.now();
     const base = bases[(this.setup.workerId + this.discoveryTurn++) % bases.length]!;
-    this.discover(base, this.setup.connectTimeoutMs).then(
+    // A kept-alive socket the server closed meanwhile fails the GET at once (ECONNRESET,
+    // "socket hang up"): like any HTTP client, ask again on a fresh one, twice at most.
+    const ask = (attempt: number): Promise<{ node_id: string; ws_url: string }> =>
+      this.discover(base, this.setup.connectTimeoutMs).catch((err: unknown) => {
+        const code = (err as { code?: string }).code;
+        if (attempt < 2 && !c.failed && (code === 'ECONNRESET' || code === 'EPIPE' || /socket hang up/.test(String(err)))) {
+          this.discoveryFigures.retries++;
+          return ask(attempt + 1);
+        }
+        throw err;
+      });
+    ask(0).then(
       (s) => {
         if (c.failed) return;
         c.node = s.node_id;
