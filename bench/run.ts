@@ -19,6 +19,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SETTINGS } from '../config/settings.ts';
+import { DIST_ENTRY, ensureBuild } from './lib/build.ts';
 import { killAllSync } from './lib/children.ts';
 import { setWorkerNodeArgs, WorkerPool } from './lib/pool.ts';
 import { machineInfo, versions } from './lib/machine.ts';
@@ -149,7 +150,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--connect-give-up <pct>', 'a load worker stops starting sessions once more than this % of those it started failed (at least 500): an overwhelmed server ends the connect phase early; 0: never', num('--connect-give-up'), 10)
     .option('--connect-timeout <s>', 'a session not up within this counts as failed', num('--connect-timeout', 1), 30)
     .option('--server-flag <key=value>', 'extra parleyd flag, repeatable (e.g. fanout-timeout-ms=10000)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--parleyd-entry <file>', 'Parley entry point instead of bin/parleyd.ts (a .mjs/.js build runs without tsx; see bench/tools/build-parleyd.ts)')
+    .option('--parleyd-entry <file>', `Parley entry point (default ${DIST_ENTRY}, the build \`npm start\` runs, made when stale; bin/parleyd.ts runs the sources under tsx)`)
     .option('--server-node-args <args>', 'extra Node.js arguments for every server process, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")')
     .option('--worker-node-args <args>', 'extra Node.js arguments for the load-generator workers, space-separated')
     .option('--out <file>', 'result JSON (the .md report and .svg charts go next to it)')
@@ -218,7 +219,7 @@ export async function main(argv: string[]): Promise<number> {
         return [kv.slice(0, i).replace(/^--/, ''), kv.slice(i + 1)];
       }),
     ),
-    parleydEntry: typeof o.parleydEntry === 'string' ? o.parleydEntry : undefined,
+    parleydEntry: typeof o.parleydEntry === 'string' ? o.parleydEntry : DIST_ENTRY,
     serverNodeArgs: typeof o.serverNodeArgs === 'string' ? o.serverNodeArgs.split(/\s+/).filter(Boolean) : [],
     gcBeforeMemory: o.gc !== false,
     quietMachinePct: o.quietMachine as number,
@@ -231,6 +232,7 @@ export async function main(argv: string[]): Promise<number> {
     quiet: o.quiet === true,
   };
 
+  if (cfg.targets.includes('parley') && cfg.parleydEntry === DIST_ENTRY) ensureBuild(note);
   if (cfg.nodes > 1 && !clusterSupported()) {
     process.stderr.write(`bench: --nodes ${cfg.nodes}: parleyd in this build runs a single node (no cluster settings); run with --nodes 1\n`);
     return 2;
