@@ -139,7 +139,7 @@ class UserActor implements Actor<UserMessage> {
       case 'head':
         return this.durableHead;
       case 'expireDevices':
-        return this.expireDevices(() => false);
+        return this.expireDevices();
       case 'nodeDown':
         return this.nodeDown(m.nodeId);
       case 'offlineCheck':
@@ -254,17 +254,21 @@ class UserActor implements Actor<UserMessage> {
   }
 
   /** Drops devices whose session stopped touching, or that `gone` names. */
-  private async expireDevices(gone: (d: Device) => boolean): Promise<void> {
-    if (!this.devices) return;
+  /**
+   * Synchronous unless the last device went: the node's sweep sends this to every user actor, so
+   * the common case allocates no promise.
+   */
+  private expireDevices(gone?: (d: Device) => boolean): Promise<void> | undefined {
+    if (!this.devices) return undefined;
     const cutoff = Date.now() - (this.deps.timings.presenceTimeoutMs + this.deps.timings.touchIntervalMs);
     let removed = false;
     for (const [id, d] of this.devices) {
-      if (d.touchedMs < cutoff || gone(d)) {
+      if (d.touchedMs < cutoff || gone?.(d)) {
         this.devices.delete(id);
         removed = true;
       }
     }
-    if (removed && this.devices.size === 0) await this.wentOffline();
+    return removed && this.devices.size === 0 ? this.wentOffline() : undefined;
   }
 
   /**
