@@ -559,6 +559,9 @@ async function memoryNow(env: Env, cfg: BenchConfig): Promise<Memory> {
         heaps[i] = (await collectGarbage(node.inspectorUrl)).usedBytes;
       } catch (err) {
         note(`  ${env.t.name} ${node.nodeId}: could not force a GC: ${err instanceof Error ? err.message : String(err)}`);
+        // An unresponsive node: the others are likely no better, and each try costs 30 s.
+        if (env.t.nodes.length > 1 && i < env.t.nodes.length - 1) note(`  ${env.t.name}: reading the other nodes' memory without a forced GC`);
+        break;
       }
     }
     if (heaps.some((h) => h !== undefined)) await sleep(300);
@@ -794,6 +797,15 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
             : null,
         spread: ups.length ? { min: Math.min(...ups), max: Math.max(...ups), mean: Math.round(mean), max_over_mean: mean > 0 ? Math.round((Math.max(...ups) / mean) * 1000) / 1000 : 0 } : null,
       };
+      const lost = t.log.byMessage['cluster membership lost; passivating placed actors and refusing their messages'] ?? 0;
+      if (lost > 0) {
+        e.notes.push(
+          `${lost} time(s) a node lost its own etcd registration (no lease renewal within 90 % of the ${cfg.serverFlags['lease-ttl-s'] ?? '5'} s lease TTL: an event loop starved of CPU or blocked) and passivated its actors; the others then moved actors and sessions reattached`,
+        );
+      }
+      const unresponsive = e.per_node.filter((x) => (x.healthz_probe_ms?.p99 ?? 0) >= 2_000).length;
+      if (unresponsive > 0) e.notes.push(`${unresponsive} of ${t.nodes.length} nodes did not answer GET /healthz within 2 s for most of the hold`);
+      if (!e.all_up) e.notes.push('RSS per session is (RSS after − RSS before) / sessions connected; with sessions lost and queues growing it is not the cost of a held session');
       const serverSum = serverCounts.reduce<number>((a, c) => a + (c ?? 0), 0);
       if (serverCounts.every((c) => c !== null) && serverSum !== open) e.notes.push(`the nodes count ${serverSum} connections (GET /healthz), the generator ${open} open sessions`);
       e.bottleneck += `; etcd ${w.aux_cpu_pct}% CPU`;

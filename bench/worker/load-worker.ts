@@ -397,6 +397,7 @@ class LoadWorker {
   private joinWaiters: (() => void) | undefined;
   private firstOpen = 0;
   private lastReady = 0;
+  private failedAtLastReady = 0;
   private readonly byNode: Record<string, NodeCounts> = {};
   private readonly closedByNode: Record<string, number> = {};
   private readonly discoveryAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
@@ -444,9 +445,12 @@ class LoadWorker {
       if (total === 0) return resolve();
       const giveUp = this.setup.giveUpPct ?? 0;
       const pump = (): void => {
-        if (giveUp > 0 && next < total && this.failedCount >= 500 && this.failedCount * 100 > next * giveUp) {
+        const stalled = this.failedCount - this.failedAtLastReady >= 100 && performance.now() - Math.max(this.lastReady, this.firstOpen) > 60_000;
+        if (giveUp > 0 && next < total && ((this.failedCount >= 500 && this.failedCount * 100 > next * giveUp) || stalled)) {
           const left = total - next;
-          const reason = `not attempted (gave up after ${this.failedCount} of ${next} failed)`;
+          const reason = stalled
+            ? `not attempted (gave up: no session up for 60 s, ${this.failedCount - this.failedAtLastReady} failed meanwhile)`
+            : `not attempted (gave up after ${this.failedCount} of ${next} failed)`;
           for (let i = next; i < total; i++) this.conns[i]!.failed = true;
           this.failedCount += left;
           this.failures[reason] = left;
@@ -542,6 +546,7 @@ class LoadWorker {
   onReady(c: Conn): void {
     this.connected++;
     this.lastReady = performance.now();
+    this.failedAtLastReady = this.failedCount;
     if (c.node !== undefined) this.byNode[c.node]!.connected++;
     this.pump?.();
   }
