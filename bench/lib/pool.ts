@@ -34,6 +34,8 @@ export interface PoolOptions {
   /** Each worker stops starting connections once more than this % failed (0 or unset: never). */
   readonly giveUpPct?: number;
   readonly onProgress?: (p: Progress) => void;
+  /** The workers' pids, as soon as they have their work (before they connect). */
+  readonly onSpawned?: (pids: number[]) => void;
 }
 
 export interface Progress {
@@ -224,6 +226,7 @@ export class WorkerPool {
       };
       this.send(slot, setup);
     }
+    this.o.onSpawned?.(this.pids());
     // Bounded: every connection succeeds or fails within its own timeout, in waves of `concurrency`.
     const waves = Math.ceil(Math.max(...this.slots.map((s) => s.conns)) / Math.max(1, this.o.connectConcurrency));
     const paced = this.o.connectRate ? (this.o.conns.length / this.o.connectRate) * 1000 : 0;
@@ -373,6 +376,7 @@ export class WorkerPool {
       heartbeatSkipped: number;
       openByNode?: Record<string, number>;
       closedByNode?: Record<string, number>;
+      closedByTime?: Record<string, number>;
     };
     const add = (into: Record<string, number>, from: Record<string, number>): void => {
       for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
@@ -386,6 +390,7 @@ export class WorkerPool {
       add(out.closeCodes, r.closeCodes);
       if (r.openByNode) add((out.openByNode ??= {}), r.openByNode);
       if (r.closedByNode) add((out.closedByNode ??= {}), r.closedByNode);
+      if (r.closedByTime) add((out.closedByTime ??= {}), r.closedByTime);
     }
     return out;
   }

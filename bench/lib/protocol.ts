@@ -132,6 +132,8 @@ export interface StatusReport {
   /** Open and closed sessions by node id (discovery only). */
   readonly openByNode?: Record<string, number>;
   readonly closedByNode?: Record<string, number>;
+  /** Sessions closed after they were up, by 5-second wall-clock bin (Date.now() / 5000, floored). */
+  readonly closedByTime?: Record<string, number>;
 }
 
 export type FromWorker =

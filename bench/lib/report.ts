@@ -188,6 +188,56 @@ export function nodesSvg(entries: ResultEntry[]): string | undefined {
   return out.join('\n');
 }
 
+/** A cluster connections run over time: sessions up (area) and CPU (lines), connect phase then hold. */
+export function timelineSvg(entries: ResultEntry[]): string | undefined {
+  const e = entries.find((x) => x.scenario === 'connections' && (x.nodes ?? 1) > 1 && x.timeline && x.timeline.length > 1);
+  if (!e) return undefined;
+  const pts = e.timeline!;
+  const left = 70;
+  const top = 40;
+  const plotW = 600;
+  const plotH = 220;
+  const width = left + plotW + 150;
+  const height = top + plotH + 50;
+  const maxT = Math.max(5, pts.at(-1)!.t_s + 5);
+  const maxS = Math.max(1, ...pts.map((p) => p.sessions_up)) * 1.1;
+  const x = (t: number): number => left + (t / maxT) * plotW;
+  const ys = (v: number): number => top + plotH - (v / maxS) * plotH;
+  const yc = (pct: number): number => top + plotH - (Math.min(200, pct) / 200) * plotH;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="100%" height="100%" fill="white"/>`);
+  out.push(`<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(`Sessions up and CPU over time (${e.nodes} nodes; machine has 2 cores = 200 %)`)}</text>`);
+  const hold = pts.find((p) => p.phase === 'hold');
+  if (hold) {
+    out.push(`<rect x="${x(hold.t_s).toFixed(1)}" y="${top}" width="${(x(maxT) - x(hold.t_s)).toFixed(1)}" height="${plotH}" fill="#f3f3f3"/>`);
+    out.push(`<text x="${(x(hold.t_s) + 4).toFixed(1)}" y="${top + 12}" fill="#555">hold</text>`);
+  }
+  for (let k = 0; k <= 4; k++) {
+    const pct = k * 50;
+    out.push(`<line x1="${left}" x2="${left + plotW}" y1="${yc(pct).toFixed(1)}" y2="${yc(pct).toFixed(1)}" stroke="#e5e5e5"/><text x="${left + plotW + 4}" y="${(yc(pct) + 4).toFixed(1)}">${pct} %</text>`);
+    const sv = (maxS / 1.1 / 4) * k;
+    out.push(`<text x="${left - 6}" y="${(ys(sv) + 4).toFixed(1)}" text-anchor="end">${fmt(Math.round(sv))}</text>`);
+  }
+  out.push(`<path d="M${x(0)},${ys(0)} ${pts.map((p) => `L${x(p.t_s).toFixed(1)},${ys(p.sessions_up).toFixed(1)}`).join(' ')} L${x(pts.at(-1)!.t_s).toFixed(1)},${ys(0)} Z" fill="#c6dbef" stroke="none"/>`);
+  const line = (f: (p: (typeof pts)[number]) => number, color: string): void => {
+    out.push(`<path d="${pts.map((p, i) => `${i ? 'L' : 'M'}${x(p.t_s).toFixed(1)},${yc(f(p)).toFixed(1)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
+  };
+  line((p) => p.machine_cpu_pct * 2, '#000');
+  line((p) => p.server_cpu_pct, COLORS.parley!);
+  line((p) => p.generator_cpu_pct, '#e0803a');
+  line((p) => p.other_cpu_pct, '#999');
+  for (let i = 0; i <= 4; i++) {
+    const t = (maxT * i) / 4;
+    out.push(`<text x="${x(t).toFixed(1)}" y="${top + plotH + 16}" text-anchor="middle">${Math.round(t)} s</text>`);
+  }
+  const legend: [string, string][] = [['#c6dbef', 'sessions up (left axis)'], ['#000', 'machine CPU'], [COLORS.parley!, 'all nodes CPU'], ['#e0803a', 'generator CPU'], ['#999', 'other processes']];
+  legend.forEach(([c, l], i) => out.push(`<rect x="${left + plotW + 50}" y="${top + 40 + i * 16}" width="10" height="10" fill="${c}"/><text x="${left + plotW + 64}" y="${top + 49 + i * 16}">${esc(l)}</text>`));
+  out.push(`<text x="${left}" y="${top + plotH + 36}" fill="#555">seconds since the first connection was started</text>`);
+  out.push('</svg>');
+  return out.join('\n');
+}
+
 /** p99 against offered rate while stepping up, one line per target and scenario. */
 export function stepsSvg(entries: ResultEntry[]): string | undefined {
   const rows = entries.filter((e) => e.steps && e.steps.length > 0);
@@ -306,6 +356,18 @@ function clusterSection(e: ResultEntry): string[] {
   md.push(`| **all** | ${fmt(sum((n) => n.sessions_assigned))} | ${fmt(sum((n) => n.sessions_up))} | ${fmt(sum((n) => n.sessions_closed ?? 0))} | ${fmt(sum((n) => n.server_connections ?? 0))} | ${mib(sum((n) => n.rss_before_bytes))} | ${mib(sum((n) => n.rss_after_bytes))} | ${kib(e.rss_per_session_bytes)} | ${fmt(e.server_cpu_pct, 1)} | | |`);
   md.push('');
   if (e.rss_timeline && e.rss_timeline.length > 1) md.push(`RSS of all nodes during the hold: ${e.rss_timeline.map(([s, b]) => `${s} s ${mib(b)}`).join(', ')}.`, '');
+  if (e.timeline && e.timeline.length > 1) {
+    // Every 5 s when short; every 15 s (every third row) when long.
+    const every = e.timeline.length > 48 ? 3 : 1;
+    md.push(`<details><summary>Over time, every ${every * 5} s (CPU in % of one core; the machine has 2)</summary>`, '');
+    md.push('| s | phase | sessions up | all nodes CPU % | busiest event loop % | generator CPU % | other processes % | machine % of all cores | RSS all nodes | slowest /healthz (ms) |');
+    md.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    e.timeline.forEach((p, i) => {
+      if (i % every !== 0 && i !== e.timeline!.length - 1) return;
+      md.push(`| ${p.t_s} | ${p.phase} | ${fmt(p.sessions_up)} | ${fmt(p.server_cpu_pct, 1)} | ${fmt(p.main_thread_cpu_pct, 1)} | ${fmt(p.generator_cpu_pct, 1)} | ${fmt(p.other_cpu_pct, 1)} | ${fmt(p.machine_cpu_pct, 1)} | ${mib(p.server_rss_bytes)} | ${fmt(p.healthz_probe_max_ms)} |`);
+    });
+    md.push('', '</details>', '');
+  }
   return md;
 }
 
@@ -324,6 +386,7 @@ export function writeReport(file: ResultFile, mdPath: string, preface: string[] 
   add(memorySvg(file.results), 'memory', 'Memory per connection');
   add(stepsSvg(file.results), 'steps', 'Latency against offered rate');
   add(nodesSvg(file.results), 'nodes', 'Sessions and memory per node');
+  add(timelineSvg(file.results), 'timeline', 'Sessions up and CPU over time');
 
   const r = file.results;
   const md: string[] = [];

@@ -119,6 +119,45 @@ export interface LevelResult {
   connect_rate_per_s: number;
 }
 
+/** Five seconds of a connections run (averages over the samples in it). */
+export interface TimelinePoint {
+  /** Seconds since the first connection was started. */
+  t_s: number;
+  phase: 'connect' | 'hold';
+  sessions_up: number;
+  server_cpu_pct: number;
+  /** The busiest server event loop. */
+  main_thread_cpu_pct: number;
+  generator_cpu_pct: number;
+  other_cpu_pct: number;
+  machine_cpu_pct: number;
+  server_rss_bytes: number;
+  /** The slowest server's GET /healthz latency (2,000: no answer within 2 s). */
+  healthz_probe_max_ms: number | null;
+}
+
+function buildTimeline(sampler: Sampler, connectT0: number, holdT0: number, t1: number, upAt: [number, number][], connected: number): TimelinePoint[] {
+  const out: TimelinePoint[] = [];
+  for (let a = connectT0, i = 0; a < t1 && i < 10_000; a += 5_000, i++) {
+    const b = Math.min(t1, a + 5_000);
+    const w = sampler.window(a, b - 500);
+    const up = a + 5_000 <= holdT0 ? (upAt.filter(([t]) => t <= b).at(-1)?.[1] ?? 0) : connected;
+    out.push({
+      t_s: Math.round((a - connectT0) / 1000),
+      phase: a < holdT0 ? 'connect' : 'hold',
+      sessions_up: up,
+      server_cpu_pct: w.server_cpu_pct,
+      main_thread_cpu_pct: w.server_main_thread_cpu_pct,
+      generator_cpu_pct: w.generator_cpu_pct,
+      other_cpu_pct: w.other_cpu_pct,
+      machine_cpu_pct: w.machine_cpu_pct,
+      server_rss_bytes: w.server_rss_bytes,
+      healthz_probe_max_ms: w.healthz_probe_ms?.max ?? null,
+    });
+  }
+  return out;
+}
+
 /** One node of a Parley cluster in a connections run. */
 export interface NodeResult {
   node_id: string;
@@ -205,6 +244,8 @@ export interface ResultEntry {
   heartbeats: { sent: number; per_s: number; skipped: number; due_per_s?: number } | null;
   /** Connections: server RSS every ~5 s during the hold, [seconds into the hold, bytes]. */
   rss_timeline: [number, number][] | null;
+  /** Connections: every 5 s from the first connect to the end of the hold, what the machine did. */
+  timeline?: TimelinePoint[] | null;
   closed: number;
   close_codes: Record<string, number>;
   server_rss_bytes: number;
@@ -435,6 +476,7 @@ async function openPool(
   groups: { channel: string; members: number[] }[],
   pids: { set: (f: () => number[]) => void },
   extraPids: () => number[] = () => [],
+  onUp?: (connected: number) => void,
 ): Promise<{
   pool: WorkerPool;
   connected: number;
@@ -463,7 +505,12 @@ async function openPool(
     textBytes: cfg.textBytes,
     ackEvery: cfg.ackEvery,
     client: cfg.client,
-    onProgress: (x) => p.update(x.connected + x.failed, `${x.connected} up, ${x.failed} failed`),
+    onProgress: (x) => {
+      p.update(x.connected + x.failed, `${x.connected} up, ${x.failed} failed`);
+      onUp?.(x.connected);
+    },
+    // The sampler counts the workers as the generator from the start, not as other processes.
+    onSpawned: (workerPids) => pids.set(() => [...extraPids(), ...workerPids]),
   });
   pids.set(() => [...extraPids(), ...pool.pids()]);
   p.done(`${connect.connected} up, ${connect.failed} failed in ${(connect.connectMs / 1000).toFixed(1)} s`);
@@ -652,13 +699,21 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
   const discovery = { asks: 0, failures: 0, retries: 0, totalMs: 0, maxMs: 0 };
   let connected = 0;
   let connectSeconds = 0;
+  const connectStartedMs = Date.now();
+  const connectT0 = performance.now();
+  /** Sessions up over time while connecting: [performance.now(), sessions up]. */
+  const upAt: [number, number][] = [];
   try {
     let have = 0;
     for (const level of sorted) {
       const add = level - have;
       const conns = connSpecs(t, base + have, add);
       await quietGate(env, cfg, e);
-      const opened = await openPool(t, cfg, `connecting ${have}..${level}`, conns, [], pids, () => pools.flatMap((p) => p.pids()));
+      const base0 = connected;
+      const opened = await openPool(t, cfg, `connecting ${have}..${level}`, conns, [], pids, () => pools.flatMap((p) => p.pids()), (up) =>
+        upAt.push([performance.now(), base0 + up]),
+      );
+      upAt.push([performance.now(), base0 + opened.connected]);
       pools.push(opened.pool);
       e.workers += opened.workers;
       connected += opened.connected;
@@ -698,6 +753,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     await quietGate(env, cfg, e);
     const h0 = await Promise.all(pools.map((p) => p.status()));
     const profiles = cfg.profileHoldDir ? await startHoldProfiles(t) : [];
+    const holdStartedMs = Date.now();
     const t0 = performance.now();
     const hp = new Progress(`${target}: holding ${connected} sessions`, cfg.holdS * 1000, cfg.quiet);
     const holdEnd = t0 + cfg.holdS * 1000;
@@ -712,6 +768,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     }
     e.rss_timeline = timeline;
     const t1 = performance.now();
+    e.timeline = buildTimeline(sampler, connectT0, t0, t1, upAt, connected);
     const h1 = await Promise.all(pools.map((p) => p.status()));
     if (cfg.profileHoldDir) e.notes.push(...(await writeHoldProfiles(profiles, cfg.profileHoldDir)));
     // The nodes' own counts, right at the end of the hold.
@@ -721,6 +778,15 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     const beats = h1.reduce((a, s) => a + s.heartbeats, 0) - h0.reduce((a, s) => a + s.heartbeats, 0);
     const skipped = h1.reduce((a, s) => a + s.heartbeatSkipped, 0) - h0.reduce((a, s) => a + s.heartbeatSkipped, 0);
     for (const s of h1) for (const [k, v] of Object.entries(s.closeCodes)) e.close_codes[k] = (e.close_codes[k] ?? 0) + v;
+    const byTime: Record<string, number> = {};
+    for (const s of h1) for (const [k, v] of Object.entries(s.closedByTime ?? {})) byTime[k] = (byTime[k] ?? 0) + v;
+    const closeBins = Object.entries(byTime)
+      .map(([k, v]) => [Number(k) * 5_000, v] as const)
+      .sort((a, b) => a[0] - b[0]);
+    if (closeBins.length > 0) {
+      const at = (ms: number): string => (ms < holdStartedMs ? `${Math.round((ms - connectStartedMs) / 1000)} s into connecting` : `${Math.round((ms - holdStartedMs) / 1000)} s into the hold`);
+      e.notes.push(`sessions closed after they were up, by 5 s: ${closeBins.slice(0, 40).map(([ms, v]) => `${at(ms)} ${v}`).join(', ')}${closeBins.length > 40 ? ', …' : ''}`);
+    }
     hp.done(`${open}/${n} still up`);
     const rssNoGc = await steadyRss(sampler, cfg);
     const afterMem = await memoryNow(env, cfg);

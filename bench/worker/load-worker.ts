@@ -400,6 +400,7 @@ class LoadWorker {
   private failedAtLastReady = 0;
   private readonly byNode: Record<string, NodeCounts> = {};
   private readonly closedByNode: Record<string, number> = {};
+  private readonly closedByTime: Record<number, number> = {};
   private readonly discoveryAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private discoveryTurn = 0;
   private readonly discoveryFigures = { asks: 0, failures: 0, retries: 0, totalMs: 0, maxMs: 0 };
@@ -560,6 +561,8 @@ class LoadWorker {
 
   onClose(c: Conn, code: number): void {
     this.closedCount++;
+    const bin = Math.floor(Date.now() / 5_000);
+    this.closedByTime[bin] = (this.closedByTime[bin] ?? 0) + 1;
     if (c.node !== undefined) this.closedByNode[c.node] = (this.closedByNode[c.node] ?? 0) + 1;
     this.closeCodes[code] = (this.closeCodes[code] ?? 0) + 1;
     if (this.run) this.run.closed++;
@@ -797,6 +800,7 @@ class LoadWorker {
       closeCodes: this.closeCodes,
       heartbeats: this.heartbeats,
       heartbeatSkipped: this.heartbeatSkipped,
+      closedByTime: this.closedByTime,
       ...(this.setup.discovery ? { openByNode, closedByNode: this.closedByNode } : {}),
     });
   }
