@@ -274,11 +274,21 @@ export interface ResultEntry {
 
 const LOOPBACK_BASE = 2;
 
-/** Loopback source addresses 127.0.0.2 .. : about 28,000 ephemeral ports each. */
-export function sourceAddresses(connections: number): string[] {
-  const n = Math.max(4, Math.ceil(connections / 20_000) + 1);
-  if (LOOPBACK_BASE + n > 254) throw new Error('too many source addresses needed');
-  return Array.from({ length: n }, (_, i) => `127.0.0.${LOOPBACK_BASE + i}`);
+/**
+ * Connections per loopback source address. An address has about 28,000 ephemeral ports, but the
+ * kernel's bind() to port 0 (what connecting from a given address does) slows down sharply once
+ * about 7,000 of them are taken: here 0.1 ms per connect below that, 3 to 13 ms of system time
+ * above it (measured: 2,000 connects from one address take 0.3 s up to 6,000 in use, 6 s at 8,000,
+ * 25 s at 16,000). Those milliseconds block the generator's event loop, its heartbeats stall,
+ * and the server rightly closes the silent sessions. So: at most 5,000 per address.
+ */
+export const CONNS_PER_SOURCE = 5_000;
+
+/** Loopback source addresses 127.0.0.2 .. (after `offset` already in use), at most CONNS_PER_SOURCE connections each. */
+export function sourceAddresses(connections: number, offset = 0): string[] {
+  const n = Math.max(4, Math.ceil(connections / CONNS_PER_SOURCE));
+  if (LOOPBACK_BASE + offset + n > 254) throw new Error(`too many loopback source addresses needed (${offset + n})`);
+  return Array.from({ length: n }, (_, i) => `127.0.0.${LOOPBACK_BASE + offset + i}`);
 }
 
 function workersFor(cfg: BenchConfig, conns: number): number {
@@ -477,6 +487,7 @@ async function openPool(
   pids: { set: (f: () => number[]) => void },
   extraPids: () => number[] = () => [],
   onUp?: (connected: number) => void,
+  sources: readonly string[] = sourceAddresses(conns.length),
 ): Promise<{
   pool: WorkerPool;
   connected: number;
@@ -496,7 +507,7 @@ async function openPool(
     connectRate: cfg.connectRate,
     giveUpPct: cfg.giveUpPct,
     workers,
-    sources: sourceAddresses(conns.length),
+    sources,
     conns,
     groups,
     connectConcurrency: cfg.connectConcurrency ?? connectConcurrencyFor(workers),
@@ -703,6 +714,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
   const connectT0 = performance.now();
   /** Sessions up over time while connecting: [performance.now(), sessions up]. */
   const upAt: [number, number][] = [];
+  let sourcesUsed = 0;
   try {
     let have = 0;
     for (const level of sorted) {
@@ -710,8 +722,19 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
       const conns = connSpecs(t, base + have, add);
       await quietGate(env, cfg, e);
       const base0 = connected;
-      const opened = await openPool(t, cfg, `connecting ${have}..${level}`, conns, [], pids, () => pools.flatMap((p) => p.pids()), (up) =>
-        upAt.push([performance.now(), base0 + up]),
+      // Each level on fresh source addresses: the earlier levels' sockets still hold theirs.
+      const sources = sourceAddresses(conns.length, sourcesUsed);
+      sourcesUsed += sources.length;
+      const opened = await openPool(
+        t,
+        cfg,
+        `connecting ${have}..${level}`,
+        conns,
+        [],
+        pids,
+        () => pools.flatMap((p) => p.pids()),
+        (up) => upAt.push([performance.now(), base0 + up]),
+        sources,
       );
       upAt.push([performance.now(), base0 + opened.connected]);
       pools.push(opened.pool);
