@@ -488,11 +488,11 @@ class LoadWorker {
     c.openedAt = performance.now();
     const base = bases[(this.setup.workerId + this.discoveryTurn++) % bases.length]!;
     // A kept-alive socket the server closed meanwhile fails the GET at once (ECONNRESET,
-    // "socket hang up"): like any HTTP client, ask again on a fresh one, twice at most.
+    // "socket hang up"): like any HTTP client, ask again on a fresh connection, three times at most.
     const ask = (attempt: number): Promise<{ node_id: string; ws_url: string }> =>
-      this.discover(base, this.setup.connectTimeoutMs).catch((err: unknown) => {
+      this.discover(base, this.setup.connectTimeoutMs, attempt > 0).catch((err: unknown) => {
         const code = (err as { code?: string }).code;
-        if (attempt < 2 && !c.failed && (code === 'ECONNRESET' || code === 'EPIPE' || /socket hang up/.test(String(err)))) {
+        if (attempt < 3 && !c.failed && (code === 'ECONNRESET' || code === 'EPIPE' || /socket hang up/.test(String(err)))) {
           this.discoveryFigures.retries++;
           return ask(attempt + 1);
         }
@@ -514,10 +514,11 @@ class LoadWorker {
   }
 
   /** GET /v1/servers; the first server of the answer (the least loaded first, as the SDK takes it). */
-  private discover(base: string, timeoutMs: number): Promise<{ node_id: string; ws_url: string }> {
+  private discover(base: string, timeoutMs: number, freshSocket = false): Promise<{ node_id: string; ws_url: string }> {
     const t0 = performance.now();
     return new Promise((resolve, reject) => {
-      const req = http.get(`${base}/v1/servers`, { agent: this.discoveryAgent, timeout: timeoutMs }, (res) => {
+      // A retry goes over a new connection of its own, not another kept-alive one.
+      const req = http.get(`${base}/v1/servers`, { agent: freshSocket ? false : this.discoveryAgent, timeout: timeoutMs }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (d: string) => (body += d));
