@@ -371,6 +371,16 @@ function clusterSection(e: ResultEntry): string[] {
   return md;
 }
 
+/** Warnings after the measured part (forced GCs while reading memory, closing every session at once). */
+function afterHold(e: ResultEntry): string {
+  const a = e.server_log_after_hold;
+  if (!a) return '';
+  const part = (name: string, l: ResultEntry['server_log']): string =>
+    l.warn + l.error > 0 ? `${name}: ${l.warn} warnings, ${l.error} errors ${esc(JSON.stringify(l.byMessage))}` : '';
+  const parts = [part('while memory was read (a forced full GC in every node)', a.memory_reading), part('while every session was closed at once', a.closing)].filter(Boolean);
+  return parts.length ? ` — after the hold, ${parts.join('; ')}` : '';
+}
+
 export function writeReport(file: ResultFile, mdPath: string, preface: string[] = []): string[] {
   const written: string[] = [];
   const stem = mdPath.replace(/\.md$/, '');
@@ -460,7 +470,7 @@ export function writeReport(file: ResultFile, mdPath: string, preface: string[] 
     md.push('');
   }
   md.push('## What limited each run', '');
-  for (const e of r) md.push(`- **${e.scenario} · ${targetLabel(e)}${runLabel(e)}**: ${esc(e.bottleneck)}${e.notes.length ? ` — ${esc(e.notes.join('; '))}` : ''}${e.server_log.warn + e.server_log.error > 0 ? ` — server logged ${e.server_log.warn} warnings, ${e.server_log.error} errors: ${esc(JSON.stringify(e.server_log.byMessage))}` : ''}`);
+  for (const e of r) md.push(`- **${e.scenario} · ${targetLabel(e)}${runLabel(e)}**: ${esc(e.bottleneck)}${e.notes.length ? ` — ${esc(e.notes.join('; '))}` : ''}${e.server_log.warn + e.server_log.error > 0 ? ` — server logged ${e.server_log.warn} warnings, ${e.server_log.error} errors${e.server_log_after_hold !== undefined ? ' up to the end of the hold' : ''}: ${esc(JSON.stringify(e.server_log.byMessage))}` : ''}${afterHold(e)}`);
   md.push('');
   if (file.failures.length) {
     md.push('## Failed runs', '');

@@ -264,6 +264,8 @@ export interface ResultEntry {
   persistence: string;
   provision: ProvisionFigures | null;
   server_log: ServerLog;
+  /** Connections: what the server logged after the hold, while memory was read (forced GCs) and while every session was closed at once. */
+  server_log_after_hold?: { memory_reading: ServerLog; closing: ServerLog } | null;
   workers: number;
   bottleneck: string;
   notes: string[];
@@ -715,6 +717,8 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
   /** Sessions up over time while connecting: [performance.now(), sessions up]. */
   const upAt: [number, number][] = [];
   let sourcesUsed = 0;
+  let logAtHoldEnd: ServerLog | undefined;
+  let logAfterMemory: ServerLog | undefined;
   try {
     let have = 0;
     for (const level of sorted) {
@@ -791,6 +795,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     }
     e.rss_timeline = timeline;
     const t1 = performance.now();
+    logAtHoldEnd = copyLog(t.log);
     e.timeline = buildTimeline(sampler, connectT0, t0, t1, upAt, connected);
     const h1 = await Promise.all(pools.map((p) => p.status()));
     if (cfg.profileHoldDir) e.notes.push(...(await writeHoldProfiles(profiles, cfg.profileHoldDir)));
@@ -813,6 +818,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     hp.done(`${open}/${n} still up`);
     const rssNoGc = await steadyRss(sampler, cfg);
     const afterMem = await memoryNow(env, cfg);
+    logAfterMemory = copyLog(t.log);
     const rssAfter = afterMem.rss;
     const w = sampler.window(t0, t1);
     applyWindow(e, w);
@@ -886,7 +892,7 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
             : null,
         spread: ups.length ? { min: Math.min(...ups), max: Math.max(...ups), mean: Math.round(mean), max_over_mean: mean > 0 ? Math.round((Math.max(...ups) / mean) * 1000) / 1000 : 0 } : null,
       };
-      const lost = t.log.byMessage['cluster membership lost; passivating placed actors and refusing their messages'] ?? 0;
+      const lost = logAtHoldEnd.byMessage['cluster membership lost; passivating placed actors and refusing their messages'] ?? 0;
       if (lost > 0) {
         e.notes.push(
           `${lost} time(s) a node lost its own etcd registration (no lease renewal within 90 % of the ${cfg.serverFlags['lease-ttl-s'] ?? '5'} s lease TTL: an event loop starved of CPU or blocked) and passivated its actors; the others then moved actors and sessions reattached`,
@@ -900,12 +906,30 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
       e.bottleneck += `; etcd ${w.aux_cpu_pct}% CPU`;
     }
   } finally {
-    e.server_log = t.log;
     const closing = new Progress(`${target}: closing ${connected} sessions`, 1, cfg.quiet);
     await Promise.all(pools.map((p) => p.close()));
     closing.done();
+    if (t.nodes.length > 1) await sleep(3_000); // let the nodes log what the mass close did to them
+    const end = copyLog(t.log);
+    e.server_log = logAtHoldEnd ?? end;
+    if (logAtHoldEnd && logAfterMemory) {
+      const m = diffLog(logAtHoldEnd, logAfterMemory);
+      const c = diffLog(logAfterMemory, end);
+      e.server_log_after_hold = m.warn + m.error + c.warn + c.error > 0 ? { memory_reading: m, closing: c } : null;
+    }
   }
   return e;
+}
+
+function copyLog(l: ServerLog): ServerLog {
+  return { warn: l.warn, error: l.error, byMessage: { ...l.byMessage } };
+}
+
+/** What was logged between two copies of a server log's counts. */
+function diffLog(a: ServerLog, b: ServerLog): ServerLog {
+  const byMessage: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b.byMessage)) if (v - (a.byMessage[k] ?? 0) > 0) byMessage[k] = v - (a.byMessage[k] ?? 0);
+  return { warn: b.warn - a.warn, error: b.error - a.error, byMessage };
 }
 
 /** Median of three RSS readings 500 ms apart (GC makes single readings jumpy); one when settling is short. */
