@@ -797,6 +797,14 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
     const t1 = performance.now();
     logAtHoldEnd = copyLog(t.log);
     e.timeline = buildTimeline(sampler, connectT0, t0, t1, upAt, connected);
+    // A shared machine: say so when others took a real share of the CPU while we measured.
+    const othersConnect = sampler.window(connectT0, t0).other_cpu_pct;
+    const othersHold = sampler.window(t0, t1).other_cpu_pct;
+    if (othersConnect > 25 || othersHold > 25) {
+      e.notes.push(
+        `processes outside the benchmark used ${othersConnect}% of a core while connecting and ${othersHold}% during the hold (of ${cpus().length * 100}%): the run shared the machine`,
+      );
+    }
     const h1 = await Promise.all(pools.map((p) => p.status()));
     if (cfg.profileHoldDir) e.notes.push(...(await writeHoldProfiles(profiles, cfg.profileHoldDir)));
     // The nodes' own counts, right at the end of the hold.
