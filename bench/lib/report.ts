@@ -305,9 +305,11 @@ function goalsFor(results: ResultEntry[]): string[] {
     const up = conn.all_up ? 'all up' : `${fmt(conn.connected)} of ${fmt(conn.sessions)} connected, ${fmt(conn.closed)} closed`;
     const hb = conn.heartbeats;
     const onTime = hb !== null && hb.due_per_s !== undefined ? hb.per_s >= 0.95 * hb.due_per_s : true;
+    const held = conn.held ?? (conn.all_up === true && onTime);
     const beats = hb ? `; ${fmt(hb.per_s)} heartbeats/s sent${hb.due_per_s !== undefined ? ` of ${fmt(hb.due_per_s)} due` : ''}` : '';
+    const why = conn.held_why_not && conn.held_why_not.length ? ` (did not hold: ${esc(conn.held_why_not.join('; '))})` : '';
     lines.push(
-      `| Parley: ≥ 250,000 authenticated sessions across ${conn.nodes} nodes, placed by discovery, all up after ${fmt(conn.duration_s)} s (5 s heartbeats) | ${fmt(conn.sessions)} sessions: ${up}${beats} | ${ok(conn.all_up === true && onTime && (conn.sessions ?? 0) >= 250_000)}${(conn.sessions ?? 0) < 250_000 ? ' (run had fewer than 250,000)' : ''}${onTime ? '' : ' (heartbeats fell behind)'} |`,
+      `| Parley: ≥ 250,000 authenticated sessions across ${conn.nodes} nodes, placed by discovery, all up after ${fmt(conn.duration_s)} s (5 s heartbeats) | ${fmt(conn.sessions)} sessions: ${up}${beats}${held ? '; held' : ''} | ${ok(held && (conn.sessions ?? 0) >= 250_000)}${(conn.sessions ?? 0) < 250_000 ? ' (run had fewer than 250,000)' : ''}${why} |`,
     );
   } else if (conn && conn.rss_per_session_bytes !== null) {
     lines.push(`| Parley: ${fmt(conn.sessions)} sessions all up after the hold | ${conn.all_up ? 'all up' : `${conn.closed} closed`} | ${ok(conn.all_up === true && (conn.sessions ?? 0) >= 19_000)}${(conn.sessions ?? 0) < 19_000 ? ' (run had fewer than 19,000)' : ''} |`);

@@ -240,6 +240,14 @@ export interface ResultEntry {
   levels: LevelResult[] | null;
   connect_rate_per_s: number | null;
   all_up: boolean | null;
+  /**
+   * Connections: the run held: every session up at the end of the hold, the generator sent ≥ 95 %
+   * of the heartbeats due, every server answered GET /healthz within 1 s (p99) during the hold,
+   * and (clusters) no node lost its etcd registration up to the end of the hold. `held_why_not`
+   * lists what failed.
+   */
+  held?: boolean | null;
+  held_why_not?: string[];
   /** Heartbeats the generator sent during the hold; `due_per_s` is sessions / interval. */
   heartbeats: { sent: number; per_s: number; skipped: number; due_per_s?: number } | null;
   /** Connections: server RSS every ~5 s during the hold, [seconds into the hold, bytes]. */
@@ -855,6 +863,12 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
       e.notes.push(`RSS slope ${a.sessions}->${b.sessions} sessions: ${slope} bytes/session (per-session average at ${a.sessions}: ${a.rss_per_session_bytes}, at ${b.sessions}: ${b.rss_per_session_bytes})`);
     }
     if (connected < n) e.notes.push(`${n - connected} sessions could not connect`);
+    const whyNot: string[] = [];
+    if (open < n) whyNot.push(`${n - open} of ${n} sessions not up at the end of the hold`);
+    if (e.heartbeats.per_s < expectedBeats * 0.95) whyNot.push(`heartbeats ${e.heartbeats.per_s}/s of ${expectedBeats}/s due`);
+    const slowProbe = t.nodes.length > 1 ? Math.max(0, ...w.per_server.map((x) => x.healthz_probe_ms?.p99 ?? 0)) : (w.healthz_probe_ms?.p99 ?? 0);
+    if (slowProbe >= 1_000) whyNot.push(`a server's GET /healthz p99 ${slowProbe} ms during the hold`);
+    e.held_why_not = whyNot;
     if (t.cluster) {
       const openBy: Record<string, number> = {};
       const closedBy: Record<string, number> = {};
@@ -909,11 +923,13 @@ async function connectionsIn(env: Env, cfg: BenchConfig, levels: readonly number
       const unresponsive = e.per_node.filter((x) => (x.healthz_probe_ms?.p99 ?? 0) >= 2_000).length;
       if (unresponsive > 0) e.notes.push(`${unresponsive} of ${t.nodes.length} nodes did not answer GET /healthz within 2 s for most of the hold`);
       if (!e.all_up) e.notes.push('RSS per session is (RSS after − RSS before) / sessions connected; with sessions lost and queues growing it is not the cost of a held session');
+      if (lost > 0) whyNot.push(`${lost} lost etcd registration(s)`);
       const serverSum = serverCounts.reduce<number>((a, c) => a + (c ?? 0), 0);
       if (serverCounts.every((c) => c !== null) && serverSum !== open) e.notes.push(`the nodes count ${serverSum} connections (GET /healthz), the generator ${open} open sessions`);
       e.bottleneck += `; etcd ${w.aux_cpu_pct}% CPU`;
     }
   } finally {
+    if (e.held_why_not) e.held = e.held_why_not.length === 0;
     const closing = new Progress(`${target}: closing ${connected} sessions`, 1, cfg.quiet);
     await Promise.all(pools.map((p) => p.close()));
     closing.done();
