@@ -44,6 +44,8 @@ export function readProc(pid: number): ProcTimes | undefined {
 export interface MachineTimes {
   readonly busy: number;
   readonly total: number;
+  /** Interrupt and softirq time (loopback TCP is processed there too): no process is charged for it. */
+  readonly irq: number;
 }
 
 /** Aggregate CPU counters from /proc/stat (ticks over all CPUs). */
@@ -52,7 +54,7 @@ export function readMachine(): MachineTimes {
   const v = line.trim().split(/\s+/).slice(1).map(Number);
   const idle = (v[3] ?? 0) + (v[4] ?? 0);
   const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { busy: total - idle, total };
+  return { busy: total - idle, total, irq: (v[5] ?? 0) + (v[6] ?? 0) };
 }
 
 export function loadAverage(): number[] {

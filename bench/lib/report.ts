@@ -362,11 +362,11 @@ function clusterSection(e: ResultEntry): string[] {
     // Every 5 s when short; every 15 s (every third row) when long.
     const every = e.timeline.length > 48 ? 3 : 1;
     md.push(`<details><summary>Over time, every ${every * 5} s (CPU in % of one core; the machine has 2)</summary>`, '');
-    md.push('| s | phase | sessions up | all nodes CPU % | busiest event loop % | generator CPU % | other processes % | machine % of all cores | RSS all nodes | slowest /healthz (ms) |');
-    md.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    md.push('| s | phase | sessions up | all nodes CPU % | busiest event loop % | generator CPU % | kernel irq/softirq % | other processes % | machine % of all cores | RSS all nodes | slowest /healthz (ms) |');
+    md.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     e.timeline.forEach((p, i) => {
       if (i % every !== 0 && i !== e.timeline!.length - 1) return;
-      md.push(`| ${p.t_s} | ${p.phase} | ${fmt(p.sessions_up)} | ${fmt(p.server_cpu_pct, 1)} | ${fmt(p.main_thread_cpu_pct, 1)} | ${fmt(p.generator_cpu_pct, 1)} | ${fmt(p.other_cpu_pct, 1)} | ${fmt(p.machine_cpu_pct, 1)} | ${mib(p.server_rss_bytes)} | ${fmt(p.healthz_probe_max_ms)} |`);
+      md.push(`| ${p.t_s} | ${p.phase} | ${fmt(p.sessions_up)} | ${fmt(p.server_cpu_pct, 1)} | ${fmt(p.main_thread_cpu_pct, 1)} | ${fmt(p.generator_cpu_pct, 1)} | ${fmt(p.irq_cpu_pct, 1)} | ${fmt(p.other_cpu_pct, 1)} | ${fmt(p.machine_cpu_pct, 1)} | ${mib(p.server_rss_bytes)} | ${fmt(p.healthz_probe_max_ms)} |`);
     });
     md.push('', '</details>', '');
   }

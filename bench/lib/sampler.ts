@@ -32,6 +32,8 @@ export interface Sample {
   readonly machinePct: number;
   /** % of one core used by everything else on the machine (other jobs, kernel). */
   readonly otherCpuPct: number;
+  /** % of one core in interrupts and softirqs (the kernel's share of loopback networking), not in otherCpuPct. */
+  readonly irqCpuPct: number;
   readonly probeMs: number | undefined;
   readonly eventLoopDelayMs: number | undefined;
   readonly load1: number;
@@ -66,6 +68,7 @@ export interface WindowStats {
   readonly server_disk_write_bytes_per_s: number;
   readonly machine_cpu_pct: number;
   readonly other_cpu_pct: number;
+  readonly irq_cpu_pct: number;
   readonly load_avg_1m: number;
   readonly healthz_probe_ms: { p50: number; p99: number; max: number } | undefined;
   readonly event_loop_delay_ms: { mean: number; max: number } | undefined;
@@ -198,6 +201,7 @@ export class Sampler {
       const machineBusyTicks = machine.busy - this.prevMachine.busy;
       const machinePct = dm > 0 ? Math.round((machineBusyTicks / dm) * 1000) / 10 : 0;
       const machineCores = (machinePct / 100) * this.cores * 100;
+      const irqCpuPct = dm > 0 ? Math.round(((machine.irq - this.prevMachine.irq) / dm) * this.cores * 1000) / 10 : 0;
       const others: number[] = [];
       threads.forEach((byTid, i) => {
         const pid = this.serverPids[i]!;
@@ -224,7 +228,8 @@ export class Sampler {
         diskWriteBps: Math.round(diskDelta / dt),
         generatorCpuPct,
         machinePct,
-        otherCpuPct: Math.max(0, Math.round((machineCores - cpuPct - generatorCpuPct - auxCpuPct) * 10) / 10),
+        otherCpuPct: Math.max(0, Math.round((machineCores - cpuPct - generatorCpuPct - auxCpuPct - irqCpuPct) * 10) / 10),
+        irqCpuPct,
         probeMs: slowest?.ms,
         eventLoopDelayMs: slowest?.eld,
         load1: loadAverage()[0] ?? 0,
@@ -277,6 +282,7 @@ export class Sampler {
       server_disk_write_bytes_per_s: Math.round(avg((x) => x.diskWriteBps)),
       machine_cpu_pct: avg((x) => x.machinePct),
       other_cpu_pct: avg((x) => x.otherCpuPct),
+      irq_cpu_pct: avg((x) => x.irqCpuPct),
       load_avg_1m: avg((x) => x.load1),
       healthz_probe_ms: probes.length ? { p50: q(0.5), p99: q(0.99), max: Math.round((probes.at(-1) ?? 0) * 100) / 100 } : undefined,
       event_loop_delay_ms: elds.length

@@ -130,6 +130,8 @@ export interface TimelinePoint {
   main_thread_cpu_pct: number;
   generator_cpu_pct: number;
   other_cpu_pct: number;
+  /** Interrupts and softirqs (loopback networking), % of one core. */
+  irq_cpu_pct: number;
   machine_cpu_pct: number;
   server_rss_bytes: number;
   /** The slowest server's GET /healthz latency (2,000: no answer within 2 s). */
@@ -150,6 +152,7 @@ function buildTimeline(sampler: Sampler, connectT0: number, holdT0: number, t1: 
       main_thread_cpu_pct: w.server_main_thread_cpu_pct,
       generator_cpu_pct: w.generator_cpu_pct,
       other_cpu_pct: w.other_cpu_pct,
+      irq_cpu_pct: w.irq_cpu_pct,
       machine_cpu_pct: w.machine_cpu_pct,
       server_rss_bytes: w.server_rss_bytes,
       healthz_probe_max_ms: w.healthz_probe_ms?.max ?? null,
