@@ -146,12 +146,12 @@ export function nodesSvg(entries: ResultEntry[]): string | undefined {
   if (!e) return undefined;
   const nodes = e.per_node!;
   const left = 70;
-  const top = 40;
+  const top = 56;
   const plotH = 200;
   const barW = Math.max(10, Math.min(36, Math.floor(560 / nodes.length) - 8));
   const step = barW + 8;
-  const plotW = nodes.length * step + 10;
-  const width = Math.max(720, left + plotW * 2 + 120);
+  const plotW = Math.max(330, nodes.length * step + 10);
+  const width = left + plotW * 2 + 120;
   const height = top + plotH + 70;
   const cap = 19_000;
   const maxS = Math.max(cap * 1.05, ...nodes.map((n) => Math.max(n.sessions_assigned, n.sessions_up))) * 1.05;
@@ -163,7 +163,7 @@ export function nodesSvg(entries: ResultEntry[]): string | undefined {
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`);
   out.push(`<rect width="100%" height="100%" fill="white"/>`);
   out.push(`<text x="${left}" y="20" font-size="14" font-weight="bold">${esc(`${fmt(e.connected)} sessions over ${nodes.length} nodes, placed by GET /v1/servers`)}</text>`);
-  out.push(`<text x="${left}" y="${top - 6}" font-weight="bold">Sessions per node (bar: up after the hold; tick: placed)</text>`);
+  out.push(`<text x="${left}" y="${top - 10}" font-weight="bold">Sessions per node (bar: up after the hold; tick: placed)</text>`);
   for (const v of [0, 5_000, 10_000, 15_000]) out.push(`<line x1="${left}" x2="${left + plotW}" y1="${ys(v).toFixed(1)}" y2="${ys(v).toFixed(1)}" stroke="#eee"/><text x="${left - 6}" y="${(ys(v) + 4).toFixed(1)}" text-anchor="end">${fmt(v)}</text>`);
   out.push(`<line x1="${left}" x2="${left + plotW}" y1="${ys(cap).toFixed(1)}" y2="${ys(cap).toFixed(1)}" stroke="#c00" stroke-dasharray="4 3"/><text x="${left - 6}" y="${(ys(cap) + 4).toFixed(1)}" text-anchor="end" fill="#c00">19,000</text>`);
   nodes.forEach((n, i) => {
@@ -172,7 +172,7 @@ export function nodesSvg(entries: ResultEntry[]): string | undefined {
     out.push(`<line x1="${x - 2}" x2="${x + barW + 2}" y1="${ys(n.sessions_assigned).toFixed(1)}" y2="${ys(n.sessions_assigned).toFixed(1)}" stroke="#000" stroke-width="2"/>`);
     out.push(`<text x="${x + barW / 2}" y="${top + plotH + 14}" text-anchor="middle">${esc(n.node_id)}</text>`);
   });
-  out.push(`<text x="${l2}" y="${top - 6}" font-weight="bold">RSS per node, MiB (light: before, dark: after)</text>`);
+  out.push(`<text x="${l2}" y="${top - 10}" font-weight="bold">RSS per node, MiB (light: before, dark: after)</text>`);
   for (let k = 0; k <= 4; k++) {
     const v = (maxR / 4) * k;
     out.push(`<line x1="${l2}" x2="${l2 + plotW}" y1="${yr(v * 1048576).toFixed(1)}" y2="${yr(v * 1048576).toFixed(1)}" stroke="#eee"/><text x="${l2 - 6}" y="${(yr(v * 1048576) + 4).toFixed(1)}" text-anchor="end">${v.toFixed(0)}</text>`);
@@ -197,7 +197,7 @@ export function timelineSvg(entries: ResultEntry[]): string | undefined {
   const top = 40;
   const plotW = 600;
   const plotH = 220;
-  const width = left + plotW + 150;
+  const width = left + plotW + 230;
   const height = top + plotH + 50;
   const maxT = Math.max(5, pts.at(-1)!.t_s + 5);
   const maxS = Math.max(1, ...pts.map((p) => p.sessions_up)) * 1.1;
