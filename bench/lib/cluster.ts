@@ -30,7 +30,7 @@ import { TokenSigner } from '../../actors/auth/tokens.ts';
 import { findFreePort, startEtcd, type RunningService } from '../../runtime/services/index.ts';
 import { spawnTracked, stopChild, trackPid, untrackPid } from './children.ts';
 import { encodeHello, newScan, scanServerFrame, ServerBody } from './parley-wire.ts';
-import { keepLog, NODE_ARGS, ROOT, runParleyctl, waitForPort, type NodeHandle, type ProvisionedUser, type ServerLog, type TargetHandle, type TargetOptions } from './targets.ts';
+import { keepLog, NODE_ARGS, nodeHandle, ROOT, runParleyctl, waitForPort, type NodeHandle, type ProvisionedUser, type ServerLog, type TargetHandle, type TargetOptions } from './targets.ts';
 import type { ChildProcess } from 'node:child_process';
 
 export const CLUSTER_PREFIX = '/parley-bench';
@@ -187,17 +187,7 @@ export async function startParleyCluster(o: ClusterOptions): Promise<TargetHandl
         120_000,
         (url) => (inspectorUrl = url),
       );
-      nodes[i] = {
-        nodeId,
-        pid: proc.pid!,
-        port,
-        wsBase: `ws://127.0.0.1:${port}`,
-        httpBase: `http://127.0.0.1:${port}`,
-        healthUrl: `http://127.0.0.1:${port}/healthz`,
-        get inspectorUrl() {
-          return inspectorUrl;
-        },
-      };
+      nodes[i] = nodeHandle(nodeId, proc.pid!, port, () => inspectorUrl);
       o.onProgress?.(`${++up}/${o.nodes} nodes serving`);
     };
     const spawnT0 = performance.now();

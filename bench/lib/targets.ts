@@ -45,6 +45,21 @@ export interface NodeHandle {
   readonly inspectorUrl: string | undefined;
 }
 
+/** A server process on 127.0.0.1:`port`; the inspector URL is read when asked (it may come later). */
+export function nodeHandle(nodeId: string, pid: number, port: number, inspectorUrl: () => string | undefined): NodeHandle {
+  return {
+    nodeId,
+    pid,
+    port,
+    wsBase: `ws://127.0.0.1:${port}`,
+    httpBase: `http://127.0.0.1:${port}`,
+    healthUrl: `http://127.0.0.1:${port}/healthz`,
+    get inspectorUrl() {
+      return inspectorUrl();
+    },
+  };
+}
+
 /** What a multi-node Parley target adds: etcd, the shared store, how tokens were made. */
 export interface ClusterInfo {
   readonly nodes: number;
@@ -265,17 +280,7 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     throw err;
   }
   const p = proc;
-  const node: NodeHandle = {
-    nodeId: name === 'parley' ? 'n1' : name,
-    pid: p.pid!,
-    port,
-    wsBase: `ws://127.0.0.1:${port}`,
-    httpBase: `http://127.0.0.1:${port}`,
-    healthUrl: `http://127.0.0.1:${port}/healthz`,
-    get inspectorUrl() {
-      return inspectorUrl;
-    },
-  };
+  const node = nodeHandle(name === 'parley' ? 'n1' : name, p.pid!, port, () => inspectorUrl);
   return {
     name,
     pid: p.pid!,

@@ -24,8 +24,10 @@ export interface LogRow {
 }
 
 interface PerPid {
-  /** By seq, ascending (appends arrive in seq order per pid). */
-  readonly rows: LogRow[];
+  /** By seq, ascending (appends arrive in seq order per pid), from `start` on. */
+  rows: LogRow[];
+  /** Rows before this were trimmed: an index, not shift(), so one busy actor's trim stays linear. */
+  start: number;
   dedup: Map<string, LogRow> | undefined;
   /** The writer's bookkeeping: rows up to this seq are copied into `journal` already. */
   copiedSeq: number;
@@ -60,7 +62,7 @@ export class PendingLog {
     this.fifo.push(row);
     let p = this.byPid.get(row.pid);
     if (!p) {
-      p = { rows: [], dedup: undefined, copiedSeq: 0 };
+      p = { rows: [], start: 0, dedup: undefined, copiedSeq: 0 };
       this.byPid.set(row.pid, p);
     }
     p.rows.push(row);
@@ -73,9 +75,13 @@ export class PendingLog {
       const row = this.fifo[this.head++]!;
       const p = this.byPid.get(row.pid)!;
       // Rows of one pid leave in id order, which is seq order: always the first.
-      p.rows.shift();
+      p.rows[p.start++] = undefined as unknown as LogRow;
       if (row.dedup !== null) p.dedup?.delete(row.dedup);
-      if (p.rows.length === 0) this.byPid.delete(row.pid);
+      if (p.start === p.rows.length) this.byPid.delete(row.pid);
+      else if (p.start > 1024 && p.start * 2 > p.rows.length) {
+        p.rows = p.rows.slice(p.start);
+        p.start = 0;
+      }
     }
     if (this.head > 4096 && this.head * 2 > this.fifo.length) {
       this.fifo = this.fifo.slice(this.head);
@@ -99,20 +105,23 @@ export class PendingLog {
 
   maxSeq(pid: string): number {
     const rows = this.byPid.get(pid)?.rows;
-    return rows && rows.length > 0 ? rows[rows.length - 1]!.seq : 0;
+    return rows ? rows[rows.length - 1]!.seq : 0;
   }
 
   /** Rows of `pid`, seq ascending (do not mutate). */
   rowsOf(pid: string): readonly LogRow[] {
-    return this.byPid.get(pid)?.rows ?? [];
+    const p = this.byPid.get(pid);
+    if (!p) return [];
+    return p.start === 0 ? p.rows : p.rows.slice(p.start);
   }
 
   get(pid: string, seq: number): LogRow | undefined {
-    const rows = this.byPid.get(pid)?.rows;
-    if (!rows || rows.length === 0) return undefined;
-    const row = rows[seq - rows[0]!.seq];
+    const p = this.byPid.get(pid);
+    if (!p) return undefined;
+    const rows = p.rows;
+    const row = rows[p.start + seq - rows[p.start]!.seq];
     if (row?.seq === seq) return row;
-    let lo = 0;
+    let lo = p.start;
     let hi = rows.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
