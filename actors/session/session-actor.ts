@@ -213,6 +213,7 @@ class SessionActor implements Actor<SessionMessage> {
         type: 'connect',
         deviceId: this.deviceId,
         session: this.key,
+        reattach: true,
       });
       if (head > this.lastSent) this.startCatchUp();
     } catch (err) {

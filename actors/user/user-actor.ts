@@ -107,7 +107,7 @@ class UserActor implements Actor<UserMessage> {
         this.comembers = undefined;
         return undefined;
       case 'connect':
-        return this.connect(m.deviceId, m.session);
+        return this.connect(m.deviceId, m.session, m.reattach ?? false);
       case 'disconnect':
         return this.disconnect(m.deviceId, m.session);
       case 'touch': {
@@ -228,7 +228,7 @@ class UserActor implements Actor<UserMessage> {
 
   // ---- Devices and presence
 
-  private async connect(deviceId: string, session: string): Promise<{ inbox_head_seq: number }> {
+  private async connect(deviceId: string, session: string, reattach: boolean): Promise<{ inbox_head_seq: number }> {
     this.devices ??= new Map();
     const prior = this.devices.get(deviceId);
     if (prior && prior.session !== session) {
@@ -242,7 +242,30 @@ class UserActor implements Actor<UserMessage> {
     this.devices.set(deviceId, { session, touchedMs: Date.now() });
     if (prior?.session !== session) await this.indexNode(session, true);
     if (!wasOnline) await this.transition(true);
+    if (reattach && !prior) await this.sendPresenceSnapshot(session);
     return { inbox_head_seq: this.durableHead };
+  }
+
+  /**
+   * A live session re-registers with an activation that did not know it: the previous one died or
+   * moved, and friends' presence changes sent meanwhile went to it (or arrived here before the
+   * device did) and were dropped. The device gets every friend's current state instead, read after
+   * any such change was recorded, so it converges; later changes arrive after this turn.
+   */
+  private async sendPresenceSnapshot(session: string): Promise<void> {
+    try {
+      const friends = await this.mutualFriends();
+      if (friends.length === 0) return;
+      const states = await this.deps.presence.getMany(friends);
+      const to = sessions(this.deps, session);
+      for (const f of friends) {
+        const s = states.get(f);
+        to.tell({ type: 'presence', presence: { user_id: f, online: s?.online ?? false, last_active_at_ms: s?.lastActiveAtMs ?? 0 } });
+      }
+    } catch (err) {
+      // Best effort like every presence push: the client can still ask (presence_query).
+      this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'presence snapshot not sent');
+    }
   }
 
   private async disconnect(deviceId: string, session: string): Promise<void> {
@@ -253,10 +276,10 @@ class UserActor implements Actor<UserMessage> {
     if (this.devices!.size === 0) await this.wentOffline();
   }
 
-  /** Drops devices whose session stopped touching, or that `gone` names. */
   /**
-   * Synchronous unless the last device went: the node's sweep sends this to every user actor, so
-   * the common case allocates no promise.
+   * Drops devices whose session stopped touching, or that `gone` names. Synchronous unless the
+   * last device went: the node's sweep sends this to every user actor, so the common case
+   * allocates no promise.
    */
   private expireDevices(gone?: (d: Device) => boolean): Promise<void> | undefined {
     if (!this.devices) return undefined;

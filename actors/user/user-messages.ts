@@ -10,8 +10,11 @@ export type UserMessage =
   /** From a channel: the user joined at this channel seq; earlier messages are not theirs. */
   | { type: 'joined'; channelId: string; atSeq: number }
   | { type: 'left'; channelId: string }
-  /** From a session after hello. Reply: { inbox_head_seq }. */
-  | { type: 'connect'; deviceId: string; session: string }
+  /**
+   * From a session after hello, or again (`reattach`) when its user actor may have moved. Reply:
+   * { inbox_head_seq }.
+   */
+  | { type: 'connect'; deviceId: string; session: string; reattach?: boolean }
   | { type: 'disconnect'; deviceId: string; session: string; silent: boolean }
   /** From a session: the device is still there. */
   | { type: 'touch'; deviceId: string; session: string }

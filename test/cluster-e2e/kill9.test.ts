@@ -11,7 +11,9 @@
  *   well before 30 s shows it came from the takeover path (membership change -> nodeDown via
  *   the presence_node index), not from the device timeout. Two such users are watched: one
  *   whose user actor died with the node (takeover: a fresh activation elsewhere) and one whose
- *   user actor lives on a surviving node (nodeDown broadcast).
+ *   user actor lives on a surviving node (nodeDown broadcast). X2's friend has its user actor on
+ *   the dead node, so X2's offline push races the friend's session re-registering with the new
+ *   activation; the reattach's presence snapshot must cover either order.
  */
 import test from 'ava';
 import { startCluster, type ClusterNode, type TestCluster } from '../support/cluster.ts';
@@ -83,7 +85,7 @@ test('kill -9 under load: acked messages reach every device once, histories are 
   const x1 = await userPlaced(n3, (o) => o === 'n3', 'xa'); // user actor dies with n3
   const x2 = await userPlaced(n3, (o) => o !== 'n3', 'xb'); // user actor survives
   const f1 = await newUser(n1, 'fa');
-  const f2 = await newUser(n2, 'fb');
+  const f2 = await userPlaced(n2, (o) => o === 'n3', 'fb'); // its user actor moves: X2's offline races the reattach
   await befriend(x1, f1);
   await befriend(x2, f2);
   const df1 = await openDevice(f1, 'f', [n1.wsUrl]);
