@@ -3,14 +3,14 @@
  * (etcd membership, gRPC transport, placement), chat actors, gateway. The only place that knows
  * every concrete implementation.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../runtime/log.ts';
 import { openStore, type Store } from '../runtime/storage/index.ts';
 import { ClusterRouter } from '../runtime/cluster/cluster-router.ts';
 import { createEtcdClient, EtcdMembership, ensureSharedSecret } from '../runtime/cluster/index.ts';
 import { GrpcTransport } from '../runtime/transport/index.ts';
-import { loadSigningSecret } from '../actors/auth/signing-secret.ts';
+import { deriveKey, loadSigningSecret } from '../actors/auth/signing-secret.ts';
 import { TokenSigner } from '../actors/auth/tokens.ts';
 import { ChatNode } from '../actors/chat-node.ts';
 import { CloseCodes } from '../actors/session/session-actor.ts';
@@ -22,11 +22,6 @@ export interface RunningNode {
   readonly port: number;
   /** Graceful stop: leave the cluster first, hand off, close sockets, flush. */
   stop(): Promise<void>;
-}
-
-/** Splits one secret into independent keys, so the token key never doubles as the cluster key. */
-function derive(secret: Buffer, purpose: string): Buffer {
-  return createHmac('sha256', secret).update(`parley/${purpose}`).digest();
 }
 
 export async function assembleNode(config: Config, log: Logger): Promise<RunningNode> {
@@ -43,7 +38,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
   } else {
     secret = loadSigningSecret({ dataDir: config.data_dir });
   }
-  const signer = new TokenSigner(etcd ? derive(secret, 'tokens') : secret, config.token_ttl_s);
+  const signer = new TokenSigner(deriveKey(secret, 'tokens'), config.token_ttl_s);
 
   let transport: GrpcTransport | undefined;
   let membership: EtcdMembership | undefined;
@@ -51,7 +46,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     transport = new GrpcTransport({
       nodeId: config.node_id,
       listenAddress: `${config.grpc_host ?? config.host}:${config.grpc_port}`,
-      clusterSecret: derive(secret, 'cluster').toString('hex'),
+      clusterSecret: deriveKey(secret, 'cluster').toString('hex'),
       logger: log,
     });
     await transport.start();

@@ -17,10 +17,10 @@
  * starting the node for the fastest result.
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { hashPassword } from '../actors/auth/password.ts';
-import { loadSigningSecret } from '../actors/auth/signing-secret.ts';
+import { deriveKey, loadSigningSecret } from '../actors/auth/signing-secret.ts';
 import { TokenSigner } from '../actors/auth/tokens.ts';
 import { Tables, type UserProfile } from '../actors/tables.ts';
 import { silentLogger } from '../runtime/log.ts';
@@ -99,8 +99,8 @@ export async function provisionUsers(o: ProvisionOptions): Promise<ProvisionResu
     phases[name] = Math.round(now - since) / 1000;
     return now;
   };
-  const secret = loadSigningSecret({ dataDir: o.dataDir, ...(o.secretFile ? { secretFile: o.secretFile } : {}) });
-  const signer = new TokenSigner(secret, o.tokenTtlS ?? 86_400);
+  mkdirSync(o.dataDir, { recursive: true });
+  const signer = tokenSigner(o, o.tokenTtlS ?? 86_400);
   const passwordHash = o.password ? await hashPassword(o.password, { logN: o.scryptLogN ?? 17, r: 8, p: 1 }) : NO_LOGIN_HASH;
   const store: Store = await openStore(o.store ?? 'sqlite:', { log: silentLogger(), dataDir: o.dataDir, durability: o.durability ?? 'os' });
   let t = performance.now();
@@ -193,8 +193,13 @@ export async function provisionUsers(o: ProvisionOptions): Promise<ProvisionResu
 }
 
 export function mintToken(o: { dataDir: string; secretFile?: string; userId: string; ttlS?: number }): string {
+  return tokenSigner(o, o.ttlS ?? 86_400).issue(o.userId);
+}
+
+/** Signs as the node does (bin/node-assembly.ts): the token key derived from the node's secret. */
+function tokenSigner(o: { dataDir: string; secretFile?: string | undefined }, ttlS: number): TokenSigner {
   const secret = loadSigningSecret({ dataDir: o.dataDir, ...(o.secretFile ? { secretFile: o.secretFile } : {}) });
-  return new TokenSigner(secret, o.ttlS ?? 86_400).issue(o.userId);
+  return new TokenSigner(deriveKey(secret, 'tokens'), ttlS);
 }
 
 export async function main(argv: string[]): Promise<void> {

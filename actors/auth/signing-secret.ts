@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -27,4 +27,13 @@ export function loadSigningSecret(options: { secretFile?: string; dataDir: strin
   } catch {
     return Buffer.from(readFileSync(path, 'utf8').trim(), 'utf8');
   }
+}
+
+/**
+ * One key per purpose from the one secret (HMAC-SHA256(secret, "parley/<purpose>")), so the token
+ * key never doubles as the cluster key. Every node and `parleyctl` sign tokens with
+ * `deriveKey(secret, 'tokens')`, single node or cluster alike.
+ */
+export function deriveKey(secret: Buffer, purpose: 'tokens' | 'cluster'): Buffer {
+  return createHmac('sha256', secret).update(`parley/${purpose}`).digest();
 }

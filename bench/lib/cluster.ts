@@ -10,23 +10,14 @@
  * - one signing secret for all of them through `--secret-file` (so provisioning can sign tokens
  *   before any node runs);
  * - users provisioned once, before the nodes start, by `parleyctl users provision` into the shared
- *   store with the same secret file.
- *
- * Tokens. parleyd in a cluster verifies tokens with a key derived from the secret
- * (HMAC-SHA256(secret, "parley/tokens"), bin/node-assembly.ts), while `parleyctl users provision`
- * signs with the secret itself, so its tokens are refused by every clustered node
- * (UNAUTHENTICATED). Until parleyctl learns that, the harness re-signs the provisioned users'
- * tokens with the derived key (same user ids, same claims shape, TokenSigner from
- * actors/auth/tokens.ts) and says so in the result. It checks first whether parleyctl's token
- * already verifies with the derived key, and it proves the tokens it uses with a real hello on a
- * real node (an extra probe user) before any measurement.
+ *   store with the same secret file; their tokens are used as parleyctl made them, and proved
+ *   with a real hello on a real node (an extra probe user) before any measurement.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import WebSocket from 'ws';
-import { TokenSigner } from '../../actors/auth/tokens.ts';
 import { findFreePort, startEtcd, type RunningService } from '../../runtime/services/index.ts';
 import { spawnTracked, stopChild, trackPid, untrackPid } from './children.ts';
 import { encodeHello, newScan, scanServerFrame, ServerBody } from './parley-wire.ts';
@@ -36,12 +27,6 @@ import type { ChildProcess } from 'node:child_process';
 export const CLUSTER_PREFIX = '/parley-bench';
 /** parleyd processes booting at once (tsx compiles on start; the box has 2 cores). */
 const START_CONCURRENCY = 2;
-const TOKEN_TTL_S = 86_400;
-
-/** The key clustered nodes verify tokens with (bin/node-assembly.ts: derive(secret, 'tokens')). */
-export function clusterTokenKey(secret: string): Buffer {
-  return createHmac('sha256', Buffer.from(secret, 'utf8')).update('parley/tokens').digest();
-}
 
 /** Sends hello with `token` to a node; resolves with the welcome's node id, or rejects with the refusal. */
 export function helloProbe(wsBase: string, token: string, timeoutMs = 15_000): Promise<string> {
@@ -126,22 +111,12 @@ export async function startParleyCluster(o: ClusterOptions): Promise<TargetHandl
     let users: ProvisionedUser[] = [];
     let provision: TargetHandle['provision'];
     let tokens = 'no users provisioned';
-    const key = clusterTokenKey(secret);
     if (o.users > 0) {
       o.onProgress?.(`provisioning ${o.users} users`);
       const ctlDir = join(base, 'parleyctl');
       mkdirSync(ctlDir, { recursive: true });
       ({ users, figures: provision } = await runParleyctl(ctlDir, o.users + 1, { store, secretFile }));
-      const derived = new TokenSigner(key, TOKEN_TTL_S);
-      if (derived.verify(users[0]!.token)) {
-        tokens = 'parleyctl users provision tokens (they verify with the cluster token key)';
-      } else {
-        const iat = Math.floor(Date.now() / 1000);
-        users = users.map((u) => ({ ...u, token: derived.sign({ sub: u.user_id, iat, exp: iat + TOKEN_TTL_S }) }));
-        tokens =
-          'users by parleyctl users provision; their tokens re-signed by the harness with HMAC-SHA256(secret, "parley/tokens"), ' +
-          'the key clustered parleyd verifies with (parleyctl signs with the raw secret, which clustered nodes refuse)';
-      }
+      tokens = 'tokens made by parleyctl users provision with the shared secret file';
     }
 
     // 3. nodes, START_CONCURRENCY at a time

@@ -616,7 +616,10 @@ export class RawSession {
     });
     const s = new RawSession(ws);
     const welcome = await s.request('hello', { token: user.token, device_id: deviceId, last_inbox_seq: 0 }, 10_000);
-    if (welcome.body !== 'welcome') throw new Error(`hello answered ${welcome.body}`);
+    if (welcome.body !== 'welcome') {
+      ws.close();
+      throw new Error(`hello answered ${welcome.body}${welcome.body === 'error' ? ` ${welcome.error.code}` : ''}`);
+    }
     return s;
   }
 
