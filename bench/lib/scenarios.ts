@@ -59,7 +59,7 @@ export interface BenchConfig {
   /** Extra parleyd flags (name without dashes -> value). */
   readonly serverFlags: Record<string, string>;
   readonly serverNodeArgs: readonly string[];
-  /** Parley entry point other than bin/parleyd.ts (e.g. a plain-JS build from bench/tools/build-parleyd.ts). */
+  /** Parley entry point other than bin/parleyd.ts (default dist/bin/parleyd.js, built by npm run build). */
   readonly parleydEntry: string | undefined;
   /** Connections: force a full GC in the server (over the inspector) before each memory reading. */
   readonly gcBeforeMemory: boolean;

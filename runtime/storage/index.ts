@@ -9,8 +9,10 @@
  *
  * SQLite layout: an append is durable once its rows are in an index-free append log (one fsync
  * per group commit, bytes proportional to the events); the writer thread later copies each
- * actor's logged rows into the indexed journal together, so one B-tree page takes many events.
- * Reads merge both, from any process sharing the file (see sqlite/pending-log.ts).
+ * actor's logged rows into the indexed journal together, so one B-tree page takes many events,
+ * in transactions of at most ~2 ms between group commits. Checkpoints (WAL back into the file)
+ * run on a third thread, started once the WAL passes 4 MB, never inside a commit. Reads merge
+ * log and journal, from any process sharing the file (see sqlite/pending-log.ts).
  *
  * @example
  * ```ts

@@ -1,7 +1,7 @@
 import test from 'ava';
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -157,6 +157,33 @@ test('sqlite: every append acked before kill -9 is there after reopen', async (t
   const epoch = await store.journal.acquire('crash/victim', 'after-crash');
   await store.journal.append('crash/victim', epoch, [{ seq: seqs.length + 1, data: 'after' }]);
   t.is(await store.journal.highestSeq('crash/victim'), seqs.length + 1);
+});
+
+test('sqlite: a growing WAL is copied into the database file by the checkpointer while appends go on; nothing is lost', async (t) => {
+  const path = freshPath();
+  const store = new SqliteStore({ path, log: silentLogger() });
+  const dbBytes = () => statSync(path).size;
+  const before = dbBytes();
+  const epoch = await store.journal.acquire('big/one', 'test');
+  const text = 'x'.repeat(20_000);
+  // About 8 MB through the WAL, past the 4 MB at which the checkpointer starts. The writer never
+  // checkpoints on its own below its hard limit, so only the checkpointer grows the file.
+  const total = 400;
+  for (let seq = 1; seq <= total; seq += 20) {
+    await store.journal.append('big/one', epoch, Array.from({ length: 20 }, (_, i) => ({ seq: seq + i, data: `${seq + i}:${text}` })));
+  }
+  const deadline = Date.now() + 15_000;
+  while (dbBytes() < before + 4_000_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  t.true(dbBytes() >= before + 4_000_000, `the database file grew by ${dbBytes() - before} bytes`);
+  await store.journal.append('big/one', epoch, [{ seq: total + 1, data: 'after the checkpoint' }]);
+  await store.close();
+
+  const again = new SqliteStore({ path, log: silentLogger() });
+  t.teardown(() => again.close());
+  const events = await again.journal.read('big/one', 0, 1000);
+  t.deepEqual(events.map((e) => e.seq), Array.from({ length: total + 1 }, (_, i) => i + 1));
+  t.is(events[total - 1]!.data, `${total}:${text}`);
+  t.is(events[total]!.data, 'after the checkpoint');
 });
 
 test('sqlite: two stores on one file (two cluster processes) fence each other', async (t) => {

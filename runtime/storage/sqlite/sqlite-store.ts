@@ -9,7 +9,7 @@ import type { KeyValueRecord, KeyValueStore, KeyValueWrite } from '../key-value.
 import { StoreCodes, type Store } from '../store.ts';
 import { PendingLog, type LogRow } from './pending-log.ts';
 import { applySchema, decodeKey, encodeKey } from './schema.ts';
-import type { LogMoveOptions, WireEvent, WriteOp, WriteResult, WriterInit, WriterRequest, WriterResponse } from './writer-protocol.ts';
+import { WAL_GROWING, type CheckpointerInit, type LogMoveOptions, type WireEvent, type WriteOp, type WriteResult, type WriterInit, type WriterRequest, type WriterResponse } from './writer-protocol.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; created with its directory when missing. */
@@ -30,23 +30,31 @@ interface Pending {
 }
 
 /**
- * The writer thread's module. Compiled (dist/, what `npm start` runs) it is plain JavaScript next
- * to this file. From source, a worker does not inherit the parent's loader hooks on Node 20, so
- * it registers tsx itself before importing the writer module. Dynamic imports only: the eval'd
- * bootstrap is CommonJS or ESM depending on the parent's --input-type.
+ * The store's threads (the writer, the checkpointer). Compiled (dist/, what `npm start` runs) each
+ * is plain JavaScript next to this file. From source, a worker does not inherit the parent's
+ * loader hooks on Node 20, so it registers tsx itself before importing its module. Dynamic
+ * imports only: the eval'd bootstrap is CommonJS or ESM depending on the parent's --input-type.
  */
 const COMPILED = import.meta.url.endsWith('.js');
-const WRITER_MODULE = new URL(COMPILED ? './sqlite-writer.js' : './sqlite-writer.ts', import.meta.url);
-const WRITER_BOOTSTRAP = `
+const TSX_BOOTSTRAP = `
   import('node:worker_threads')
-    .then(({ workerData }) => import(workerData.tsxApi).then((tsx) => { tsx.register(); return import(workerData.writer); }));
+    .then(({ workerData }) => import(workerData.tsxApi).then((tsx) => { tsx.register(); return import(workerData.module); }));
 `;
 
-function startWriter(init: WriterInit): Worker {
-  if (COMPILED) return new Worker(WRITER_MODULE, { workerData: init });
-  const workerData = { ...init, tsxApi: import.meta.resolve('tsx/esm/api'), writer: WRITER_MODULE.href };
-  return new Worker(WRITER_BOOTSTRAP, { eval: true, workerData });
+function startThread(name: 'sqlite-writer' | 'sqlite-checkpointer', init: WriterInit | CheckpointerInit): Worker {
+  const module = new URL(`./${name}.${COMPILED ? 'js' : 'ts'}`, import.meta.url);
+  if (COMPILED) return new Worker(module, { workerData: init, name });
+  const workerData = { ...init, tsxApi: import.meta.resolve('tsx/esm/api'), module: module.href };
+  return new Worker(TSX_BOOTSTRAP, { eval: true, workerData, name });
 }
+
+/**
+ * How often the checkpointer copies the WAL into the database file; the WAL size at which it is
+ * started (SQLite's own default checkpoint size), and the one past which the writer checkpoints.
+ */
+const CHECKPOINT_EVERY_MS = 200;
+const WAL_CHECKPOINTER_AT_BYTES = 4 * 1024 * 1024;
+const WAL_HARD_LIMIT_BYTES = 256 * 1024 * 1024;
 
 /**
  * The embedded engine. Reads run on the calling thread against WAL snapshots (microseconds, and
@@ -70,6 +78,8 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   readonly orderedWrites = true;
   private readonly db: Database.Database;
   private readonly worker: Worker;
+  private readonly synchronous: 'FULL' | 'NORMAL';
+  private checkpointer: Worker | undefined;
   private readonly maxBatch: number;
   private queue: Pending[] = [];
   private inFlight: Map<number, Pending[]> = new Map();
@@ -104,12 +114,18 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       logTail: this.db.prepare<[number], LogRow>('SELECT id, pid, seq, k, dedup, data FROM jlog WHERE id > ? ORDER BY id'),
     };
     this.dataVersion = this.db.prepare<[], { data_version: number }>('PRAGMA data_version');
-    this.worker = startWriter({
+    this.synchronous = options.durability === 'os' ? 'NORMAL' : 'FULL';
+    this.worker = startThread('sqlite-writer', {
       path: options.path,
-      synchronous: options.durability === 'os' ? 'NORMAL' : 'FULL',
-      logMove: { atRows: 60_000, afterMs: 2_000, chunk: 500, ...options.logMove },
+      synchronous: this.synchronous,
+      logMove: { atRows: 60_000, afterMs: 2_000, chunk: 500, chunkMs: 2, ...options.logMove },
+      walCheckpointerAtBytes: WAL_CHECKPOINTER_AT_BYTES,
+      walHardLimitBytes: WAL_HARD_LIMIT_BYTES,
     });
-    this.worker.on('message', (res: string) => this.onResponse(res === 'closed' ? res : (JSON.parse(res) as WriterResponse)));
+    this.worker.on('message', (res: string) => {
+      if (res === WAL_GROWING) this.startCheckpointer();
+      else this.onResponse(res === 'closed' ? res : (JSON.parse(res) as WriterResponse));
+    });
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => {
       if (!this.closing) this.fail(new Error(`sqlite writer exited with code ${code}`));
@@ -231,14 +247,8 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       while ((this.queue.length > 0 || this.inFlight.size > 0) && !this.broken && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 5));
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => void this.worker.terminate().then(() => resolve()), 5_000);
-        this.worker.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        this.worker.postMessage('close');
-      });
+      if (this.checkpointer) await stopThread(this.checkpointer);
+      await stopThread(this.worker);
       this.db.close();
     })();
     return this.closing;
@@ -265,6 +275,17 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     const req: WriterRequest = { id, ops: batch.map((p) => p.op) };
     // One JSON string clones far faster than the structured clone of an object graph.
     this.worker.postMessage(JSON.stringify(req));
+  }
+
+  private startCheckpointer(): void {
+    if (this.checkpointer || this.closing) return;
+    const t = startThread('sqlite-checkpointer', { path: this.options.path, synchronous: this.synchronous, everyMs: CHECKPOINT_EVERY_MS });
+    // Not fatal: the writer's safety net keeps the WAL bounded without it.
+    t.on('message', (m: string) => {
+      if (m !== 'closed') this.options.log.warn({ store: this.describe, reason: m }, 'sqlite checkpoint failed');
+    });
+    t.on('error', (err) => this.options.log.warn({ err, store: this.describe }, 'sqlite checkpointer stopped; the writer checkpoints past the WAL limit'));
+    this.checkpointer = t;
   }
 
   private onResponse(res: WriterResponse | 'closed'): void {
@@ -360,6 +381,18 @@ interface Row {
   k: string | null;
   dedup: string | null;
   data: string;
+}
+
+/** Asks a store thread to close its connection and end; terminates it after 5 s. */
+function stopThread(worker: Worker): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => void worker.terminate().then(() => resolve()), 5_000);
+    worker.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    worker.postMessage('close');
+  });
 }
 
 function fromWire(e: WireEvent): JournalEvent {

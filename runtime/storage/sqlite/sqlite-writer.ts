@@ -9,15 +9,21 @@
  * @internal
  */
 import Database from 'better-sqlite3';
+import { statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PendingLog, type LogRow } from './pending-log.ts';
 import { applySchema } from './schema.ts';
-import type { WireEvent, WriteOp, WriteResult, WriterInit, WriterRequest, WriterResponse } from './writer-protocol.ts';
+import { WAL_GROWING, type WireEvent, type WriteOp, type WriteResult, type WriterInit, type WriterRequest, type WriterResponse } from './writer-protocol.ts';
 
 const init = workerData as WriterInit;
 const db = new Database(init.path);
 applySchema(db);
 db.pragma(`synchronous = ${init.synchronous}`);
+// Checkpoints run on the checkpointer thread, not inside our commits (sqlite-checkpointer.ts):
+// the store starts it once the WAL grows (a store with little traffic never needs the thread).
+// After one, the WAL restarts from its beginning and is cut back to this size.
+db.pragma('wal_autocheckpoint = 0');
+db.pragma(`journal_size_limit = ${Math.min(init.walHardLimitBytes, 64 * 1024 * 1024)}`);
 
 const q = {
   ownerEpoch: db.prepare<[string], { epoch: number }>('SELECT epoch FROM owners WHERE pid = ?'),
@@ -200,7 +206,7 @@ const runBatch = db.transaction((ops: readonly WriteOp[]) => {
  * Due once the log holds APPLY_AT rows (then moved down to half of that) or APPLY_AFTER_MS passed
  * since the last move (then moved completely).
  */
-const { atRows: APPLY_AT, afterMs: APPLY_AFTER_MS, chunk: APPLY_CHUNK } = init.logMove;
+const { atRows: APPLY_AT, afterMs: APPLY_AFTER_MS, chunk: APPLY_CHUNK, chunkMs: APPLY_CHUNK_MS } = init.logMove;
 let applyTarget = -1;
 let lastApplyMs = Date.now();
 let applyScheduled = false;
@@ -208,12 +214,13 @@ let closed = false;
 
 const moveChunk = db.transaction((): void => {
   revalidateCaches();
+  const t0 = performance.now();
   let copied = 0;
   let boundary: number | undefined;
   for (const row of pending.inIdOrder()) {
     const done = pending.copiedSeq(row.pid);
     if (row.seq <= done) continue;
-    if (copied >= APPLY_CHUNK) {
+    if (copied >= APPLY_CHUNK || (copied > 0 && performance.now() - t0 >= APPLY_CHUNK_MS)) {
       boundary = row.id;
       break;
     }
@@ -274,6 +281,23 @@ function applyChunk(): void {
 
 // Idle nodes move their log too.
 setInterval(scheduleApply, APPLY_AFTER_MS).unref();
+
+// Asks for the checkpointer once the WAL grows; past the hard limit (the checkpointer gone or
+// starved) checkpoints here, which stalls appends but keeps the WAL bounded.
+let askedForCheckpointer = false;
+setInterval(() => {
+  if (closed) return;
+  try {
+    const size = statSync(`${init.path}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+    if (size > init.walCheckpointerAtBytes && !askedForCheckpointer) {
+      askedForCheckpointer = true;
+      parentPort!.postMessage(WAL_GROWING);
+    }
+    if (size > init.walHardLimitBytes) db.pragma('wal_checkpoint(PASSIVE)');
+  } catch {
+    // Busy or gone: the next round tries again.
+  }
+}, 500).unref();
 syncPending();
 
 /** Requests and responses travel as JSON strings (cheaper to clone than object graphs). */

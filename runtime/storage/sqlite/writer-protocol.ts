@@ -32,6 +32,9 @@ export interface WriterRequest {
   readonly ops: readonly WriteOp[];
 }
 
+/** Sent by the writer, once, when its WAL first passes `walCheckpointerAtBytes`. */
+export const WAL_GROWING = 'wal-growing';
+
 export type WriterResponse =
   /** `movedBelow`: every log row with a smaller id is in `journal` and gone from the log. */
   | { readonly id: number; readonly results: readonly WriteResult[]; readonly movedBelow: number }
@@ -41,6 +44,19 @@ export interface WriterInit {
   readonly path: string;
   readonly synchronous: 'FULL' | 'NORMAL';
   readonly logMove: LogMoveOptions;
+  /**
+   * WAL sizes: past the first the writer asks for the checkpointer thread (the message
+   * WAL_GROWING; see sqlite-checkpointer.ts), past the second it checkpoints by itself.
+   */
+  readonly walCheckpointerAtBytes: number;
+  readonly walHardLimitBytes: number;
+}
+
+export interface CheckpointerInit {
+  readonly path: string;
+  readonly synchronous: 'FULL' | 'NORMAL';
+  /** How often to copy the WAL back into the database file. */
+  readonly everyMs: number;
 }
 
 /** When the writer moves the append log into `journal` (see sqlite-writer.ts). */
@@ -49,6 +65,8 @@ export interface LogMoveOptions {
   readonly atRows: number;
   /** Move everything once this long passed since the last move. */
   readonly afterMs: number;
-  /** Rows per move transaction (an append waits for at most one). */
+  /** At most this many rows per move transaction (an append waits for at most one)... */
   readonly chunk: number;
+  /** ...and no more actors once it has run this long. */
+  readonly chunkMs: number;
 }
