@@ -81,6 +81,9 @@ class SessionActor implements Actor<SessionMessage> {
       case 'presence':
         this.write(0, 'presence', m.presence);
         return undefined;
+      case 'presenceSnapshot':
+        for (const p of m.presences) this.write(0, 'presence', p);
+        return undefined;
       case 'superseded':
         this.conn.close(CloseCodes.SUPERSEDED, 'another connection of this device took over');
         return undefined;

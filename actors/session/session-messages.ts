@@ -5,6 +5,8 @@ export type SessionMessage =
   | { type: 'frame'; frame: ClientFrame }
   | { type: 'delivery'; inboxSeq: number; message: Message }
   | { type: 'presence'; presence: Presence }
+  /** Friends' current presence, after the user actor moved (one message, however many friends). */
+  | { type: 'presenceSnapshot'; presences: readonly Presence[] }
   /** Another connection of the same device took over. */
   | { type: 'superseded' }
   /** The user's actor may have moved (membership changed): register again and catch up. */

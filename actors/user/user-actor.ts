@@ -1,5 +1,6 @@
 import { deferReply, type Actor, type ActorContext, type ActorKind } from '../../runtime/actor/index.ts';
 import { CodedError, codeOf } from '../../runtime/errors.ts';
+import type { PresenceState } from '../../runtime/presence/index.ts';
 import type { Message, Presence } from '../../proto/client-frames.ts';
 import { messageFromEvent } from '../channel/channel-actor.ts';
 import { sessions, users, type ChatDeps } from '../chat-deps.ts';
@@ -257,11 +258,7 @@ class UserActor implements Actor<UserMessage> {
       const friends = await this.mutualFriends();
       if (friends.length === 0) return;
       const states = await this.deps.presence.getMany(friends);
-      const to = sessions(this.deps, session);
-      for (const f of friends) {
-        const s = states.get(f);
-        to.tell({ type: 'presence', presence: { user_id: f, online: s?.online ?? false, last_active_at_ms: s?.lastActiveAtMs ?? 0 } });
-      }
+      sessions(this.deps, session).tell({ type: 'presenceSnapshot', presences: friends.map((f) => presenceOf(f, states)) });
     } catch (err) {
       // Best effort like every presence push: the client can still ask (presence_query).
       this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'presence snapshot not sent');
@@ -377,10 +374,7 @@ class UserActor implements Actor<UserMessage> {
     const allowed = wanted.filter((u) => u === this.id || friends.has(u) || comembers.has(u));
     if (allowed.length < wanted.length) throw reject(ChatCodes.FORBIDDEN, 'presence is visible to friends and channel co-members only');
     const states = await this.deps.presence.getMany(allowed);
-    return allowed.map((u) => {
-      const s = states.get(u);
-      return { user_id: u, online: s?.online ?? false, last_active_at_ms: s?.lastActiveAtMs ?? 0 };
-    });
+    return allowed.map((u) => presenceOf(u, states));
   }
 
   // ---- Cursors
@@ -412,6 +406,12 @@ class UserActor implements Actor<UserMessage> {
 }
 
 /** Session keys are `<node id>.<connection number>`. */
+/** A user's presence as clients see it; never seen means offline since the epoch. */
+function presenceOf(userId: string, states: ReadonlyMap<string, PresenceState>): Presence {
+  const s = states.get(userId);
+  return { user_id: userId, online: s?.online ?? false, last_active_at_ms: s?.lastActiveAtMs ?? 0 };
+}
+
 function sessionNode(sessionKey: string): string {
   return sessionKey.slice(0, sessionKey.lastIndexOf('.'));
 }

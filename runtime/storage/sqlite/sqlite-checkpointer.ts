@@ -27,6 +27,8 @@ const timer = setInterval(() => {
   try {
     db.pragma('wal_checkpoint(PASSIVE)');
   } catch (err) {
+    // Another process sharing the file is checkpointing (one-box cluster): its copy serves us too.
+    if ((err as { code?: string }).code === 'SQLITE_BUSY') return;
     // The next round tries again, and the writer's safety net bounds the WAL; say so once a minute.
     if (Date.now() - reportedAt < 60_000) return;
     reportedAt = Date.now();

@@ -385,6 +385,7 @@ interface Row {
 
 /** Asks a store thread to close its connection and end; terminates it after 5 s. */
 function stopThread(worker: Worker): Promise<void> {
+  if (worker.threadId === -1) return Promise.resolve(); // it ended already
   return new Promise<void>((resolve) => {
     const timer = setTimeout(() => void worker.terminate().then(() => resolve()), 5_000);
     worker.once('exit', () => {
