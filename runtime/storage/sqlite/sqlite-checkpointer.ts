@@ -5,9 +5,9 @@
  * held up every append of that group commit and of the ones queued behind it.
  *
  * PASSIVE checkpoints wait for nobody: appends keep going to the WAL while pages are copied, and
- * pages still needed by a reader's snapshot stay for the next round. The writer keeps a safety net
- * (it checkpoints itself once the WAL passes a hard size), so a dead checkpointer costs speed,
- * never space without bound.
+ * pages still needed by a reader's snapshot stay for the next round. The writer copies the last
+ * few frames itself now and then, so that the WAL restarts (see sqlite-writer.ts); without this
+ * thread it copies everything, so a dead checkpointer costs speed, never space without bound.
  * @internal
  */
 import Database from 'better-sqlite3';
@@ -29,7 +29,7 @@ const timer = setInterval(() => {
   } catch (err) {
     // Another process sharing the file is checkpointing (one-box cluster): its copy serves us too.
     if ((err as { code?: string }).code === 'SQLITE_BUSY') return;
-    // The next round tries again, and the writer's safety net bounds the WAL; say so once a minute.
+    // The next round tries again, and the writer bounds the WAL meanwhile; say so once a minute.
     if (Date.now() - reportedAt < 60_000) return;
     reportedAt = Date.now();
     parentPort!.postMessage(`checkpoint failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -50,11 +50,12 @@ function startThread(name: 'sqlite-writer' | 'sqlite-checkpointer', init: Writer
 
 /**
  * How often the checkpointer copies the WAL into the database file; the WAL size at which it is
- * started (SQLite's own default checkpoint size), and the one past which the writer checkpoints.
+ * started (SQLite's own default checkpoint size), and the one at which the writer finishes a
+ * checkpoint so that the WAL restarts (see sqlite-writer.ts).
  */
 const CHECKPOINT_EVERY_MS = 200;
 const WAL_CHECKPOINTER_AT_BYTES = 4 * 1024 * 1024;
-const WAL_HARD_LIMIT_BYTES = 256 * 1024 * 1024;
+const WAL_WRITER_CHECKPOINT_AT_BYTES = 32 * 1024 * 1024;
 
 /**
  * The embedded engine. Reads run on the calling thread against WAL snapshots (microseconds, and
@@ -120,7 +121,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       synchronous: this.synchronous,
       logMove: { atRows: 60_000, afterMs: 2_000, chunk: 500, chunkMs: 2, ...options.logMove },
       walCheckpointerAtBytes: WAL_CHECKPOINTER_AT_BYTES,
-      walHardLimitBytes: WAL_HARD_LIMIT_BYTES,
+      walWriterCheckpointAtBytes: WAL_WRITER_CHECKPOINT_AT_BYTES,
     });
     this.worker.on('message', (res: string) => {
       if (res === WAL_GROWING) this.startCheckpointer();
@@ -280,11 +281,11 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   private startCheckpointer(): void {
     if (this.checkpointer || this.closing) return;
     const t = startThread('sqlite-checkpointer', { path: this.options.path, synchronous: this.synchronous, everyMs: CHECKPOINT_EVERY_MS });
-    // Not fatal: the writer's safety net keeps the WAL bounded without it.
+    // Not fatal: the writer keeps the WAL bounded without it, checkpointing by itself.
     t.on('message', (m: string) => {
       if (m !== 'closed') this.options.log.warn({ store: this.describe, reason: m }, 'sqlite checkpoint failed');
     });
-    t.on('error', (err) => this.options.log.warn({ err, store: this.describe }, 'sqlite checkpointer stopped; the writer checkpoints past the WAL limit'));
+    t.on('error', (err) => this.options.log.warn({ err, store: this.describe }, 'sqlite checkpointer stopped; the writer checkpoints by itself'));
     this.checkpointer = t;
   }
 

@@ -21,9 +21,9 @@ applySchema(db);
 db.pragma(`synchronous = ${init.synchronous}`);
 // Checkpoints run on the checkpointer thread, not inside our commits (sqlite-checkpointer.ts):
 // the store starts it once the WAL grows (a store with little traffic never needs the thread).
-// After one, the WAL restarts from its beginning and is cut back to this size.
+// When the WAL restarts from its beginning, the file is cut back to this size.
 db.pragma('wal_autocheckpoint = 0');
-db.pragma(`journal_size_limit = ${Math.min(init.walHardLimitBytes, 64 * 1024 * 1024)}`);
+db.pragma(`journal_size_limit = ${init.walCheckpointerAtBytes}`);
 
 const q = {
   ownerEpoch: db.prepare<[string], { epoch: number }>('SELECT epoch FROM owners WHERE pid = ?'),
@@ -282,8 +282,11 @@ function applyChunk(): void {
 // Idle nodes move their log too.
 setInterval(scheduleApply, APPLY_AFTER_MS).unref();
 
-// Asks for the checkpointer once the WAL grows; past the hard limit (the checkpointer gone or
-// starved) checkpoints here, which stalls appends but keeps the WAL bounded.
+// Asks for the checkpointer once the WAL grows. The WAL restarts only when a write begins with
+// every frame copied back, which under steady appends the checkpointer never sees (frames keep
+// arriving behind it): past the second size this thread copies the few frames left itself, so
+// its next transaction restarts the WAL and the file is cut back. Without the checkpointer it
+// copies everything here: slower, but the WAL stays bounded.
 let askedForCheckpointer = false;
 setInterval(() => {
   if (closed) return;
@@ -293,7 +296,7 @@ setInterval(() => {
       askedForCheckpointer = true;
       parentPort!.postMessage(WAL_GROWING);
     }
-    if (size > init.walHardLimitBytes) db.pragma('wal_checkpoint(PASSIVE)');
+    if (size > init.walWriterCheckpointAtBytes) db.pragma('wal_checkpoint(PASSIVE)');
   } catch {
     // Busy or gone: the next round tries again.
   }
