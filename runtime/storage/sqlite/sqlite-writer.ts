@@ -21,9 +21,11 @@ applySchema(db);
 db.pragma(`synchronous = ${init.synchronous}`);
 // Checkpoints run on the checkpointer thread, not inside our commits (sqlite-checkpointer.ts):
 // the store starts it once the WAL grows (a store with little traffic never needs the thread).
-// When the WAL restarts from its beginning, the file is cut back to this size.
+// When the WAL restarts from its beginning, a file grown past twice the restart size is cut back
+// to that; below it the file keeps its blocks, so commits overwrite them instead of growing a file
+// (every growth is a metadata change the next fsync has to write as well).
 db.pragma('wal_autocheckpoint = 0');
-db.pragma(`journal_size_limit = ${init.walCheckpointerAtBytes}`);
+db.pragma(`journal_size_limit = ${2 * init.walWriterCheckpointAtBytes}`);
 
 const q = {
   ownerEpoch: db.prepare<[string], { epoch: number }>('SELECT epoch FROM owners WHERE pid = ?'),
@@ -285,7 +287,7 @@ setInterval(scheduleApply, APPLY_AFTER_MS).unref();
 // Asks for the checkpointer once the WAL grows. The WAL restarts only when a write begins with
 // every frame copied back, which under steady appends the checkpointer never sees (frames keep
 // arriving behind it): past the second size this thread copies the few frames left itself, so
-// its next transaction restarts the WAL and the file is cut back. Without the checkpointer it
+// its next transaction restarts the WAL (over the same blocks). Without the checkpointer it
 // copies everything here: slower, but the WAL stays bounded.
 let askedForCheckpointer = false;
 setInterval(() => {

@@ -46,8 +46,8 @@ export interface WriterInit {
   readonly logMove: LogMoveOptions;
   /**
    * WAL sizes: past the first the writer asks for the checkpointer thread (the message
-   * WAL_GROWING; see sqlite-checkpointer.ts), and the WAL file is cut back to it whenever it
-   * restarts; past the second the writer checkpoints by itself, so that it restarts.
+   * WAL_GROWING; see sqlite-checkpointer.ts); past the second it checkpoints by itself, so that
+   * the WAL restarts.
    */
   readonly walCheckpointerAtBytes: number;
   readonly walWriterCheckpointAtBytes: number;
