@@ -21,11 +21,12 @@ applySchema(db);
 db.pragma(`synchronous = ${init.synchronous}`);
 // Checkpoints run on the checkpointer thread, not inside our commits (sqlite-checkpointer.ts):
 // the store starts it once the WAL grows (a store with little traffic never needs the thread).
-// When the WAL restarts from its beginning, a file grown past twice the restart size is cut back
-// to that; below it the file keeps its blocks, so commits overwrite them instead of growing a file
-// (every growth is a metadata change the next fsync has to write as well).
+// When the WAL restarts from its beginning, a file grown past half the size at which this thread
+// checkpoints is cut back to that (so the size check below does not fire again and again); a
+// smaller file keeps its blocks, so commits overwrite them instead of growing a file (a growth
+// is a metadata change the next fsync has to write as well).
 db.pragma('wal_autocheckpoint = 0');
-db.pragma(`journal_size_limit = ${2 * init.walWriterCheckpointAtBytes}`);
+db.pragma(`journal_size_limit = ${Math.floor(init.walWriterCheckpointAtBytes / 2)}`);
 
 const q = {
   ownerEpoch: db.prepare<[string], { epoch: number }>('SELECT epoch FROM owners WHERE pid = ?'),
