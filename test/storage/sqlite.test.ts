@@ -167,7 +167,7 @@ test('sqlite: a growing WAL is copied into the database file by the checkpointer
   const epoch = await store.journal.acquire('big/one', 'test');
   const text = 'x'.repeat(20_000);
   // About 8 MB through the WAL, past the 4 MB at which the checkpointer starts. The writer never
-  // checkpoints on its own below its hard limit, so only the checkpointer grows the file.
+  // checkpoints on its own below 128 MB of WAL, so only the checkpointer grows the file.
   const total = 400;
   for (let seq = 1; seq <= total; seq += 20) {
     await store.journal.append('big/one', epoch, Array.from({ length: 20 }, (_, i) => ({ seq: seq + i, data: `${seq + i}:${text}` })));
