@@ -60,3 +60,20 @@ export interface InboxRef {
 
 export const MAX_GROUP_MEMBERS = 100;
 export const MAX_TEXT_CODE_POINTS = 100_000;
+/** Longest client_msg_id, channel_id and device_id, in UTF-16 units. */
+export const MAX_CLIENT_ID = 128;
+
+/**
+ * The largest body of a valid send over HTTP, in any valid JSON encoding: a code point of text
+ * takes at most 12 bytes (an astral one as an escaped pair, `\uD83D\uDE00`, which is what
+ * Python's `json.dumps` writes), a UTF-16 unit of client_msg_id at most 6 (`\u0041`), and 1 KiB
+ * covers the keys (escaped too), the punctuation and some whitespace. A body cap below this
+ * refuses texts the text limit admits, so the config refuses such a cap.
+ */
+export const MAX_SEND_JSON_BYTES = MAX_TEXT_CODE_POINTS * 12 + MAX_CLIENT_ID * 6 + 1024;
+
+/**
+ * The largest WebSocket frame of a valid send (protobuf): text in UTF-8 at most 4 bytes a code
+ * point, each id at most 3 bytes a UTF-16 unit, and 64 bytes for the ref, tags and lengths.
+ */
+export const MAX_SEND_FRAME_BYTES = MAX_TEXT_CODE_POINTS * 4 + 2 * MAX_CLIENT_ID * 3 + 64;

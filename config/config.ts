@@ -85,7 +85,7 @@ function coerce(s: Setting, v: unknown, name: string): string | number | boolean
     case 'int': {
       const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
       if (!Number.isSafeInteger(n)) throw new ConfigError(`${name} must be an integer, got ${JSON.stringify(v)}`);
-      if (s.min !== undefined && n < s.min) throw new ConfigError(`${name} must be at least ${s.min}, got ${n}`);
+      if (s.min !== undefined && n < s.min) throw new ConfigError(`${name} must be at least ${s.min}${s.minReason ? ` (${s.minReason})` : ''}, got ${n}`);
       if (s.max !== undefined && n > s.max) throw new ConfigError(`${name} must be at most ${s.max}, got ${n}`);
       return n;
     }

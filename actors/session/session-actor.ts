@@ -7,7 +7,7 @@ import type { ClientFrame, Message, SendAck, ServerBody, ServerBodyName } from '
 import type { TokenSigner } from '../auth/tokens.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
-import { MAX_TEXT_CODE_POINTS } from '../tables.ts';
+import { MAX_CLIENT_ID, MAX_TEXT_CODE_POINTS } from '../tables.ts';
 import { readInbox } from '../user/inbox-reader.ts';
 import type { SessionMessage } from './session-messages.ts';
 
@@ -38,7 +38,6 @@ export interface SessionSettings {
 }
 
 const MAX_SYNC = 500;
-const MAX_CLIENT_ID = 128;
 
 /**
  * One WebSocket connection. Owns the socket (through the gateway's Connection, never a socket

@@ -15,7 +15,7 @@ export interface GatewayOptions {
   readonly maxPayloadBytes: number;
   /** Send-buffer bound per socket; above it `send` reports 'buffered' and the app should hold off. */
   readonly maxBackpressureBytes: number;
-  /** Largest HTTP body; a larger one gets 413 as soon as it is exceeded. */
+  /** Largest HTTP body; a larger one gets 413 on its declared length, or as soon as the bytes read exceed it. */
   readonly maxHttpBodyBytes: number;
   /** Close a socket that sent nothing for this long (0: never). */
   readonly idleTimeoutMs: number;
@@ -230,6 +230,7 @@ export class Gateway {
     const path = req.getUrl();
     const query = new URLSearchParams(req.getQuery() ?? '');
     const authorization = req.getHeader('authorization');
+    const declaredLength = req.getHeader('content-length');
     const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
     let aborted = false;
     res.onAborted(() => {
@@ -247,24 +248,30 @@ export class Gateway {
     if (found === 'not_found') return reply({ status: 404, body: errorBody('NOT_FOUND', `no route ${method} ${path}`) });
     if (found === 'method_not_allowed') return reply({ status: 405, body: errorBody('METHOD_NOT_ALLOWED', `${method} not allowed on ${path}`) });
 
+    const max = this.options.maxHttpBodyBytes;
+    const tooLarge = (): void => {
+      // Answer at once and drop the connection: reading the rest would be buffering it.
+      if (aborted) return;
+      aborted = true;
+      res.cork(() => {
+        res.writeStatus(statusLine(413));
+        res.writeHeader('content-type', 'application/json');
+        res.end(JSON.stringify(errorBody('PAYLOAD_TOO_LARGE', `body over ${max} bytes`)), true);
+      });
+    };
+    // A declared length over the bound is refused before a byte of the body is read; a body sent
+    // without one (chunked) is still counted as it arrives.
+    if (/^\d+$/.test(declaredLength) && Number(declaredLength) > max) return tooLarge();
+
     const chunks: Buffer[] = [];
     let size = 0;
     let refused = false;
     res.onData((chunk, isLast) => {
       if (refused) return;
       size += chunk.byteLength;
-      if (size > this.options.maxHttpBodyBytes) {
+      if (size > max) {
         refused = true;
-        // Answer at once and drop the connection: reading the rest would be buffering it.
-        if (!aborted) {
-          aborted = true;
-          res.cork(() => {
-            res.writeStatus(statusLine(413));
-            res.writeHeader('content-type', 'application/json');
-            res.writeHeader('connection', 'close');
-            res.end(JSON.stringify(errorBody('PAYLOAD_TOO_LARGE', `body over ${this.options.maxHttpBodyBytes} bytes`)), true);
-          });
-        }
+        tooLarge();
         return;
       }
       chunks.push(Buffer.from(chunk.slice(0)));

@@ -3,9 +3,10 @@
  * endpoint on one port. Generic: it hands bytes to per-socket handlers and JSON to routes.
  *
  * Guarantees: refuses to start on the package's JavaScript fallback; oversized WebSocket
- * messages close the socket without being buffered; oversized HTTP bodies get 413 as soon as
- * the bound is crossed; every HTTP error body is `{"error":{"code","message"}}`; sockets that
- * send nothing for `idleTimeoutMs` are closed and reported as silent.
+ * messages close the socket without being buffered; oversized HTTP bodies get 413 on a declared
+ * length over the bound or as soon as the bytes read cross it, never after buffering them
+ * whole; every HTTP error body is `{"error":{"code","message"}}`; sockets that send nothing for
+ * `idleTimeoutMs` are closed and reported as silent.
  *
  * @example
  * ```ts

@@ -3,6 +3,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../config/config.ts';
+import { MAX_SEND_FRAME_BYTES, MAX_SEND_JSON_BYTES, MAX_TEXT_CODE_POINTS } from '../../actors/tables.ts';
+import { startServer } from '../support/server.ts';
 import { configReference } from '../../config/reference.ts';
 
 test('config - REFERENCE.md is generated from settings.ts (run `npm run config:doc`)', (t) => {
@@ -19,6 +21,8 @@ test('config - defaults follow the contract', (t) => {
   t.is(c.heartbeat_interval_ms, 5_000);
   t.is(c.presence_timeout_ms, 30_000);
   t.is(c.scrypt_log_n, 17);
+  t.is(c.max_http_body_bytes, 2 * 1024 * 1024);
+  t.is(c.max_frame_bytes, 512 * 1024);
 });
 
 test('config - the file, then PARLEY_* variables, then flags: later wins', (t) => {
@@ -42,4 +46,25 @@ test('config - unknown keys and bad values are refused with the setting named', 
   t.throws(() => loadConfig({}, { PARLEY_NODE_NUMBER: '1024' }), { message: /PARLEY_NODE_NUMBER must be at most 1023/ });
   writeFileSync(file, '{ not json');
   t.throws(() => loadConfig({ config: file }, {}), { message: /cannot read config file/ });
+});
+
+test('config - a body or frame cap too small for the largest valid send is refused, saying why', (t) => {
+  // 12 bytes a code point is the worst JSON encoding (an escaped surrogate pair); 4 in UTF-8.
+  t.true(MAX_SEND_JSON_BYTES >= MAX_TEXT_CODE_POINTS * 12 + 128 * 6);
+  t.true(MAX_SEND_FRAME_BYTES >= MAX_TEXT_CODE_POINTS * 4 + 2 * 128 * 3);
+  t.is(loadConfig({ max_http_body_bytes: String(MAX_SEND_JSON_BYTES) }, {}).max_http_body_bytes, MAX_SEND_JSON_BYTES);
+  t.throws(() => loadConfig({ max_http_body_bytes: String(MAX_SEND_JSON_BYTES - 1) }, {}), {
+    message: new RegExp(`--max-http-body-bytes must be at least ${MAX_SEND_JSON_BYTES} \\(the largest body of a valid send`),
+  });
+  t.throws(() => loadConfig({}, { PARLEY_MAX_HTTP_BODY_BYTES: '1048576' }), { message: /PARLEY_MAX_HTTP_BODY_BYTES must be at least/ });
+  t.is(loadConfig({ max_frame_bytes: String(MAX_SEND_FRAME_BYTES) }, {}).max_frame_bytes, MAX_SEND_FRAME_BYTES);
+  t.throws(() => loadConfig({ max_frame_bytes: String(MAX_SEND_FRAME_BYTES - 1) }, {}), {
+    message: new RegExp(`--max-frame-bytes must be at least ${MAX_SEND_FRAME_BYTES} \\(the largest frame of a valid send`),
+  });
+});
+
+test('config - parleyd with a body cap below the largest valid send exits 2 at start with the reason', async (t) => {
+  const err = await t.throwsAsync(startServer({ flags: { 'max-http-body-bytes': '1048576' } }));
+  t.regex(err!.message, /exited with 2 before serving/);
+  t.regex(err!.message, /--max-http-body-bytes must be at least \d+ \(the largest body of a valid send/);
 });

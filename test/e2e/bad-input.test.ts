@@ -1,4 +1,5 @@
 import test from 'ava';
+import { connect as tcp } from 'node:net';
 import WebSocket from 'ws';
 import { decodeServerFrame, encodeClientFrame } from '../../proto/index.ts';
 import type { ServerFrame } from '../../proto/index.ts';
@@ -148,6 +149,42 @@ test('limits - a frame over the maximum payload is refused (socket closed), not 
   await stillServes(t);
 });
 
+test('limits - over WebSocket the largest valid send fits a frame; a frame of exactly max_frame_bytes is read, one byte more closes 1009', async (t) => {
+  const MAX_FRAME = 512 * 1024; // max_frame_bytes, default
+  const a = await newUser(server);
+  const b = await newUser(server);
+  const { channel_id } = await a.http.openDm(b.userId);
+  const r = await hello(a);
+  // Every id at its longest in 3-byte UTF-8, the text in 4-byte code points.
+  const text = emoji(100_000);
+  const largest = encodeClientFrame(2, 'send', { channel_id, client_msg_id: '€'.repeat(128), text });
+  t.true(largest.length > 400_000 + 384 && largest.length <= MAX_FRAME, `frame of ${largest.length} bytes`);
+  r.ws.send(largest);
+  t.true(await eventually(() => r.frames.some((f) => f.ref === 2), 10_000));
+  t.is(r.frames.find((f) => f.ref === 2)?.body, 'send_ack');
+  t.is((await a.http.history(channel_id, { limit: 1 })).messages[0]!.text, text);
+
+  // Frames of an exact size: ASCII text grown until the encoding is exactly `bytes` long.
+  const frameOf = (ref: number, bytes: number): Uint8Array => {
+    let n = bytes - 64;
+    for (let i = 0; i < 5; i++) {
+      const f = encodeClientFrame(ref, 'send', { channel_id, client_msg_id: `x${ref}`, text: 'a'.repeat(n) });
+      if (f.length === bytes) return f;
+      n += bytes - f.length;
+    }
+    throw new Error(`no frame of ${bytes} bytes`);
+  };
+  r.ws.send(frameOf(3, MAX_FRAME)); // read whole, then refused for its text, not for its size
+  t.true(await eventually(() => r.frames.some((f) => f.ref === 3), 10_000));
+  const atMax = r.frames.find((f) => f.ref === 3);
+  t.is(atMax?.body === 'error' && atMax.error.code, 'TEXT_TOO_LONG');
+  t.is(r.ws.readyState, WebSocket.OPEN);
+  r.ws.send(frameOf(4, MAX_FRAME + 1));
+  const code = await r.closed;
+  t.true(code === 1009 || code === 1006, `close code ${code}`);
+  t.false(r.frames.some((f) => f.ref === 4));
+});
+
 test('limits - sending faster than the session rate gets RATE_LIMITED and loses nothing sent before', async (t) => {
   const a = await newUser(server);
   const b = await newUser(server);
@@ -177,8 +214,7 @@ async function httpRaw(method: string, path: string, body?: string | Buffer, hea
   return { status: res.status, json: text ? (JSON.parse(text) as { error?: { code: string; message: string } }) : {} };
 }
 
-test('http - malformed JSON 400, missing token 401, unknown route 404, body over 1 MiB 413; all with the error envelope', async (t) => {
-  const u = await newUser(server);
+test('http - malformed JSON 400, missing token 401, unknown route 404; all with the error envelope', async (t) => {
   const malformed = await httpRaw('POST', '/v1/users', '{"username": ');
   t.is(malformed.status, 400);
   t.is(malformed.json.error?.code, 'INVALID_ARGUMENT');
@@ -190,11 +226,101 @@ test('http - malformed JSON 400, missing token 401, unknown route 404, body over
   const unknown = await httpRaw('GET', '/v1/nothing-here');
   t.is(unknown.status, 404);
   t.is(unknown.json.error?.code, 'NOT_FOUND');
-  const exactly = await httpRaw('POST', '/v1/friends', Buffer.alloc(1024 * 1024, 0x20), { authorization: `Bearer ${u.token}` });
-  t.not(exactly.status, 413, 'a body of exactly 1 MiB is read');
-  const big = await httpRaw('POST', '/v1/friends', Buffer.alloc(1024 * 1024 + 1, 0x20), { authorization: `Bearer ${u.token}` });
+  await stillServes(t);
+});
+
+const MAX_BODY = 2 * 1024 * 1024; // max_http_body_bytes, default
+
+/** What Python's `json.dumps` writes by default: every non-ASCII UTF-16 unit as a \uXXXX escape. */
+function asciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** `count` astral code points (emoji U+1F600..U+1F64F in turn), each 12 bytes as escaped JSON. */
+function emoji(count: number): string {
+  return Array.from({ length: count }, (_, i) => String.fromCodePoint(0x1f600 + (i % 80))).join('');
+}
+
+test('limits - over HTTP, 100,000 emoji as \\u escapes (12 bytes each) with a maximal client_msg_id are accepted and read back intact; 100,001 get TEXT_TOO_LONG', async (t) => {
+  const a = await newUser(server);
+  const b = await newUser(server);
+  const { channel_id } = await a.http.openDm(b.userId);
+  const post = (body: string) =>
+    httpRaw('POST', `/v1/channels/${channel_id}/messages`, body, { authorization: `Bearer ${a.token}`, 'content-type': 'application/json' });
+  const text = emoji(100_000);
+  const clientMsgId = emoji(64); // 128 UTF-16 units, the most allowed, 6 bytes each escaped
+  t.is(clientMsgId.length, 128);
+  const body = asciiJson({ client_msg_id: clientMsgId, text });
+  t.true(Buffer.byteLength(body) > 1_200_000 + 768, `body of ${Buffer.byteLength(body)} bytes`);
+  const accepted = await post(body);
+  t.is(accepted.status, 201, JSON.stringify(accepted.json));
+  const { messages } = await a.http.history(channel_id, { limit: 10 });
+  t.is(messages.length, 1);
+  t.is(messages[0]!.text, text);
+  t.is(messages[0]!.client_msg_id, clientMsgId);
+
+  const overBody = asciiJson({ client_msg_id: 'over', text: emoji(100_001) });
+  t.true(Buffer.byteLength(overBody) < MAX_BODY, 'under the body cap: the text limit refuses it, not the body cap');
+  const over = await post(overBody);
+  t.is(over.status, 400);
+  t.is(over.json.error?.code, 'TEXT_TOO_LONG');
+  t.is((await a.http.history(channel_id, { limit: 10 })).messages.length, 1, 'nothing refused was stored');
+});
+
+/** Writes `head` then `body` on a raw TCP connection; resolves with what came back (or '' after `waitMs`). */
+async function rawHttp(head: string, body: Buffer[], waitMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tcp(server.port, '127.0.0.1', () => {
+      s.write(head);
+      for (const b of body) s.write(b);
+    });
+    let got = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(got);
+    }, waitMs);
+    s.on('data', (d: Buffer) => (got += d.toString()));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+    s.on('error', (err) => {
+      clearTimeout(timer);
+      if (got) resolve(got);
+      else reject(err);
+    });
+  });
+}
+
+test('limits - an HTTP body of exactly 2 MiB is read; 2 MiB + 1 gets 413 before it is read whole', async (t) => {
+  const a = await newUser(server);
+  const b = await newUser(server);
+  const { channel_id } = await a.http.openDm(b.userId);
+  const headers = { authorization: `Bearer ${a.token}`, 'content-type': 'application/json' };
+  const path = `/v1/channels/${channel_id}/messages`;
+  // A valid send padded with whitespace (legal between JSON tokens) to exactly the cap.
+  const json = asciiJson({ client_msg_id: 'exact', text: emoji(100_000) });
+  const exact = Buffer.from(json.slice(0, -1) + ' '.repeat(MAX_BODY - json.length) + '}');
+  t.is(exact.length, MAX_BODY);
+  const atCap = await httpRaw('POST', path, exact, headers);
+  t.is(atCap.status, 201, JSON.stringify(atCap.json));
+
+  const big = await httpRaw('POST', path, Buffer.concat([exact, Buffer.from(' ')]), headers);
   t.is(big.status, 413);
   t.is(big.json.error?.code, 'PAYLOAD_TOO_LARGE');
+
+  // Declared too long: refused on the headers, with 1 KiB of the 2 MiB + 1 sent.
+  const head = (framing: string) => `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${a.token}\r\n${framing}\r\n\r\n`;
+  const declared = await rawHttp(head(`content-length: ${MAX_BODY + 1}`), [Buffer.alloc(1024, 0x20)]);
+  t.regex(declared, /^HTTP\/1\.1 413 /);
+  t.regex(declared, /PAYLOAD_TOO_LARGE/);
+  // Length unknown (chunked): refused once the count passes the cap, though the body never ends.
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  const chunks = Array.from({ length: MAX_BODY / chunk.length }, () => Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]));
+  const streamed = await rawHttp(head('transfer-encoding: chunked'), [...chunks, Buffer.from('1\r\n \r\n')]);
+  t.regex(streamed, /^HTTP\/1\.1 413 /);
+
+  t.is((await a.http.history(channel_id, { limit: 10 })).messages.length, 1, 'only the body at the cap was stored');
   await stillServes(t);
 });
 
