@@ -24,7 +24,14 @@ export const SETTINGS = [
   { key: 'host', type: 'string', default: '127.0.0.1', doc: 'Address to listen on (HTTP API and WebSocket). Use 0.0.0.0 to serve other machines.' },
   { key: 'port', type: 'int', default: 8080, min: 0, max: 65535, doc: 'Port for the HTTP API and the WebSocket endpoint /v1/ws (0: any free port).' },
   { key: 'data_dir', type: 'string', default: './data', doc: 'Directory for the embedded database and the generated signing secret.' },
-  { key: 'store', type: 'string', default: 'sqlite:', doc: 'Storage engine URL: `sqlite:` (file in data_dir), `sqlite:/path/file.db` (nodes of one box may share it), or `cassandra://HOST[:PORT][,HOST...]/KEYSPACE?replication=simple:1|network:DC=RF&consistency=LOCAL_QUORUM`.' },
+  {
+    key: 'store', type: 'string', default: 'sqlite:',
+    doc: 'Storage engine URL: `sqlite:` (file in data_dir), `sqlite:/path/file.db` (nodes of one box may share it), or `cassandra://HOST[:PORT][,HOST[:PORT]...]/KEYSPACE[?PARAMS]`. '
+      + 'PARAMS: `replication=simple:RF` (one data centre, for development; the default is `simple:1`) or `replication=network:DC=RF[,DC=RF...]` (a replica count per data centre, for production); '
+      + '`dc=DC`, the local data centre, which must hold replicas (default: the one data centre named, else `datacenter1`); `consistency` (default `LOCAL_QUORUM`); `serial` (`LOCAL_SERIAL` or `SERIAL`); '
+      + '`bucket` (events per journal partition, default 10000, fixed when the keyspace is created); `readTimeoutMs` (5000); `connectTimeoutMs` (3000). '
+      + 'Example: `cassandra://10.0.0.1,10.0.0.2:9042/parley?replication=network:dc1=3,dc2=2&dc=dc1`.',
+  },
   { key: 'durability', type: 'enum', default: 'fsync', values: ['fsync', 'os'], doc: 'SQLite: `fsync` survives power loss; `os` survives a process kill only.' },
   { key: 'node_id', type: 'string', default: 'n1', doc: 'Name of this node; unique in a cluster.' },
   { key: 'node_number', type: 'int', default: 1, min: 0, max: 1023, doc: 'Number of this node in message ids (0-1023); unique in a cluster.' },

@@ -13,7 +13,8 @@ export interface OpenStoreOptions {
 
 /**
  * Opens the engine a store URL names: `sqlite:` (file under the data dir), `sqlite:/path/file.db`,
- * `cassandra://HOST[:PORT][,HOST...]/KEYSPACE?dc=...&consistency=...&replication=simple:1`.
+ * `cassandra://HOST[:PORT][,HOST...]/KEYSPACE?dc=...&consistency=...&replication=simple:1` (every
+ * parameter: `store` in config/REFERENCE.md).
  * Unknown schemes fail at start with a CONFIG error rather than at the first write.
  */
 export async function openStore(url: string, options: OpenStoreOptions): Promise<Store> {

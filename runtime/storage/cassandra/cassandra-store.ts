@@ -4,7 +4,7 @@ import type { Logger } from '../../log.ts';
 import type { AppendOptions, AppendResult, EventRef, Journal, JournalEvent, Snapshot } from '../journal.ts';
 import type { KeyValueRecord, KeyValueStore, KeyValueWrite } from '../key-value.ts';
 import { StoreCodes, type Store } from '../store.ts';
-import { applyCassandraSchema, assertKeyspaceName, type Replication } from './schema.ts';
+import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } from './schema.ts';
 
 /**
  * The networked engine: the same Journal and KeyValueStore as SQLite, on Cassandra (5.0, protocol
@@ -787,13 +787,20 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
 // ---- Options from a URL
 
 /**
+ * The one syntax of the `replication` URL parameter: SimpleStrategy with a replica count, or
+ * NetworkTopologyStrategy with a replica count per data centre. config/REFERENCE.md (the `store`
+ * setting) shows the same, and a test holds the docs' examples to this parser.
+ */
+export const REPLICATION_SYNTAX = 'simple:RF or network:DC=RF[,DC=RF...]';
+
+/**
  * `cassandra://host[:port][,host[:port]...]/keyspace?dc=datacenter1&consistency=LOCAL_QUORUM
  * &serial=LOCAL_SERIAL&replication=simple:1&bucket=10000&readTimeoutMs=5000&connectTimeoutMs=3000`.
- * `replication=network:dc1:3,dc2:3` selects NetworkTopologyStrategy.
+ * `replication=network:dc1=3,dc2=2` selects NetworkTopologyStrategy (see REPLICATION_SYNTAX).
  */
 export function parseCassandraUrl(url: string): Omit<CassandraStoreOptions, 'log'> {
   const match = /^cassandra:\/\/([^/?#]+)\/([^/?#]+)(?:\?([^#]*))?$/.exec(url);
-  if (!match) throw new CodedError(RuntimeCodes.CONFIG, `invalid Cassandra URL "${url}": expected cassandra://HOST[:PORT][,HOST...]/KEYSPACE[?...]`);
+  if (!match) throw new CodedError(RuntimeCodes.CONFIG, `invalid Cassandra URL "${url}": expected cassandra://HOST[:PORT][,HOST[:PORT]...]/KEYSPACE[?PARAMS]`);
   const [, hosts, keyspace, query] = match;
   const params = new URLSearchParams(query ?? '');
   const known = new Set(['dc', 'consistency', 'serial', 'replication', 'bucket', 'readTimeoutMs', 'connectTimeoutMs']);
@@ -813,11 +820,12 @@ export function parseCassandraUrl(url: string): Omit<CassandraStoreOptions, 'log
   const readTimeoutMs = positive('readTimeoutMs');
   const connectTimeoutMs = positive('connectTimeoutMs');
   assertKeyspaceName(keyspace!);
+  const replication = parseReplication(params.get('replication') ?? 'simple:1');
   return {
     contactPoints: hosts!.split(',').map((h) => h.trim()).filter((h) => h.length > 0),
-    localDataCenter: params.get('dc') ?? 'datacenter1',
+    localDataCenter: localDataCenter(params.get('dc'), replication),
     keyspace: keyspace!,
-    replication: parseReplication(params.get('replication') ?? 'simple:1'),
+    replication,
     consistency: consistency as WriteConsistency,
     serialConsistency: serial,
     ...(bucketSize === undefined ? {} : { bucketSize }),
@@ -827,28 +835,53 @@ export function parseCassandraUrl(url: string): Omit<CassandraStoreOptions, 'log
 }
 
 function parseReplication(text: string): Replication {
-  const simple = /^simple:(\d+)$/.exec(text);
-  if (simple) return { class: 'simple', replicationFactor: Number(simple[1]) };
-  const network = /^network:(.+)$/.exec(text);
-  if (network) {
-    const dataCenters: Record<string, number> = {};
-    for (const part of network[1]!.split(',')) {
-      const m = /^([^:]+):(\d+)$/.exec(part.trim());
-      if (!m) throw new CodedError(RuntimeCodes.CONFIG, `bad replication entry "${part}": expected DC:RF`);
-      dataCenters[m[1]!] = Number(m[2]);
-    }
-    return { class: 'network', dataCenters };
+  const bad = (why: string): CodedError =>
+    new CodedError(RuntimeCodes.CONFIG, `bad replication "${text}": ${why}; expected ${REPLICATION_SYNTAX}, e.g. network:dc1=3,dc2=2`);
+  const factor = (raw: string, of: string): number => {
+    const rf = Number(raw);
+    if (!Number.isSafeInteger(rf) || rf < 1) throw bad(`the replica count of ${of} must be a positive integer`);
+    return rf;
+  };
+  if (text.startsWith('simple:')) {
+    const rf = text.slice('simple:'.length);
+    if (!/^\d+$/.test(rf)) throw bad('simple takes one replica count');
+    return { class: 'simple', replicationFactor: factor(rf, 'simple') };
   }
-  throw new CodedError(RuntimeCodes.CONFIG, `bad replication "${text}": expected simple:RF or network:DC:RF[,DC:RF...]`);
+  if (!text.startsWith('network:')) throw bad('the strategy is neither simple nor network');
+  const dataCenters = new Map<string, number>();
+  for (const part of text.slice('network:'.length).split(',')) {
+    const m = /^([^=:,]+)=(\d+)$/.exec(part.trim());
+    if (!m) throw bad(`"${part}" is not DC=RF`);
+    const dc = m[1]!;
+    if (!DC_NAME.test(dc)) throw bad(`data centre name "${dc}" may hold only letters, digits, _ . -`);
+    if (dataCenters.has(dc)) throw bad(`data centre ${dc} is given twice`);
+    dataCenters.set(dc, factor(m[2]!, dc));
+  }
+  return { class: 'network', dataCenters: Object.fromEntries(dataCenters) };
+}
+
+/**
+ * The data centre this node reads and writes in (LOCAL_QUORUM, LOCAL_SERIAL): `dc`, which must
+ * hold replicas when the replication names data centres; with one named and no `dc`, that one.
+ */
+function localDataCenter(dc: string | null, replication: Replication): string {
+  if (replication.class === 'simple') return dc ?? 'datacenter1';
+  const named = Object.keys(replication.dataCenters);
+  if (dc === null) {
+    if (named.length === 1) return named[0]!;
+    throw new CodedError(RuntimeCodes.CONFIG, `replication names several data centres (${named.join(', ')}): say which is local with dc=`);
+  }
+  if (!named.includes(dc)) throw new CodedError(RuntimeCodes.CONFIG, `dc=${dc} holds no replicas under replication network:${named.map((n) => `${n}=${replication.dataCenters[n]}`).join(',')}: LOCAL_QUORUM there could never succeed`);
+  return dc;
 }
 
 function describeUrl(o: CassandraStoreOptions): string {
   const replication =
     o.replication.class === 'simple'
       ? `simple:${o.replication.replicationFactor}`
-      : `network:${Object.entries(o.replication.dataCenters).map(([dc, rf]) => `${dc}:${rf}`).join(',')}`;
+      : `network:${Object.entries(o.replication.dataCenters).map(([dc, rf]) => `${dc}=${rf}`).join(',')}`;
   const params = new URLSearchParams({ dc: o.localDataCenter, consistency: o.consistency ?? 'LOCAL_QUORUM', serial: o.serialConsistency ?? 'LOCAL_SERIAL', replication });
-  return `cassandra://${o.contactPoints.join(',')}/${o.keyspace}?${params.toString().replaceAll('%3A', ':').replaceAll('%2C', ',')}`;
+  return `cassandra://${o.contactPoints.join(',')}/${o.keyspace}?${params.toString().replaceAll('%3A', ':').replaceAll('%2C', ',').replaceAll('%3D', '=')}`;
 }
 
 /** The bucket size is stored at creation: reading events with another one would find nothing. */

@@ -94,7 +94,8 @@ export interface CassandraSchemaOptions {
 }
 
 const IDENTIFIER = /^[A-Za-z][A-Za-z0-9_]{0,47}$/;
-const DC_NAME = /^[A-Za-z0-9_.-]+$/;
+/** What a data centre name may hold here: enough for real names, nothing that needs quoting in CQL. */
+export const DC_NAME = /^[A-Za-z0-9_.-]+$/;
 const LOCK_TTL_SECONDS = 60;
 
 export function replicationCql(replication: Replication): string {
