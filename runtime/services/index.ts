@@ -11,14 +11,18 @@
  *   (apt-get, needs root), Cassandra as `org.apache.cassandra:cassandra-all` plus its runtime
  *   jars from Maven Central via `mvn` into `~/.cache/parley/cassandra-<version>/lib`
  *   (env `PARLEY_CASSANDRA_HOME` overrides the dir, `PARLEY_CASSANDRA_VERSION` the 5.0.x
- *   version, `PARLEY_CASSANDRA_JAVA` the JVM). Concurrent installs wait for each other.
+ *   version, `PARLEY_CASSANDRA_JAVA` the JVM). Concurrent installs wait for each other: every
+ *   apt-get on the machine, from any process or checkout, runs under one lock directory
+ *   (`/var/lock/parley-apt.lock`), and an apt lock held outside the project is waited out
+ *   (apt-get is run again for up to 10 minutes).
  * - Binds 127.0.0.1 only. Every port is checked free before the spawn (SERVICE_PORT_IN_USE).
  * - A start resolves only once the service answers its own protocol: etcd `GET /health`,
  *   Redis `PING` -> `+PONG`, Cassandra a CQL OPTIONS frame -> SUPPORTED. Otherwise it rejects
  *   with a {@link ServiceError} (SERVICE_EXITED_EARLY or SERVICE_NOT_READY, message ending in
  *   the last 30 log lines) and leaves no process behind.
  * - Data, generated config and one log file (`etcd.log`, `redis.log`, `cassandra.log`) live in
- *   the given `dataDir`; nothing is written elsewhere except Cassandra's jar cache.
+ *   the given `dataDir`; nothing is written elsewhere except Cassandra's jar cache and, while
+ *   apt-get runs, its lock directory.
  * - `stop()` signals exactly the pid it started (checked against the process start time, so a
  *   reused pid is never hit), escalates to SIGKILL after `graceMs`, and resolves once it is gone.
  * - Every wait is bounded: install, readiness and stop all have timeouts.

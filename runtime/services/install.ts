@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ServiceError, ServiceErrorCodes } from './errors.ts';
+import { withDirLock } from './lock.ts';
 
 /**
  * Installing what the services need, from the two registries this project may use: Debian's
@@ -77,11 +79,23 @@ export interface DebianNeed {
 }
 
 const APT_TIMEOUT_MS = 15 * 60_000;
-// apt-get waits this long for another apt/dpkg (perhaps a parallel test) to release its lock.
-const APT_LOCK_WAIT_S = '600';
+// How long apt's own locks, held by an apt or dpkg outside the project, are waited for.
+const APT_LOCK_WAIT_S = 600;
+const APT_LOCK_RETRY_MS = 1_000;
+
+/**
+ * Every apt-get of every process on this machine runs under this one lock: two test processes,
+ * or two clones of the project, installing at once would otherwise race for apt's own locks,
+ * and `DPkg::Lock::Timeout` covers dpkg's lock but not the lists lock `apt-get update` takes
+ * (it fails at once, exit 100). /var/lock is machine-wide (unlike a checkout, or a private
+ * /tmp); /tmp stands in where it does not exist.
+ */
+export const APT_LOCK_DIR = join(existsSync('/var/lock') ? '/var/lock' : '/tmp', 'parley-apt.lock');
+// A holder runs at most an update and an install, each retried for apt's locks for a while.
+const APT_LOCK_TIMEOUT_MS = 2 * (APT_TIMEOUT_MS + APT_LOCK_WAIT_S * 1_000);
 
 let aptUpdated = false;
-// One apt-get at a time within this process; across processes dpkg's own lock (waited for) serialises.
+// One apt-get at a time within this process (the machine-wide lock would do, but polls).
 let aptQueue: Promise<unknown> = Promise.resolve();
 
 /**
@@ -102,14 +116,17 @@ export async function ensureDebianPackages(service: string, needs: readonly Debi
   }
 }
 
-/** `apt-get install -y` of `packages`, one apt-get at a time in this process. Needs root. */
-export function aptInstall(service: string, packages: readonly string[]): Promise<void> {
-  const run = aptQueue.then(() => aptInstallNow(service, packages));
+/**
+ * `apt-get install -y` of `packages` (`reinstall`: even if installed), one apt-get at a time on
+ * the machine (see APT_LOCK_DIR). Needs root.
+ */
+export function aptInstall(service: string, packages: readonly string[], options: { readonly reinstall?: boolean } = {}): Promise<void> {
+  const run = aptQueue.then(() => aptInstallNow(service, packages, options.reinstall ?? false));
   aptQueue = run.catch(() => undefined);
   return run;
 }
 
-async function aptInstallNow(service: string, packages: readonly string[]): Promise<void> {
+async function aptInstallNow(service: string, packages: readonly string[], reinstall: boolean): Promise<void> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new ServiceError(
       ServiceErrorCodes.INSTALL_NEEDS_ROOT,
@@ -117,27 +134,39 @@ async function aptInstallNow(service: string, packages: readonly string[]): Prom
       { service },
     );
   }
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const lockOption = ['-o', `DPkg::Lock::Timeout=${APT_LOCK_WAIT_S}`];
-  if (!aptUpdated) {
-    const update = await runCommand('apt-get', [...lockOption, 'update'], { env, timeoutMs: APT_TIMEOUT_MS });
-    if (update.code !== 0) {
-      throw new ServiceError(ServiceErrorCodes.INSTALL_FAILED, `${service}: apt-get update failed (exit ${String(update.code)})\n${update.output}`, {
-        service,
-      });
+  await withDirLock(APT_LOCK_DIR, { service, timeoutMs: APT_LOCK_TIMEOUT_MS }, async () => {
+    if (!aptUpdated) {
+      const update = await aptGet(['update']);
+      if (update.code !== 0) {
+        throw new ServiceError(ServiceErrorCodes.INSTALL_FAILED, `${service}: apt-get update failed (exit ${String(update.code)})\n${update.output}`, {
+          service,
+        });
+      }
+      aptUpdated = true;
     }
-    aptUpdated = true;
-  }
-  const install = await runCommand('apt-get', [...lockOption, 'install', '-y', '--no-install-recommends', ...packages], {
-    env,
-    timeoutMs: APT_TIMEOUT_MS,
+    const install = await aptGet(['install', '-y', '--no-install-recommends', ...(reinstall ? ['--reinstall'] : []), ...packages]);
+    if (install.code !== 0) {
+      throw new ServiceError(
+        ServiceErrorCodes.INSTALL_FAILED,
+        `${service}: apt-get install ${packages.join(' ')} failed (exit ${String(install.code)})\n${install.output}`,
+        { service },
+      );
+    }
   });
-  if (install.code !== 0) {
-    throw new ServiceError(
-      ServiceErrorCodes.INSTALL_FAILED,
-      `${service}: apt-get install ${packages.join(' ')} failed (exit ${String(install.code)})\n${install.output}`,
-      { service },
-    );
+}
+
+// What apt-get says when a lock of its own is held: by an apt or dpkg outside this project (an
+// unattended upgrade, a person), since ours are serialised by APT_LOCK_DIR.
+const APT_LOCK_HELD = /Could not get lock|Unable to lock|Unable to acquire the dpkg frontend lock/;
+
+/** One apt-get, run again while it fails only because apt's own lock is held, for a bounded time. */
+async function aptGet(args: readonly string[]): Promise<CommandResult> {
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const deadline = Date.now() + APT_LOCK_WAIT_S * 1_000;
+  for (;;) {
+    const result = await runCommand('apt-get', ['-o', `DPkg::Lock::Timeout=${APT_LOCK_WAIT_S}`, ...args], { env, timeoutMs: APT_TIMEOUT_MS });
+    if (result.code !== 100 || !APT_LOCK_HELD.test(result.output) || Date.now() >= deadline) return result;
+    await sleep(APT_LOCK_RETRY_MS);
   }
 }
 

@@ -6,8 +6,9 @@ import { isRunning, processStartTicks } from './process.ts';
 
 /**
  * A lock between processes (two test files, or a test and the CLI, installing the same thing at
- * once), made of a directory because mkdir is atomic. The owner's pid and start time live inside,
- * so a lock left by a process that died is recognised and taken over instead of waited on.
+ * once; any two apt-gets on the machine), made of a directory because mkdir is atomic. The
+ * owner's pid and start time live inside, so a lock left by a process that died is recognised
+ * and taken over instead of waited on.
  */
 
 const POLL_MS = 250;
