@@ -26,7 +26,10 @@
 export type { Member, MembershipProvider } from './membership.ts';
 export { MembershipError, MembershipErrorCodes, type MembershipErrorCode } from './membership-error.ts';
 export { HashRing, ownerOf, hashString64 } from './hash-ring.ts';
-export { EtcdMembership, type EtcdMembershipOptions } from './etcd-membership.ts';
+export { EtcdMembership, type EtcdMembershipOptions, type LeaseBound } from './etcd-membership.ts';
+export { EtcdSlotClaim, type EtcdSlotClaimOptions, type SlotGrant } from './etcd-slot-claim.ts';
+export { SlotClaimError, SlotClaimErrorCodes, type SlotClaimErrorCode, type SlotClaimDetails } from './slot-claim-error.ts';
+export { chooseSlot, floorOf, type SlotChoice, type SlotPool, type SlotRecord } from './slot-choice.ts';
 export { createEtcdClient, type EtcdClientOptions } from './etcd-client.ts';
 export { ensureSharedSecret } from './etcd-secrets.ts';
 export { StaticCluster, StaticMembership } from './static-membership.ts';
