@@ -19,6 +19,7 @@ test('config - defaults follow the contract', (t) => {
   t.is(c.heartbeat_interval_ms, 5_000);
   t.is(c.presence_timeout_ms, 30_000);
   t.is(c.scrypt_log_n, 17);
+  t.is(c.node_number, undefined, 'unset: claimed from etcd in a cluster, 1 on a single node (bin/node-assembly.ts)');
 });
 
 test('config - the file, then PARLEY_* variables, then flags: later wins', (t) => {
