@@ -52,15 +52,15 @@ export const NODE_NUMBERS = 1024;
  * reaches ahead, so the ceiling never refuses a healthy node's sends, not even through an etcd
  * restart that the lease rides out.
  *
- * The reuse gap (10 s) is how long past a number's last reservation, by the claimer's clock, an
- * automatic claim waits before taking it again. The reservation already bounds what the old
- * holder stamped, so the gap is not needed for uniqueness; it keeps a reused number's ids
- * coming from the new holder's own clock rather than from the floor, and a new holder whose clock
- * runs up to 10 s ahead of the old one's still stamps later ids than the old holder did (a
- * restarted machine with a skewed clock, an NTP step). A SIGKILLed node's number is thus free
- * again after about TTL + 2 s + 10 s. A configured `--node-number` that no live node holds is
- * taken at once even within the gap: its ids start above the floor, a few seconds ahead of the
- * clock until it catches up.
+ * The reuse gap (10 s): how long past a number's last reservation, by the claimer's clock, an
+ * automatic claim waits before taking the number again; the next holder's floor includes it too.
+ * Uniqueness does not rest on it (the reservation bounds what the old holder stamped, whatever
+ * the clocks). It is a margin: a reused number's ids come from the new holder's own clock instead
+ * of being held at the floor ahead of real time, and ids would still not meet if a reservation
+ * record were lost, as with an etcd restored from a backup a few seconds old. It costs only that a
+ * SIGKILLed node's number is free again after about TTL + 2 s + 10 s rather than TTL + 2 s, out
+ * of 1024. A configured `--node-number` that no live node holds is taken at once even within the
+ * gap: its ids start above the floor, up to TTL + 12 s ahead of the clock until it catches up.
  */
 const NODE_NUMBER_REUSE_GAP_MS = 10_000;
 

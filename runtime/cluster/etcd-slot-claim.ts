@@ -67,7 +67,11 @@ interface ListedPool extends SlotPool {
 }
 
 const RETRY_MS = 250;
-const MAX_ATTEMPTS = 20;
+/**
+ * Claimers that start together all go for the lowest free slot and one wins each round, so the
+ * last of N needs N attempts: allow as many as there are slots, within a time bound.
+ */
+const CLAIM_DEADLINE_MS = 30_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
@@ -90,6 +94,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  *   also waits until the claimer's own clock has passed the floor, so its values come from its
  *   clock rather than from the floor; a wanted slot is taken at once when no live member holds
  *   it, its values held above the floor until the clock catches up.
+ *
+ * This rests on etcd keeping its data. An etcd that lost it, or was restored from an older
+ * backup, has forgotten reservations; a slot without one is free with floor 0, and only the
+ * clocks (and the gap, when the record is merely a little stale) keep its values apart.
  *
  * `attach` runs inside the membership's registration (see `LeaseBound`), so a node holds its slot
  * under the same lease as its member record, before that record is written, and again under
@@ -184,7 +192,10 @@ export class EtcdSlotClaim implements LeaseBound {
   async attach(leaseId: string): Promise<void> {
     if (this.closed) throw new SlotClaimError('CLAIM_FAILED', 'slot claim is closed');
     const startedAt = performance.now();
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const maxAttempts = this.o.size + 8;
+    for (let attempt = 0; attempt < maxAttempts && performance.now() - startedAt < CLAIM_DEADLINE_MS; attempt++) {
+      // After a lost race, a few ms of jitter so the losers do not list and commit in lockstep.
+      if (attempt > 0) await sleep(Math.random() * 10);
       const mine = this.claim;
       if (mine !== undefined) {
         const listed = (await this.list(mine.slot)).slots.get(mine.slot);
@@ -227,7 +238,7 @@ export class EtcdSlotClaim implements LeaseBound {
       this.scheduleRefresh(this.refreshIntervalMs);
       return;
     }
-    throw new SlotClaimError('CLAIM_FAILED', `could not claim a slot of ${this.prefix} in ${MAX_ATTEMPTS} attempts (other members kept winning the race)`);
+    throw new SlotClaimError('CLAIM_FAILED', `could not claim a slot of ${this.prefix} within ${maxAttempts} attempts or ${CLAIM_DEADLINE_MS} ms (other members kept winning the race)`);
   }
 
   /** Stops refreshing. The held key goes with the lease; the reservation stays for the next holder. */

@@ -86,6 +86,16 @@ test('slot claim - members claiming at once get different slots, the lowest firs
   await t.throwsAsync(() => ninth.c.precheck(0), { instanceOf: SlotClaimError, message: /all 8 slots/ });
 });
 
+test('slot claim - 32 members starting together all get a slot: one wins each round, the others retry', async (t) => {
+  const prefix = '/s7';
+  const all = Array.from({ length: 32 }, (_, i) => slotClaim(prefix, `m${i}`, { size: 40 }));
+  const leases = await Promise.all(all.map(() => lease()));
+  await Promise.all(all.map((x, i) => x.c.attach(leases[i]!)));
+  t.deepEqual(all.map((x) => x.c.slot!).sort((a, b) => a - b), Array.from({ length: 32 }, (_, i) => i));
+  const took = all.map((x) => x.grants[0]!.tookMs).sort((a, b) => a - b);
+  t.log(`claim times with 32 at once: p50 ${took[16]} ms, max ${took.at(-1)} ms`);
+});
+
 test('slot claim - a wanted slot held by a live member is refused with its holder; its own previous run is waited for', async (t) => {
   const prefix = '/s2';
   const a = slotClaim(prefix, 'n2', { wanted: 2 });
@@ -233,4 +243,19 @@ test('slot claim - at the limit of 1024 slots: the last one is claimed, the next
   t.is(err?.code, 'SLOTS_EXHAUSTED');
   t.deepEqual([err?.details.size, err?.details.held, err?.details.cooling], [1024, 1024, 0]);
   t.throws(() => slotClaim(prefix, 'bad', { size: 1024, wanted: 1024 }), { instanceOf: RangeError });
+});
+
+test('slot claim - bound to a membership: a refused claim fails the join, and no member record is written', async (t) => {
+  const prefix = '/s8';
+  const holder = slotClaim(prefix, 'n1', { wanted: 1 });
+  await holder.c.attach(await lease());
+  const refused = slotClaim(prefix, 'n9', { wanted: 1 });
+  const m = new EtcdMembership({ client: createEtcdClient({ hosts: etcd.address }), prefix: '/s8m', ttlSeconds: 2, logger, leaseBound: [refused.c] });
+  memberships.push(m);
+  const err = await t.throwsAsync(() => m.join({ nodeId: 'n9', grpcAddress: '127.0.0.1:1', wsUrl: 'ws://127.0.0.1/n9', load: 0, startedAtMs: Date.now() }));
+  t.is((err as { code?: string }).code, 'JOIN_FAILED');
+  const cause = (err as { cause?: unknown }).cause;
+  t.true(cause instanceof SlotClaimError && cause.code === 'SLOT_HELD' && cause.details.holder === 'n1', 'the cause names the holder');
+  t.is(await client.get('/s8m/members/n9').string(), null, 'not registered');
+  t.is(refused.grants.length, 0);
 });
