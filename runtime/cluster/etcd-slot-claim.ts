@@ -225,7 +225,8 @@ export class EtcdSlotClaim implements LeaseBound {
       if (choice.kind === 'exhausted') throw this.exhausted(choice);
       if (choice.kind === 'held') throw new SlotClaimError('SLOT_HELD', `slot ${choice.slot} of ${this.prefix} is held by live member ${choice.holder}`, { slot: choice.slot, holder: choice.holder, size: this.o.size });
       const listed = pool.slots.get(choice.slot);
-      const until = Math.max(choice.floorMs, this.nextReservation());
+      // Our values start above the floor: the first reservation reaches as far past it as any other past the clock.
+      const until = this.nextReservation(choice.floorMs);
       const next = await this.commitClaim(choice.slot, leaseId, listed?.reservationRevision ?? 0, until);
       if (!next) continue; // another claimer won this slot between our listing and our commit
       this.claim = next;
@@ -260,8 +261,8 @@ export class EtcdSlotClaim implements LeaseBound {
     return { deadline: Date.now() + this.callTimeoutMs };
   }
 
-  private nextReservation(): number {
-    return Math.max(Date.now(), this.inUseUntil(), this.requestedMs) + this.o.reserveAheadMs;
+  private nextReservation(floorMs = 0): number {
+    return Math.max(Date.now(), this.inUseUntil(), this.requestedMs, floorMs) + this.o.reserveAheadMs;
   }
 
   private async txn(build: (c: Etcd3) => ReturnType<Etcd3['if']>): Promise<ITxnResponse> {

@@ -4,6 +4,8 @@
  * - a fourth asking for a number a live member holds exits non-zero, naming that member;
  * - a SIGKILLed member's number is not reused by a node joining within the reuse gap, and is
  *   reused after it;
+ * - a member restarted at once with its own --node-number waits for its previous run's lease and
+ *   takes the number back, its ids above the previous run's reservation plus the gap;
  * - at the limit (all 1024 numbers held) a joining node exits non-zero with a clear error;
  *   past it, --node-number 1024 is refused as bad config.
  * Also measured: how long a node's claim takes at start (logged by each node).
@@ -13,8 +15,8 @@ import type { Etcd3 } from 'etcd3';
 import { createEtcdClient } from '../../runtime/cluster/etcd-client.ts';
 import { EtcdSlotClaim } from '../../runtime/cluster/etcd-slot-claim.ts';
 import { startCluster, type ClusterNode, type TestCluster } from '../support/cluster.ts';
-import { startServer } from '../support/server.ts';
-import { dumpLogs, percentiles, sleep, waitForView } from './support.ts';
+import { newUser, startServer } from '../support/server.ts';
+import { dumpLogs, percentiles, placement, sleep, waitForView } from './support.ts';
 
 /** bin/node-assembly.ts: where node-number claims live, and the reuse gap it uses. */
 const NUMBERS_PREFIX = '/parley-test/node-numbers';
@@ -108,6 +110,36 @@ test.serial('a SIGKILLed member\'s number is not reused within the reuse gap, an
 function claimAtMs(node: ClusterNode): number {
   return (JSON.parse(node.logs.find((l) => l.includes('"message-id node number claimed"'))!) as { time: number }).time;
 }
+
+test.serial('a member restarted at once with its own --node-number waits for its old lease, takes the number back, and stamps ids above the old reservation', async (t) => {
+  t.timeout(120_000);
+  const old = cluster.node('n1');
+  const number = await numberOf(old);
+  await old.kill();
+  const killedAt = Date.now();
+  const n1 = await cluster.addNode(1, { 'node-number': String(number) });
+  const claim = JSON.parse(n1.logs.find((l) => l.includes('"message-id node number claimed"'))!) as { node_number: number; floor_ms: number; time: number };
+  t.log(`n1 restarted with --node-number ${number}: serving ${claim.time - killedAt} ms after the kill (its old lease had to lapse), ids start above +${claim.floor_ms - killedAt} ms`);
+  t.true(n1.logs.some((l) => l.includes('waiting for its lease to lapse')), 'it waited for its previous run');
+  t.is(await numberOf(n1), number);
+  t.true(claim.floor_ms > claim.time, 'the number was still in its gap: ids start ahead of the clock');
+
+  const alive = cluster.nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null);
+  const ids = alive.map((n) => n.nodeId);
+  await waitForView(alive, ids);
+  let sent: { message_id: string } | undefined;
+  for (let i = 0; i < 40 && !sent; i++) {
+    const a = await newUser(n1, 'ra');
+    const b = await newUser(n1, 'rb');
+    const { channel_id } = await a.http.openDm(b.userId);
+    if (placement('channel', channel_id, ids) === 'n1') sent = await a.http.postMessage(channel_id, 'r-1', 'hello');
+  }
+  if (!sent) throw new Error('no DM placed on n1');
+  const id = BigInt(sent.message_id);
+  t.is(Number((id >> 12n) & 1023n), number, 'the id carries the number');
+  const stamped = Number((id >> 22n) + 1_704_067_200_000n);
+  t.true(stamped > claim.floor_ms, `stamped above the floor (${stamped - claim.floor_ms} ms above)`);
+});
 
 test.serial('at the limit: with all 1024 numbers held a joining node exits with a clear error; past it, 1024 is bad config', async (t) => {
   t.timeout(120_000);

@@ -121,6 +121,7 @@ test('slot claim - a wanted slot held by a live member is refused with its holde
   await again.c.attach(await lease());
   t.is(again.c.slot, 2);
   t.true(again.grants[0]!.floorMs >= (a.reserved.at(-1) ?? 0) + 1_500, 'above the previous run\'s reservation plus the gap');
+  t.true(again.reserved[0]! >= again.grants[0]!.floorMs + 1_000, 'its first reservation reaches past the floor, not just to it');
 });
 
 test('slot claim - a released slot cools for the gap: automatic claims skip it, then take it above its last reservation', async (t) => {
