@@ -12,7 +12,7 @@ import { channelKind } from './channel/channel-actor.ts';
 import { users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
 import { Tables } from './tables.ts';
 import { ChatCodes, httpStatusFor } from './errors.ts';
-import { Snowflake } from './ids/snowflake.ts';
+import type { Snowflake } from './ids/snowflake.ts';
 import { CloseCodes, createSession, sessionKind, type SessionSettings } from './session/session-actor.ts';
 import type { SessionMessage } from './session/session-messages.ts';
 import { InProcessPresenceDirectory, type PresenceDirectory } from '../runtime/presence/index.ts';
@@ -20,8 +20,11 @@ import { userKind } from './user/user-actor.ts';
 
 export interface ChatNodeOptions {
   readonly nodeId: string;
-  /** 0..1023, distinct per node: part of every message id. */
-  readonly nodeNumber: number;
+  /**
+   * Message ids. Its node number (0..1023) must be unique among live nodes; in a cluster it is
+   * bound once claimed from the registry and refuses ids until then (bin/node-assembly.ts).
+   */
+  readonly ids: Snowflake;
   readonly host: string;
   readonly port: number;
   /** The WebSocket URL clients are sent to; derived from host and port when absent. */
@@ -67,7 +70,7 @@ export class ChatNode {
       nodeId: o.nodeId,
       system: this.system,
       store: o.store,
-      ids: new Snowflake(o.nodeNumber),
+      ids: o.ids,
       presence: o.presence ?? new InProcessPresenceDirectory(),
       log: o.log,
       timings: o.timings,
@@ -105,7 +108,8 @@ export class ChatNode {
         signer: o.signer,
         discovery,
         authPerMinute: o.limits.authPerMinute,
-        health: () => ({ node_id: o.nodeId, connections: this.gateway.connectionCount, store: o.store.describe }),
+        // node_number: null only before a cluster node has claimed one (it does not serve yet).
+        health: () => ({ node_id: o.nodeId, node_number: o.ids.node ?? null, connections: this.gateway.connectionCount, store: o.store.describe }),
       }),
     });
   }

@@ -14,9 +14,10 @@
  *
  * @example
  * ```ts
- * const node = new ChatNode({ nodeId: 'n1', nodeNumber: 1, host: '127.0.0.1', port: 8080, store, signer, ... });
+ * const node = new ChatNode({ nodeId: 'n1', ids: new Snowflake(1), host: '127.0.0.1', port: 8080, store, signer, ... });
  * await node.start();
  * ```
  */
 export { ChatNode, type ChatNodeOptions } from './chat-node.ts';
 export { ChatCodes, httpStatusFor } from './errors.ts';
+export { Snowflake } from './ids/snowflake.ts';

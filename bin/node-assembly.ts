@@ -8,11 +8,12 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from '../runtime/log.ts';
 import { openStore, type Store } from '../runtime/storage/index.ts';
 import { ClusterRouter } from '../runtime/cluster/cluster-router.ts';
-import { createEtcdClient, EtcdMembership, ensureSharedSecret } from '../runtime/cluster/index.ts';
+import { createEtcdClient, EtcdMembership, EtcdSlotClaim, SlotClaimError, ensureSharedSecret } from '../runtime/cluster/index.ts';
 import { GrpcTransport } from '../runtime/transport/index.ts';
 import { deriveKey, loadSigningSecret } from '../actors/auth/signing-secret.ts';
 import { TokenSigner } from '../actors/auth/tokens.ts';
 import { ChatNode } from '../actors/chat-node.ts';
+import { Snowflake } from '../actors/ids/snowflake.ts';
 import { CloseCodes } from '../actors/session/session-actor.ts';
 import { KvPresenceDirectory, RedisPresenceDirectory } from '../runtime/presence/index.ts';
 import type { Config } from '../config/config.ts';
@@ -22,6 +23,68 @@ export interface RunningNode {
   readonly port: number;
   /** Graceful stop: leave the cluster first, hand off, close sockets, flush. */
   stop(): Promise<void>;
+}
+
+/** Message-id node numbers are 0..1023: 10 bits of every id (actors/ids/snowflake.ts). */
+export const NODE_NUMBERS = 1024;
+
+/**
+ * Message-id node numbers in a cluster: claimed in etcd (runtime/cluster/etcd-slot-claim.ts) under
+ * the member's own lease, so no two live nodes share one, and wired to the Snowflake here.
+ *
+ * Why a later holder of a number never repeats an id of an earlier one, whatever the clocks:
+ * - the holder publishes a reservation (`reserveAheadMs` past its clock and past its highest id
+ *   time, refreshed every second) and its Snowflake refuses ids timed past the last reservation
+ *   etcd acknowledged (`setCeiling`): ids re-based on a predecessor from a fast clock, or borrowed
+ *   from the next millisecond under a burst, included. Past it, a send gets UNAVAILABLE (the
+ *   client retries) and the reservation is raised at once;
+ * - the reservation can only be raised while the holder's lease-bound key is there, and a claim
+ *   reads it in the same transaction that finds that key gone: the claimer sees at least every
+ *   time the previous holder could stamp, and its Snowflake starts above that plus the reuse gap
+ *   (`bind(number, floorMs)`, holding time still while its clock is behind).
+ * A node whose lease lapses (unhealthy) stops serving placed actors (ClusterRouter.stopServing);
+ * channel actors, the only ones that take message ids, are placed, so it takes none until it is
+ * healthy again and, if its lease was replaced, has claimed a number again under the new lease.
+ * Whatever it took before stayed within its reservation, which the next holder starts above.
+ *
+ * `reserveAheadMs` is the lease TTL plus 2 s: while the node counts itself healthy (its last
+ * renewal is < 0.9 TTL old) its last reservation (refreshed every second to the same etcd) still
+ * reaches ahead, so the ceiling never refuses a healthy node's sends, not even through an etcd
+ * restart that the lease rides out.
+ *
+ * The reuse gap (10 s): how long past a number's last reservation, by the claimer's clock, an
+ * automatic claim waits before taking the number again; the next holder's floor includes it too.
+ * Uniqueness does not rest on it (the reservation bounds what the old holder stamped, whatever
+ * the clocks). It is a margin: a reused number's ids come from the new holder's own clock instead
+ * of being held at the floor ahead of real time, and ids would still not meet if a reservation
+ * record were lost, as with an etcd restored from a backup a few seconds old. It costs only that a
+ * SIGKILLed node's number is free again after about TTL + 2 s + 10 s rather than TTL + 2 s, out
+ * of 1024. A configured `--node-number` that no live node holds is taken at once even within the
+ * gap: its ids start above the floor, up to TTL + 12 s ahead of the clock until it catches up.
+ */
+const NODE_NUMBER_REUSE_GAP_MS = 10_000;
+
+/** Where a cluster's node-number claims live in etcd. */
+export function nodeNumberPrefix(clusterPrefix: string): string {
+  return `${clusterPrefix.replace(/\/+$/, '')}/node-numbers`;
+}
+
+/** A refused node-number claim, in the operator's terms. */
+function nodeNumberError(err: unknown, config: Config): Error | undefined {
+  let e: unknown = err;
+  while (e !== undefined && !(e instanceof SlotClaimError)) e = (e as { cause?: unknown }).cause;
+  if (!(e instanceof SlotClaimError)) return undefined;
+  const d = e.details;
+  switch (e.code) {
+    case 'SLOT_HELD':
+      return new Error(`--node-number ${d.slot} is held by live node ${d.holder}: two nodes with one number would hand out the same message ids. Choose another number, or leave --node-number unset to claim a free one.`);
+    case 'SLOTS_EXHAUSTED': {
+      const again = d.freeAgainAtMs === undefined ? '' : `; the first is free again in ${Math.max(1, Math.ceil((d.freeAgainAtMs - Date.now()) / 1000))} s`;
+      return new Error(`no message-id node number is free in cluster ${config.cluster_prefix}: all ${d.size} are held by live nodes (${d.held}) or within their ${NODE_NUMBER_REUSE_GAP_MS / 1000} s reuse gap (${d.cooling})${again}`);
+    }
+    default:
+      return new Error(`could not claim a message-id node number in etcd: ${e.message}`, { cause: e.cause });
+  }
 }
 
 export async function assembleNode(config: Config, log: Logger): Promise<RunningNode> {
@@ -40,9 +103,36 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
   }
   const signer = new TokenSigner(deriveKey(secret, 'tokens'), config.token_ttl_s);
 
+  // A single node keeps its configured number (1 by default); a cluster member is bound once it
+  // has claimed one, and refuses ids until then.
+  const ids = etcd ? new Snowflake() : new Snowflake(config.node_number ?? 1);
   let transport: GrpcTransport | undefined;
   let membership: EtcdMembership | undefined;
+  let numbers: EtcdSlotClaim | undefined;
   if (etcd) {
+    const claim = new EtcdSlotClaim({
+      client: etcd,
+      prefix: nodeNumberPrefix(config.cluster_prefix),
+      holder: config.node_id,
+      size: NODE_NUMBERS,
+      ...(config.node_number !== undefined ? { wanted: config.node_number } : {}),
+      reuseGapMs: NODE_NUMBER_REUSE_GAP_MS,
+      reserveAheadMs: config.lease_ttl_s * 1000 + 2_000,
+      inUseUntil: () => ids.highWaterMs,
+      logger: log,
+    });
+    numbers = claim;
+    claim.onClaim((grant) => {
+      ids.bind(grant.slot, grant.floorMs);
+      log.info({ node_number: grant.slot, configured: config.node_number ?? null, floor_ms: grant.floorMs, claim_ms: grant.tookMs }, 'message-id node number claimed');
+    });
+    claim.onReserve((untilMs) => ids.setCeiling(untilMs));
+    ids.onCeiling((neededMs) => claim.reserve(neededMs));
+    // Fail before opening any port if the number is taken (waiting out a previous run of this
+    // node whose lease has not lapsed yet); the claim itself happens with the registration.
+    await claim.precheck(config.lease_ttl_s * 1000 + 2_000).catch((err: unknown) => {
+      throw nodeNumberError(err, config) ?? err;
+    });
     transport = new GrpcTransport({
       nodeId: config.node_id,
       listenAddress: `${config.grpc_host ?? config.host}:${config.grpc_port}`,
@@ -50,7 +140,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       logger: log,
     });
     await transport.start();
-    membership = new EtcdMembership({ client: etcd, prefix: config.cluster_prefix, ttlSeconds: config.lease_ttl_s, healthMargin: 0.9, logger: log });
+    membership = new EtcdMembership({ client: etcd, prefix: config.cluster_prefix, ttlSeconds: config.lease_ttl_s, healthMargin: 0.9, logger: log, leaseBound: [claim] });
   }
 
   const touchIntervalMs = Math.max(50, Math.floor(config.presence_timeout_ms / 6));
@@ -61,7 +151,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       : undefined;
   const node = new ChatNode({
     nodeId: config.node_id,
-    nodeNumber: config.node_number,
+    ids,
     host: config.host,
     port: config.port,
     ...(config.public_url ? { publicUrl: config.public_url } : {}),
@@ -112,7 +202,9 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
 
   const port = await node.start();
   if (membership && transport) {
-    await membership.join({ nodeId: config.node_id, grpcAddress: transport.address, wsUrl: node.publicUrl, load: 0, startedAtMs: Date.now() });
+    await membership.join({ nodeId: config.node_id, grpcAddress: transport.address, wsUrl: node.publicUrl, load: 0, startedAtMs: Date.now() }).catch((err: unknown) => {
+      throw nodeNumberError(err, config) ?? err;
+    });
     loadTimer = setInterval(() => membership!.setLoad(node.connectionCount), 1_000);
     loadTimer.unref();
   }
@@ -129,6 +221,9 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
           // Leave first: peers stop routing here, then our actors persist and move on their
           // next message; clients are told to reconnect elsewhere (1012).
           await membership.leave().catch((err: unknown) => log.warn({ err }, 'leaving the cluster failed'));
+          // Ids taken during the hand-off stay within the last reservation, which the number's
+          // next holder starts above.
+          numbers?.close();
           await node.stop(CloseCodes.RESTART);
         } else {
           await node.stop(CloseCodes.GOING_AWAY);

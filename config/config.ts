@@ -10,7 +10,7 @@ export interface Config {
   store: string;
   durability: 'fsync' | 'os';
   node_id: string;
-  node_number: number;
+  node_number: number | undefined;
   public_url: string | undefined;
   secret_file: string | undefined;
   token_ttl_s: number;

@@ -34,7 +34,7 @@ export const SETTINGS = [
   },
   { key: 'durability', type: 'enum', default: 'fsync', values: ['fsync', 'os'], doc: 'SQLite: `fsync` survives power loss; `os` survives a process kill only.' },
   { key: 'node_id', type: 'string', default: 'n1', doc: 'Name of this node; unique in a cluster.' },
-  { key: 'node_number', type: 'int', default: 1, min: 0, max: 1023, doc: 'Number of this node in message ids (0-1023); unique in a cluster.' },
+  { key: 'node_number', type: 'int', default: undefined, min: 0, max: 1023, doc: 'Number of this node in message ids (0-1023). Unset: a cluster member claims the lowest free one from etcd, a single node uses 1. Set in a cluster: still claimed in etcd, and the node refuses to start while a live node holds it.' },
   { key: 'public_url', type: 'string', default: undefined, doc: 'WebSocket URL given to clients; default ws://HOST:PORT/v1/ws.' },
   { key: 'secret_file', type: 'string', default: undefined, doc: 'File holding the token-signing secret (at least 32 characters); default: generated once into data_dir.' },
   { key: 'token_ttl_s', type: 'int', default: 86_400, min: 60, doc: 'Lifetime of a session token, seconds.' },

@@ -195,8 +195,10 @@ class ChannelActor implements Actor<ChannelMessage> {
       // so this also heals a fan-out that a crash interrupted.
       return deferReply(prior.then((m) => this.fanoutAndAck(m, Promise.resolve(m), false)));
     }
-    const seq = ++this.head;
+    // The id first: it may be refused (no node number, reservation being renewed), and a refusal
+    // must not leave a hole in channel_seq.
     const id = this.deps.ids.next(this.lastMessageId);
+    const seq = ++this.head;
     this.lastMessageId = id;
     const stored: StoredMessage = { message_id: id.toString(), sender_id: senderId, client_msg_id: clientMsgId, text, created_at_ms: Date.now() };
     const message = toMessage(this.id, { seq, data: stored });

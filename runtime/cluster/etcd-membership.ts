@@ -30,6 +30,21 @@ export interface EtcdMembershipOptions {
    */
   readonly callTimeoutMs?: number;
   readonly logger?: Logger;
+  /**
+   * Kept under the member's lease with the member record: attached to every lease before the
+   * record is written under it, so the record never exists without them.
+   */
+  readonly leaseBound?: readonly LeaseBound[];
+}
+
+/** Something a member keeps in etcd under its own lease (e.g. an `EtcdSlotClaim`). */
+export interface LeaseBound {
+  /**
+   * Puts (or moves) its keys under `leaseId`. Called with each new lease, at join and whenever
+   * the lease had to be replaced, before the member record goes under it; a throw fails that
+   * registration (join() fails, a re-registration is retried).
+   */
+  attach(leaseId: string): Promise<void>;
 }
 
 type State = 'new' | 'joining' | 'joined' | 'left';
@@ -108,6 +123,7 @@ export class EtcdMembership implements MembershipProvider {
   private readonly unhealthyListeners = new Set<() => void>();
   private readonly renewSleeper = new Sleeper();
   private readonly watchSleeper = new Sleeper();
+  private readonly leaseBound: readonly LeaseBound[];
 
   private state: State = 'new';
   private self: Member | undefined;
@@ -133,6 +149,7 @@ export class EtcdMembership implements MembershipProvider {
     this.callTimeoutMs = options.callTimeoutMs ?? 3_000;
     this.clock = new LeaseClock(options.healthMargin ?? 0.6);
     this.loadThrottle = new Throttle(options.loadIntervalMs ?? 1_000, () => this.publishLoad());
+    this.leaseBound = options.leaseBound ?? [];
   }
 
   async join(self: Member): Promise<void> {
@@ -224,6 +241,7 @@ export class EtcdMembership implements MembershipProvider {
     const grant = await this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds }, this.deadline());
     if (grant.error) throw new Error(`lease grant refused: ${grant.error}`);
     try {
+      for (const bound of this.leaseBound) await bound.attach(grant.ID);
       await this.client.put(this.selfKey).value(encodeMember(this.self!)).lease(grant.ID).options(this.deadline()).exec();
     } catch (err) {
       await this.revoke(grant.ID);

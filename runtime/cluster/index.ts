@@ -10,11 +10,17 @@
  * that lost contact stops serving before anyone else can take over. After etcd restarts, members
  * re-register on their own and their watches resume from a fresh listing.
  *
+ * `EtcdSlotClaim` gives each member a small integer slot unique among live members, held under
+ * its membership lease (`leaseBound`), with a published reservation: a later holder of the same
+ * slot starts above the previous holder's last reservation plus a reuse gap, whatever the clocks
+ * (the argument is in etcd-slot-claim.ts; the pure choice in slot-choice.ts).
+ *
  * @example
  * ```ts
  * const etcd = createEtcdClient({ hosts: 'http://127.0.0.1:2379' });
  * const secret = await ensureSharedSecret(etcd, '/parley/prod/secret', () => randomBytes(32).toString('hex'));
- * const membership = new EtcdMembership({ client: etcd, prefix: '/parley/prod' });
+ * const slot = new EtcdSlotClaim({ client: etcd, prefix: '/parley/prod/slots', holder: 'n1', size: 1024, reuseGapMs: 10_000, reserveAheadMs: 7_000 });
+ * const membership = new EtcdMembership({ client: etcd, prefix: '/parley/prod', leaseBound: [slot] });
  * membership.onSelfUnhealthy(() => kernel.stopServing());
  * await membership.join({ nodeId: 'n1', grpcAddress: '10.0.0.1:7000', wsUrl: 'ws://10.0.0.1:8080', load: 0, startedAtMs: Date.now() });
  * let ring = new HashRing(membership.members().map((m) => m.nodeId));
@@ -26,7 +32,10 @@
 export type { Member, MembershipProvider } from './membership.ts';
 export { MembershipError, MembershipErrorCodes, type MembershipErrorCode } from './membership-error.ts';
 export { HashRing, ownerOf, hashString64 } from './hash-ring.ts';
-export { EtcdMembership, type EtcdMembershipOptions } from './etcd-membership.ts';
+export { EtcdMembership, type EtcdMembershipOptions, type LeaseBound } from './etcd-membership.ts';
+export { EtcdSlotClaim, type EtcdSlotClaimOptions, type SlotGrant } from './etcd-slot-claim.ts';
+export { SlotClaimError, SlotClaimErrorCodes, type SlotClaimErrorCode, type SlotClaimDetails } from './slot-claim-error.ts';
+export { chooseSlot, floorOf, type SlotChoice, type SlotPool, type SlotRecord } from './slot-choice.ts';
 export { createEtcdClient, type EtcdClientOptions } from './etcd-client.ts';
 export { ensureSharedSecret } from './etcd-secrets.ts';
 export { StaticCluster, StaticMembership } from './static-membership.ts';

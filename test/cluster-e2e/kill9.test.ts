@@ -6,6 +6,9 @@
  * - A send to a channel owned by the dead node, before its lease lapses, gets an error frame
  *   within the ask timeout instead of hanging; the first successful send to it after that is
  *   the takeover time.
+ * - Every acked message_id, over all clients and channels, belongs to exactly one message. The
+ *   nodes start without --node-number, as a cluster is usually run: each claims its message-id
+ *   node number from etcd (with numbers given by hand the check would hold anyway).
  * - Presence with the real default timings (30 s presence timeout): a user whose only device was
  *   on the dead node goes offline for a friend on another node within 35 s. Offline arriving
  *   well before 30 s shows it came from the takeover path (membership change -> nodeDown via
@@ -30,6 +33,7 @@ import {
   placement,
   RawSession,
   setupChat,
+  sharedMessageIds,
   sleep,
   verifyScenario,
   waitForConvergence,
@@ -43,7 +47,7 @@ const ASK_TIMEOUT_MS = 10_000; // a send's channel ask: 2 x fanout_timeout_ms (5
 let cluster: TestCluster;
 
 test.before(async () => {
-  cluster = await startCluster(3);
+  cluster = await startCluster(3, { 'node-number': undefined });
   await waitForView(cluster.nodes, ALL);
 });
 
@@ -97,6 +101,10 @@ test('kill -9 under load: acked messages reach every device once, histories are 
   for (let i = 0; i < 100 && !(sawOnline(df1, x1) && sawOnline(df2, x2)); i++) await sleep(50);
   t.true(sawOnline(df1, x1) && sawOnline(df2, x2), 'friends saw X1 and X2 come online');
 
+  const numbers = await Promise.all([n1, n2, n3].map(async (n) => ((await (await fetch(`${n.baseUrl}/healthz`)).json()) as { node_number: number }).node_number));
+  t.log('message-id node numbers (claimed from etcd):', numbers);
+  t.is(new Set(numbers).size, 3, 'three different node numbers');
+
   const onN3 = s.devices.filter((d) => d.nodeId === 'n3');
   const load = new LoadGenerator(s.senders, 80);
   load.start();
@@ -136,6 +144,7 @@ test('kill -9 under load: acked messages reach every device once, histories are 
   }
   t.log(`kill -9 → first successful send to a channel owned by the killed node: ${takeoverMs} ms; answers before:`, probeAnswers.slice(0, 6), probeAnswers.length);
   check(takeoverMs !== undefined, 'the channel was taken over');
+  const probeAcks = probe.raw.frames.flatMap((f) => (f.body === 'send_ack' ? [f.send_ack] : []));
   probe.raw.close();
 
   await sleep(Math.max(0, 6_000 - (Date.now() - killedAt)));
@@ -150,6 +159,11 @@ test('kill -9 under load: acked messages reach every device once, histories are 
     check(back !== undefined && back.node_id !== 'n3', `${d.user.username}/${d.deviceId} reconnected elsewhere (close ${close?.code} willReconnect ${close?.willReconnect}, reconnect ${back ? back.atMs - killedAt : '-'} ms, closes ${JSON.stringify(d.disconnects.map((x) => x.code))})`);
   }
   t.log('reconnects after kill (ms):', onN3.map((d) => (d.welcomes.find((w) => w.atMs >= killedAt)?.atMs ?? NaN) - killedAt));
+
+  const acks = [...load.acked().map((o) => o.ack!), ...probeAcks];
+  const shared = sharedMessageIds(acks);
+  t.log(`${acks.length} acks, ${new Set(acks.map((a) => a.message_id)).size} distinct message ids, ${shared.length} shared by two messages`);
+  problems.push(...shared.slice(0, 20));
 
   const expected = expectedPerUser(load.acked(), s.membersOf);
   if (!(await waitForConvergence(s, expected, 15_000))) problems.push(...convergenceReport(s, expected));

@@ -358,6 +358,21 @@ export function expectedPerUser(acked: readonly SendOutcome[], membersOf: Readon
   return out;
 }
 
+/**
+ * Cluster-wide: every acked message_id names one message, i.e. one (channel, channel_seq). A
+ * resend answered with the first ack repeats the same pair, which is fine; two different pairs
+ * under one id are two nodes stamping the same id.
+ */
+export function sharedMessageIds(acks: readonly SendAck[]): string[] {
+  const owners = new Map<string, Set<string>>();
+  for (const a of acks) {
+    let s = owners.get(a.message_id);
+    if (!s) owners.set(a.message_id, (s = new Set()));
+    s.add(`${a.channel_id}#${a.channel_seq}`);
+  }
+  return [...owners].filter(([, s]) => s.size > 1).map(([id, s]) => `message_id ${id} acked for ${[...s].join(' and ')}`);
+}
+
 /** Checks a channel's history: channel_seq exactly 1..N, unique ids, every acked id present once. */
 export function checkHistory(channelId: string, messages: readonly Message[], ackedIds: readonly string[]): string[] {
   const problems: string[] = [];

@@ -23,6 +23,7 @@ test('config - defaults follow the contract', (t) => {
   t.is(c.scrypt_log_n, 17);
   t.is(c.max_http_body_bytes, 2 * 1024 * 1024);
   t.is(c.max_frame_bytes, 512 * 1024);
+  t.is(c.node_number, undefined, 'unset: claimed from etcd in a cluster, 1 on a single node (bin/node-assembly.ts)');
 });
 
 test('config - the file, then PARLEY_* variables, then flags: later wins', (t) => {

@@ -20,8 +20,11 @@ export interface TestCluster {
   readonly sharedDir: string;
   /** The shared SQLite file all nodes use. */
   readonly dbPath: string;
-  /** Starts one more node in the cluster (node ids n1, n2, ...), with optional extra flags of its own. */
-  addNode(index?: number, flags?: Record<string, string>): Promise<ClusterNode>;
+  /**
+   * Starts one more node in the cluster (node ids n1, n2, ...), with optional extra flags of its
+   * own; a flag given as undefined is left out (`{ 'node-number': undefined }`: claim one).
+   */
+  addNode(index?: number, flags?: Flags): Promise<ClusterNode>;
   /** The node with this id (throws when unknown). */
   node(nodeId: string): ClusterNode;
   /**
@@ -35,12 +38,16 @@ export interface TestCluster {
 
 export const CLUSTER_PREFIX = '/parley-test';
 
+/** Node flags; an undefined value drops a default (see `addNode`). */
+export type Flags = Record<string, string | undefined>;
+
 /**
  * A real cluster for tests: a private etcd on a free loopback port, and node processes sharing
- * one SQLite file (the one-box cluster mode), each with its own data dir and node number.
- * `extraFlags` go to every node (a node's own flags in `addNode` win over them).
+ * one SQLite file (the one-box cluster mode), each with its own data dir and node number
+ * (`--node-number` = its index, still claimed in etcd; `{ 'node-number': undefined }` leaves it
+ * to the claim). `extraFlags` go to every node (a node's own flags in `addNode` win over them).
  */
-export async function startCluster(size: number, extraFlags: Record<string, string> = {}): Promise<TestCluster> {
+export async function startCluster(size: number, extraFlags: Flags = {}): Promise<TestCluster> {
   const base = mkdtempSync(join(tmpdir(), 'parley-cluster-'));
   const etcdPort = await findFreePort();
   const etcdPeerPort = await findFreePort();
@@ -54,21 +61,22 @@ export async function startCluster(size: number, extraFlags: Record<string, stri
   const dbPath = join(sharedDir, 'parley.db');
   const nodes: ClusterNode[] = [];
   let next = 1;
-  const addNode = async (index = next++, flags: Record<string, string> = {}): Promise<ClusterNode> => {
+  const addNode = async (index = next++, flags: Flags = {}): Promise<ClusterNode> => {
     next = Math.max(next, index + 1);
     const nodeId = `n${index}`;
+    const merged: Flags = {
+      'node-id': nodeId,
+      'node-number': String(index),
+      etcd: etcdUrl,
+      'cluster-prefix': CLUSTER_PREFIX,
+      store: `sqlite:${dbPath}`,
+      'lease-ttl-s': '3',
+      ...extraFlags,
+      ...flags,
+    };
     const handle = await startServer({
       dataDir: join(base, nodeId),
-      flags: {
-        'node-id': nodeId,
-        'node-number': String(index),
-        etcd: etcdUrl,
-        'cluster-prefix': CLUSTER_PREFIX,
-        store: `sqlite:${dbPath}`,
-        'lease-ttl-s': '3',
-        ...extraFlags,
-        ...flags,
-      },
+      flags: Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined)),
     });
     const node: ClusterNode = { ...handle, nodeId };
     nodes.push(node);
