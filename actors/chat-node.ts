@@ -13,6 +13,7 @@ import { users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
 import { Tables } from './tables.ts';
 import { ChatCodes, httpStatusFor } from './errors.ts';
 import { Snowflake } from './ids/snowflake.ts';
+import { SendAllowance } from './limits/send-allowance.ts';
 import { CloseCodes, createSession, sessionKind, type SessionSettings } from './session/session-actor.ts';
 import type { SessionMessage } from './session/session-messages.ts';
 import { InProcessPresenceDirectory, type PresenceDirectory } from '../runtime/presence/index.ts';
@@ -32,12 +33,13 @@ export interface ChatNodeOptions {
   readonly log: Logger;
   readonly timings: ChatTimings;
   readonly limits: {
+    /** Per user on this node, WebSocket and HTTP sends together. */
     readonly sendRatePerSec: number;
     readonly sendBurst: number;
     readonly authPerMinute: number;
     readonly maxFrameBytes: number;
     readonly maxHttpBodyBytes: number;
-    /** Sends in flight on this node before new ones are refused with OVERLOADED. */
+    /** Sends in flight on this node (both paths) before new ones are refused with OVERLOADED. */
     readonly maxInflightSends: number;
   };
   readonly actorIdleMs?: number;
@@ -77,13 +79,12 @@ export class ChatNode {
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register({ ...channelKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register(sessionKind());
+    const sendAllowance = new SendAllowance({ ratePerSec: o.limits.sendRatePerSec, burst: o.limits.sendBurst, maxInflight: o.limits.maxInflightSends });
     this.sessionSettings = {
       signer: o.signer,
-      sendRatePerSec: o.limits.sendRatePerSec,
-      sendBurst: o.limits.sendBurst,
+      allowance: sendAllowance,
       highWaterBytes: 1024 * 1024,
       catchUpPage: 200,
-      inflight: { count: 0, max: o.limits.maxInflightSends },
     };
     const discovery: Discovery = { servers: () => (this.discovery ?? self).servers() };
     const self: Discovery = { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
@@ -104,6 +105,7 @@ export class ChatNode {
         accounts: new Accounts(o.store.kv, o.passwordCost),
         signer: o.signer,
         discovery,
+        sendAllowance,
         authPerMinute: o.limits.authPerMinute,
         health: () => ({ node_id: o.nodeId, connections: this.gateway.connectionCount, store: o.store.describe }),
       }),

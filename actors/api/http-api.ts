@@ -7,6 +7,7 @@ import type { TokenSigner } from '../auth/tokens.ts';
 import type { ChannelInfo } from '../channel/channel-messages.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
+import type { SendAllowance } from '../limits/send-allowance.ts';
 import { validateSend } from '../session/session-actor.ts';
 import { MAX_GROUP_MEMBERS, Tables, type ChannelMeta } from '../tables.ts';
 
@@ -25,6 +26,8 @@ export interface HttpApiOptions {
   readonly accounts: Accounts;
   readonly signer: TokenSigner;
   readonly discovery: Discovery;
+  /** The node's send admission, shared with the WebSocket sessions. */
+  readonly sendAllowance: SendAllowance;
   /** Signups plus logins allowed per client address per minute. */
   readonly authPerMinute: number;
   readonly health: () => Record<string, unknown>;
@@ -154,9 +157,11 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       const b = body(req);
       const channelId = req.params.id!;
       validateSend(channelId, b.client_msg_id, b.text);
-      const ack = await channels(deps, channelId).ask<SendAck>(
-        { type: 'send', senderId: me, clientMsgId: b.client_msg_id as string, text: b.text as string },
-        { timeoutMs: deps.timings.fanoutTimeoutMs * 2 },
+      const ack = await o.sendAllowance.admit(me, () =>
+        channels(deps, channelId).ask<SendAck>(
+          { type: 'send', senderId: me, clientMsgId: b.client_msg_id as string, text: b.text as string },
+          { timeoutMs: deps.timings.fanoutTimeoutMs * 2 },
+        ),
       );
       return { status: 201, body: { message_id: ack.message_id, channel_seq: ack.channel_seq, created_at_ms: ack.created_at_ms } };
     })

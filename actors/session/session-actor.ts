@@ -1,12 +1,12 @@
 import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.ts';
 import { codeOf } from '../../runtime/errors.ts';
 import type { Connection } from '../../runtime/gateway/index.ts';
-import { TokenBucket } from '../../runtime/limits/token-bucket.ts';
 import { encodeServerFrame } from '../../proto/client-codec.ts';
 import type { ClientFrame, Message, SendAck, ServerBody, ServerBodyName } from '../../proto/client-frames.ts';
 import type { TokenSigner } from '../auth/tokens.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
+import type { SendAllowance } from '../limits/send-allowance.ts';
 import { MAX_TEXT_CODE_POINTS } from '../tables.ts';
 import { readInbox } from '../user/inbox-reader.ts';
 import type { SessionMessage } from './session-messages.ts';
@@ -23,18 +23,11 @@ export const CloseCodes = {
 
 export interface SessionSettings {
   readonly signer: TokenSigner;
-  readonly sendRatePerSec: number;
-  readonly sendBurst: number;
+  /** The node's send admission, shared with the HTTP API (per-user rate, node-wide in-flight bound). */
+  readonly allowance: SendAllowance;
   /** Stop pushing and fall back to paging from the inbox above this many buffered bytes. */
   readonly highWaterBytes: number;
   readonly catchUpPage: number;
-  /**
-   * Sends in flight on this node, shared by all its sessions. Past `max`, a send is refused
-   * with OVERLOADED at once: accepting work the node cannot finish in time only turns into
-   * timeouts, retries and more work (a collapse), while a quick refusal keeps the latency of
-   * accepted sends bounded and tells clients to back off.
-   */
-  readonly inflight: { count: number; readonly max: number };
 }
 
 const MAX_SYNC = 500;
@@ -58,7 +51,6 @@ class SessionActor implements Actor<SessionMessage> {
   private catchingUp = false;
   private waitingForDrain = false;
   private lastTouchMs = 0;
-  private limiter: TokenBucket | undefined;
 
   constructor(
     private readonly ctx: ActorContext<SessionMessage>,
@@ -178,7 +170,6 @@ class SessionActor implements Actor<SessionMessage> {
     this.phase = 'authenticating';
     this.userId = claims.sub;
     this.deviceId = deviceId;
-    this.limiter = new TokenBucket(this.settings.sendRatePerSec, this.settings.sendBurst);
     let head: number;
     try {
       ({ inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number }>({ type: 'connect', deviceId, session: this.key }));
@@ -237,26 +228,20 @@ class SessionActor implements Actor<SessionMessage> {
   }
 
   private send(ref: number, channelId: string, clientMsgId: string, text: string): void {
-    if (!this.limiter!.take()) return this.error(ref, ChatCodes.RATE_LIMITED, `at most ${this.settings.sendRatePerSec} messages/s`);
     try {
       validateSend(channelId, clientMsgId, text);
     } catch (err) {
       return this.error(ref, codeOf(err), (err as Error).message);
     }
-    const inflight = this.settings.inflight;
-    if (inflight.count >= inflight.max) return this.error(ref, ChatCodes.OVERLOADED, 'server busy; retry shortly');
-    inflight.count++;
-    this.reply(ref, async () => {
-      try {
+    this.reply(ref, () =>
+      this.settings.allowance.admit(this.userId, async () => {
         const ack = await channels(this.deps, channelId).ask<SendAck>(
           { type: 'send', senderId: this.userId, clientMsgId, text },
           { timeoutMs: this.deps.timings.fanoutTimeoutMs * 2 },
         );
         this.write(ref, 'send_ack', ack);
-      } finally {
-        inflight.count--;
-      }
-    });
+      }),
+    );
   }
 
   private onDelivery(inboxSeq: number, message: Message): void {

@@ -7,7 +7,7 @@ import { connect, eventually, newUser, startServer, type ServerHandle, type Test
 let server: ServerHandle;
 
 test.before(async () => {
-  // A small per-session send rate keeps the rate-limit test short; the contract's default (50/s,
+  // A small per-user send rate keeps the rate-limit test short; the contract's default (50/s,
   // burst 100) is checked against config in test/config.
   server = await startServer({ flags: { 'send-rate': '20', 'send-burst': '40' } });
 });
@@ -148,7 +148,7 @@ test('limits - a frame over the maximum payload is refused (socket closed), not 
   await stillServes(t);
 });
 
-test('limits - sending faster than the session rate gets RATE_LIMITED and loses nothing sent before', async (t) => {
+test('limits - sending faster than the user\'s rate gets RATE_LIMITED and loses nothing sent before', async (t) => {
   const a = await newUser(server);
   const b = await newUser(server);
   const { channel_id } = await a.http.openDm(b.userId);
