@@ -322,6 +322,11 @@ export class ParleyClient {
 
   private onWelcome(w: Welcome): void {
     this.welcome = w;
+    // The server resumes after this device's stored cursor when it is ahead of our seq: entries up
+    // to it will not come (sync reads them), and a later session resumes there too.
+    const resumed = w.resumed_after_inbox_seq ?? 0;
+    if (resumed > this.received) this.received = resumed;
+    if (resumed > this.acked) this.acked = resumed;
     this.ready = true;
     this.attempts = 0;
     clearInterval(this.heartbeat);

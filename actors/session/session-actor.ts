@@ -171,8 +171,9 @@ class SessionActor implements Actor<SessionMessage> {
     this.userId = claims.sub;
     this.deviceId = deviceId;
     let head: number;
+    let cursor: number;
     try {
-      ({ inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number }>({ type: 'connect', deviceId, session: this.key }));
+      ({ inbox_head_seq: head, cursor } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number; cursor: number }>({ type: 'connect', deviceId, session: this.key }));
     } catch (err) {
       // Transient (the user actor is moving or its node is gone): tell the client to come back
       // (1013 Try Again Later), not 1008, which the SDK rightly treats as final.
@@ -185,13 +186,17 @@ class SessionActor implements Actor<SessionMessage> {
     if (this.phase !== 'authenticating') return; // closed while we waited
     this.phase = 'ready';
     this.lastTouchMs = Date.now();
-    this.lastSent = Math.min(lastInboxSeq, head);
+    // Resume after what this device acked last, even if the client says less (it keeps no seq, or
+    // lost it): replaying what the device has seen only costs it and us. Older entries stay
+    // readable with sync.
+    this.lastSent = Math.min(Math.max(lastInboxSeq, cursor), head);
     this.write(ref, 'welcome', {
       user_id: this.userId,
       device_id: deviceId,
       inbox_head_seq: head,
       heartbeat_interval_ms: this.deps.timings.heartbeatIntervalMs,
       node_id: this.deps.nodeId,
+      resumed_after_inbox_seq: this.lastSent,
     });
     if (this.lastSent < head) this.startCatchUp();
   }
@@ -203,7 +208,7 @@ class SessionActor implements Actor<SessionMessage> {
   private async reattach(): Promise<void> {
     if (this.phase !== 'ready') return;
     try {
-      const { inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number }>({
+      const { inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number; cursor: number }>({
         type: 'connect',
         deviceId: this.deviceId,
         session: this.key,
