@@ -61,6 +61,8 @@ export class ChatNode {
   private stopping: Promise<void> | undefined;
   private discovery: Discovery | undefined;
   private expirySweep: NodeJS.Timeout | undefined;
+  /** Session actors alive now; next to the gateway's connection count, a gap shows a leak. */
+  private liveSessions = 0;
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
@@ -85,6 +87,7 @@ export class ChatNode {
       allowance: sendAllowance,
       highWaterBytes: 1024 * 1024,
       catchUpPage: 200,
+      sessionEnded: () => this.liveSessions--,
     };
     const discovery: Discovery = { servers: () => (this.discovery ?? self).servers() };
     const self: Discovery = { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
@@ -107,7 +110,7 @@ export class ChatNode {
         discovery,
         sendAllowance,
         authPerMinute: o.limits.authPerMinute,
-        health: () => ({ node_id: o.nodeId, connections: this.gateway.connectionCount, store: o.store.describe }),
+        health: () => ({ node_id: o.nodeId, connections: this.gateway.connectionCount, sessions: this.liveSessions, store: o.store.describe }),
       }),
     });
   }
@@ -177,6 +180,7 @@ export class ChatNode {
   private onConnection(conn: Connection): ConnectionHandler {
     const key = `${this.o.nodeId}.${conn.id}`;
     const session = this.system.spawn<SessionMessage>('session', key, (ctx) => createSession(ctx, this.deps, conn, this.sessionSettings));
+    this.liveSessions++;
     return new SessionLink(this, conn, session);
   }
 

@@ -28,6 +28,8 @@ export interface SessionSettings {
   /** Stop pushing and fall back to paging from the inbox above this many buffered bytes. */
   readonly highWaterBytes: number;
   readonly catchUpPage: number;
+  /** Called once when the session actor stops, for the node's count of live sessions. */
+  readonly sessionEnded: () => void;
 }
 
 const MAX_SYNC = 500;
@@ -64,7 +66,12 @@ class SessionActor implements Actor<SessionMessage> {
   }
 
   receive(m: SessionMessage): unknown {
-    if (this.phase === 'closed') return undefined;
+    if (this.phase === 'closed') {
+      // Refused or failed before it was ready: nothing to tell the user actor, but the actor must
+      // still end with its socket, or every refused hello would leave one behind for good.
+      if (m.type === 'closed') this.ctx.stop();
+      return undefined;
+    }
     switch (m.type) {
       case 'frame':
         return this.onFrame(m.frame);
@@ -293,6 +300,7 @@ class SessionActor implements Actor<SessionMessage> {
 
   /** Also reached when the session is stopped without its 'closed' message (mailbox full). */
   onDeactivate(): void {
+    this.settings.sessionEnded();
     if (this.phase !== 'closed') {
       // Stopped by a failure or a shutdown while the socket is open: never leave a socket that
       // nothing reads; the client reconnects and resumes.
