@@ -7,9 +7,10 @@ import { decodeClientFrame, encodeServerFrame } from '../proto/client-codec.ts';
 import { httpApi, type Discovery, type ServerInfo } from './api/http-api.ts';
 import { Accounts } from './auth/accounts.ts';
 import type { PasswordCost } from './auth/password.ts';
+import { Revocations } from './auth/revocations.ts';
 import type { TokenSigner } from './auth/tokens.ts';
 import { channelKind } from './channel/channel-actor.ts';
-import { users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
+import { sessions, users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
 import { Tables } from './tables.ts';
 import { ChatCodes, httpStatusFor } from './errors.ts';
 import { Snowflake } from './ids/snowflake.ts';
@@ -58,6 +59,7 @@ export class ChatNode {
   readonly deps: ChatDeps;
   private readonly gateway: Gateway;
   private readonly sessionSettings: SessionSettings;
+  private readonly revocations: Revocations;
   private stopping: Promise<void> | undefined;
   private discovery: Discovery | undefined;
   private expirySweep: NodeJS.Timeout | undefined;
@@ -81,9 +83,11 @@ export class ChatNode {
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register({ ...channelKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register(sessionKind());
+    this.revocations = new Revocations({ kv: o.store.kv, log: o.log, closeSession: (key) => this.closeRevoked(key) });
     const sendAllowance = new SendAllowance({ ratePerSec: o.limits.sendRatePerSec, burst: o.limits.sendBurst, maxInflight: o.limits.maxInflightSends });
     this.sessionSettings = {
       signer: o.signer,
+      revocations: this.revocations,
       allowance: sendAllowance,
       highWaterBytes: 1024 * 1024,
       catchUpPage: 200,
@@ -107,6 +111,7 @@ export class ChatNode {
         deps: this.deps,
         accounts: new Accounts(o.store.kv, o.passwordCost),
         signer: o.signer,
+        revocations: this.revocations,
         discovery,
         sendAllowance,
         authPerMinute: o.limits.authPerMinute,
@@ -153,6 +158,8 @@ export class ChatNode {
   }
 
   async start(): Promise<number> {
+    // Before serving: a restarted node must not take a token that was logged out.
+    await this.revocations.start();
     this.port = await this.gateway.listen();
     // One node-wide round instead of a timer per user: a million online users would otherwise
     // hold a million timers. Users without devices ignore it.
@@ -169,6 +176,7 @@ export class ChatNode {
   stop(closeCode: number = CloseCodes.GOING_AWAY): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.expirySweep);
+      this.revocations.stop();
       this.gateway.stopAccepting();
       this.gateway.closeAll(closeCode, closeCode === CloseCodes.RESTART ? 'reconnect to another server' : 'server shutting down');
       await this.system.shutdown();
@@ -189,6 +197,16 @@ export class ChatNode {
     // The session cannot keep up with its own client: shed the client, not the node.
     this.o.log.warn({ session: key, code: codeOf(err) }, 'session overloaded; closing');
     conn.close(CloseCodes.POLICY, ChatCodes.OVERLOADED);
+  }
+
+  /** A session whose login was logged out: it answers UNAUTHENTICATED and closes with 1008. */
+  private closeRevoked(key: string): void {
+    try {
+      sessions(this.deps, key).tell({ type: 'revoked' });
+    } catch {
+      // Mailbox full: stop it; its socket closes (1011) and the reconnect's hello is refused.
+      void this.system.stop({ kind: 'session', key });
+    }
   }
 
   /** @internal */

@@ -26,7 +26,7 @@ export const SETTINGS = [
   { key: 'node_number', type: 'int', default: 1, min: 0, max: 1023, doc: 'Number of this node in message ids (0-1023); unique in a cluster.' },
   { key: 'public_url', type: 'string', default: undefined, doc: 'WebSocket URL given to clients; default ws://HOST:PORT/v1/ws.' },
   { key: 'secret_file', type: 'string', default: undefined, doc: 'File holding the token-signing secret (at least 32 characters); default: generated once into data_dir.' },
-  { key: 'token_ttl_s', type: 'int', default: 86_400, min: 60, doc: 'Lifetime of a session token, seconds.' },
+  { key: 'token_ttl_s', type: 'int', default: 86_400, min: 10, max: 2_592_000, doc: 'Lifetime of a session token, seconds (at most 30 days). Clients renew it before expiry with POST /v1/sessions/refresh; an open socket stays up past it. Give every node of a cluster the same value. Values under a few minutes only make sense in tests (every client refreshes at 80 % of it).' },
   { key: 'scrypt_log_n', type: 'int', default: 17, min: 10, max: 20, doc: 'Password hashing cost: scrypt N = 2^value (r=8, p=1). 17 is the current recommendation; lower only for tests.' },
   { key: 'auth_per_minute', type: 'int', default: 600, min: 1, doc: 'Signups plus logins allowed per client address per minute.' },
   { key: 'send_rate', type: 'int', default: 50, min: 1, doc: 'Messages per second one user may send (sustained), WebSocket and HTTP sends and all the user\'s devices together, counted per node; past it RATE_LIMITED (HTTP 429).' },

@@ -3,6 +3,7 @@ import { codeOf } from '../../runtime/errors.ts';
 import type { Connection } from '../../runtime/gateway/index.ts';
 import { encodeServerFrame } from '../../proto/client-codec.ts';
 import type { ClientFrame, Message, SendAck, ServerBody, ServerBodyName } from '../../proto/client-frames.ts';
+import type { Revocations } from '../auth/revocations.ts';
 import type { TokenSigner } from '../auth/tokens.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
@@ -23,6 +24,8 @@ export const CloseCodes = {
 
 export interface SessionSettings {
   readonly signer: TokenSigner;
+  /** Logged-out logins: refused at hello, and a session of one closed when it is logged out. */
+  readonly revocations: Revocations;
   /** The node's send admission, shared with the HTTP API (per-user rate, node-wide in-flight bound). */
   readonly allowance: SendAllowance;
   /** Stop pushing and fall back to paging from the inbox above this many buffered bytes. */
@@ -48,6 +51,8 @@ const MAX_CLIENT_ID = 128;
 class SessionActor implements Actor<SessionMessage> {
   private phase: 'new' | 'authenticating' | 'ready' | 'closed' = 'new';
   private userId = '';
+  /** The login (token sid) this session was opened with; a logout of it closes the session. */
+  private sid = '';
   private deviceId = '';
   private lastSent = 0;
   private catchingUp = false;
@@ -85,6 +90,13 @@ class SessionActor implements Actor<SessionMessage> {
         return undefined;
       case 'superseded':
         this.conn.close(CloseCodes.SUPERSEDED, 'another connection of this device took over');
+        return undefined;
+      case 'revoked':
+        // Logged out: say so, close (1008: the SDK does not retry it) and let the device go now,
+        // so presence turns offline at once rather than after the socket's close event.
+        this.error(0, ChatCodes.UNAUTHENTICATED, 'logged out: this login session was revoked');
+        this.conn.close(CloseCodes.POLICY, ChatCodes.UNAUTHENTICATED);
+        this.onClosed(false);
         return undefined;
       case 'catchUp':
         return this.catchUp();
@@ -173,8 +185,12 @@ class SessionActor implements Actor<SessionMessage> {
   private async hello(ref: number, token: string, deviceId: string, lastInboxSeq: number): Promise<void> {
     const claims = this.settings.signer.verify(token);
     if (!claims) return this.refuse(ref, ChatCodes.UNAUTHENTICATED, 'invalid or expired token');
+    if (this.settings.revocations.isRevoked(claims.sid)) return this.refuse(ref, ChatCodes.UNAUTHENTICATED, 'logged out: this login session was revoked');
     if (!deviceId || deviceId.length > MAX_CLIENT_ID) return this.refuse(ref, ChatCodes.INVALID_ARGUMENT, `device_id must be 1-${MAX_CLIENT_ID} characters`);
     this.phase = 'authenticating';
+    // Tracked in the same turn as the check above: a logout applied after it finds this session.
+    this.sid = claims.sid;
+    this.settings.revocations.track(this.sid, this.key);
     this.userId = claims.sub;
     this.deviceId = deviceId;
     let head: number;
@@ -301,6 +317,7 @@ class SessionActor implements Actor<SessionMessage> {
   /** Also reached when the session is stopped without its 'closed' message (mailbox full). */
   onDeactivate(): void {
     this.settings.sessionEnded();
+    if (this.sid) this.settings.revocations.untrack(this.sid, this.key);
     if (this.phase !== 'closed') {
       // Stopped by a failure or a shutdown while the socket is open: never leave a socket that
       // nothing reads; the client reconnects and resumes.
