@@ -7,12 +7,14 @@ import { decodeClientFrame, encodeServerFrame } from '../proto/client-codec.ts';
 import { httpApi, type Discovery, type ServerInfo } from './api/http-api.ts';
 import { Accounts } from './auth/accounts.ts';
 import type { PasswordCost } from './auth/password.ts';
+import { Revocations } from './auth/revocations.ts';
 import type { TokenSigner } from './auth/tokens.ts';
 import { channelKind } from './channel/channel-actor.ts';
-import { users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
+import { sessions, users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
 import { Tables } from './tables.ts';
 import { ChatCodes, httpStatusFor } from './errors.ts';
 import type { Snowflake } from './ids/snowflake.ts';
+import { SendAllowance } from './limits/send-allowance.ts';
 import { CloseCodes, createSession, sessionKind, type SessionSettings } from './session/session-actor.ts';
 import type { SessionMessage } from './session/session-messages.ts';
 import { InProcessPresenceDirectory, type PresenceDirectory } from '../runtime/presence/index.ts';
@@ -35,12 +37,13 @@ export interface ChatNodeOptions {
   readonly log: Logger;
   readonly timings: ChatTimings;
   readonly limits: {
+    /** Per user on this node, WebSocket and HTTP sends together. */
     readonly sendRatePerSec: number;
     readonly sendBurst: number;
     readonly authPerMinute: number;
     readonly maxFrameBytes: number;
     readonly maxHttpBodyBytes: number;
-    /** Sends in flight on this node before new ones are refused with OVERLOADED. */
+    /** Sends in flight on this node (both paths) before new ones are refused with OVERLOADED. */
     readonly maxInflightSends: number;
   };
   readonly actorIdleMs?: number;
@@ -59,9 +62,12 @@ export class ChatNode {
   readonly deps: ChatDeps;
   private readonly gateway: Gateway;
   private readonly sessionSettings: SessionSettings;
+  private readonly revocations: Revocations;
   private stopping: Promise<void> | undefined;
   private discovery: Discovery | undefined;
   private expirySweep: NodeJS.Timeout | undefined;
+  /** Session actors alive now; next to the gateway's connection count, a gap shows a leak. */
+  private liveSessions = 0;
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
@@ -80,13 +86,15 @@ export class ChatNode {
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register({ ...channelKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register(sessionKind());
+    this.revocations = new Revocations({ kv: o.store.kv, log: o.log, closeSession: (key) => this.closeRevoked(key) });
+    const sendAllowance = new SendAllowance({ ratePerSec: o.limits.sendRatePerSec, burst: o.limits.sendBurst, maxInflight: o.limits.maxInflightSends });
     this.sessionSettings = {
       signer: o.signer,
-      sendRatePerSec: o.limits.sendRatePerSec,
-      sendBurst: o.limits.sendBurst,
+      revocations: this.revocations,
+      allowance: sendAllowance,
       highWaterBytes: 1024 * 1024,
       catchUpPage: 200,
-      inflight: { count: 0, max: o.limits.maxInflightSends },
+      sessionEnded: () => this.liveSessions--,
     };
     const discovery: Discovery = { servers: () => (this.discovery ?? self).servers() };
     const self: Discovery = { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
@@ -106,10 +114,12 @@ export class ChatNode {
         deps: this.deps,
         accounts: new Accounts(o.store.kv, o.passwordCost),
         signer: o.signer,
+        revocations: this.revocations,
         discovery,
+        sendAllowance,
         authPerMinute: o.limits.authPerMinute,
         // node_number: null only before a cluster node has claimed one (it does not serve yet).
-        health: () => ({ node_id: o.nodeId, node_number: o.ids.node ?? null, connections: this.gateway.connectionCount, store: o.store.describe }),
+        health: () => ({ node_id: o.nodeId, node_number: o.ids.node ?? null, connections: this.gateway.connectionCount, sessions: this.liveSessions, store: o.store.describe }),
       }),
     });
   }
@@ -152,6 +162,8 @@ export class ChatNode {
   }
 
   async start(): Promise<number> {
+    // Before serving: a restarted node must not take a token that was logged out.
+    await this.revocations.start();
     this.port = await this.gateway.listen();
     // One node-wide round instead of a timer per user: a million online users would otherwise
     // hold a million timers. Users without devices ignore it.
@@ -168,6 +180,7 @@ export class ChatNode {
   stop(closeCode: number = CloseCodes.GOING_AWAY): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.expirySweep);
+      this.revocations.stop();
       this.gateway.stopAccepting();
       this.gateway.closeAll(closeCode, closeCode === CloseCodes.RESTART ? 'reconnect to another server' : 'server shutting down');
       await this.system.shutdown();
@@ -179,6 +192,7 @@ export class ChatNode {
   private onConnection(conn: Connection): ConnectionHandler {
     const key = `${this.o.nodeId}.${conn.id}`;
     const session = this.system.spawn<SessionMessage>('session', key, (ctx) => createSession(ctx, this.deps, conn, this.sessionSettings));
+    this.liveSessions++;
     return new SessionLink(this, conn, session);
   }
 
@@ -187,6 +201,16 @@ export class ChatNode {
     // The session cannot keep up with its own client: shed the client, not the node.
     this.o.log.warn({ session: key, code: codeOf(err) }, 'session overloaded; closing');
     conn.close(CloseCodes.POLICY, ChatCodes.OVERLOADED);
+  }
+
+  /** A session whose login was logged out: it answers UNAUTHENTICATED and closes with 1008. */
+  private closeRevoked(key: string): void {
+    try {
+      sessions(this.deps, key).tell({ type: 'revoked' });
+    } catch {
+      // Mailbox full: stop it; its socket closes (1011) and the reconnect's hello is refused.
+      void this.system.stop({ kind: 'session', key });
+    }
   }
 
   /** @internal */

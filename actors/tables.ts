@@ -28,6 +28,13 @@ export const Tables = {
   cursor: 'cursor',
   /** node -> users with a device connected there (cluster only), for takeover after a crash. */
   presenceNode: 'presence_node',
+  /**
+   * Logged-out login sessions (token sid): partition = the UTC day (ms / 86,400,000) of until_ms,
+   * when the row may be forgotten; key = sid; value {sub, until_ms, at_ms}. See auth/revocations.ts.
+   */
+  revokedSession: 'revoked_session',
+  /** The same logouts by when they happened: partition = at_ms / 10,000; key = sid; value {until_ms}. Kept a minute. */
+  revocationFeed: 'revocation_feed',
 } as const;
 
 export interface UserProfile {

@@ -21,7 +21,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { hashPassword } from '../actors/auth/password.ts';
 import { deriveKey, loadSigningSecret } from '../actors/auth/signing-secret.ts';
-import { TokenSigner } from '../actors/auth/tokens.ts';
+import { newTokenId, TokenSigner } from '../actors/auth/tokens.ts';
 import { Tables, type UserProfile } from '../actors/tables.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { openStore, type KeyValueWrite, type Store } from '../runtime/storage/index.ts';
@@ -173,7 +173,8 @@ export async function provisionUsers(o: ProvisionOptions): Promise<ProvisionResu
     let written = 0;
     for (let i = 0; i < o.count; i++) {
       if (!created[i]) continue;
-      const token = signer.sign({ sub: ids[i]!, ...claimsBase });
+      // Each token is a login of its own (sid) and a distinct token (jti), as a login's would be.
+      const token = signer.sign({ sub: ids[i]!, sid: newTokenId(), jti: newTokenId(), ...claimsBase });
       text += `{"user_id":"${ids[i]}","username":"${names[i]}","token":"${token}"}\n`;
       written++;
       if (text.length > 1 << 20) {
@@ -193,7 +194,7 @@ export async function provisionUsers(o: ProvisionOptions): Promise<ProvisionResu
 }
 
 export function mintToken(o: { dataDir: string; secretFile?: string; userId: string; ttlS?: number }): string {
-  return tokenSigner(o, o.ttlS ?? 86_400).issue(o.userId);
+  return tokenSigner(o, o.ttlS ?? 86_400).issue(o.userId).token;
 }
 
 /** Signs as the node does (bin/node-assembly.ts): the token key derived from the node's secret. */

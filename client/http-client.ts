@@ -7,8 +7,13 @@ export interface ServerInfo {
   ws_url: string;
 }
 
-export interface LoginResult {
+/** A token and when it expires (server time, ms since the epoch). */
+export interface TokenGrant {
   token: string;
+  expires_at_ms: number;
+}
+
+export interface LoginResult extends TokenGrant {
   user_id: string;
   servers: ServerInfo[];
 }
@@ -46,6 +51,11 @@ export class ParleyHttp {
     this.token = token;
   }
 
+  /** The token requests are sent with: the login's, or the latest refresh's. */
+  get currentToken(): string | undefined {
+    return this.token;
+  }
+
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
@@ -78,6 +88,25 @@ export class ParleyHttp {
     const r = await this.request<LoginResult>('POST', '/v1/sessions', { username, password });
     this.token = r.token;
     return r;
+  }
+
+  /**
+   * A new token of the same login, valid for a full lifetime; requests use it from now on. The
+   * previous one stays valid until it expires. Pass this as ParleyClient's `refreshToken`.
+   */
+  async refresh(): Promise<TokenGrant> {
+    const r = await this.request<TokenGrant>('POST', '/v1/sessions/refresh');
+    this.token = r.token;
+    return r;
+  }
+
+  /**
+   * Logs this login out: all its tokens are refused from now on, on every server, and its open
+   * sockets are closed (1008). Other logins of the user are not affected.
+   */
+  async logout(): Promise<void> {
+    await this.request('DELETE', '/v1/sessions');
+    this.token = undefined;
   }
 
   servers(): Promise<{ servers: ServerInfo[] }> {

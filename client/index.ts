@@ -6,13 +6,16 @@
  * @example
  * ```ts
  * const http = new ParleyHttp('http://127.0.0.1:8080');
- * const { token, servers } = await http.login('alice', 'correct horse');
- * const client = new ParleyClient({ servers: servers.map((s) => s.ws_url), token, deviceId: 'phone' });
+ * const { token, expires_at_ms, servers } = await http.login('alice', 'correct horse');
+ * const client = new ParleyClient({
+ *   servers: servers.map((s) => s.ws_url), token, deviceId: 'phone',
+ *   tokenExpiresAtMs: expires_at_ms, refreshToken: () => http.refresh(), // renewed before it expires
+ * });
  * client.on('delivery', (d) => console.log(d.message.text));
  * await client.connect();
  * await client.send(channelId, 'hello'); // resolves once durable
  * ```
  */
-export { ParleyApiError, ParleyHttp, type LoginResult, type ServerInfo } from './http-client.ts';
+export { ParleyApiError, ParleyHttp, type LoginResult, type ServerInfo, type TokenGrant } from './http-client.ts';
 export { ParleyClient, ParleyError, type ParleyClientOptions, type WebSocketFactory, type WebSocketLike } from './parley-client.ts';
 export type { Delivery, Message, Presence, SendAck, Welcome } from '../proto/client-frames.ts';

@@ -1,5 +1,6 @@
 import { decodeServerFrame, encodeClientFrame } from '../proto/client-codec.ts';
 import type { ClientBody, ClientBodyName, Delivery, Message, Presence, SendAck, ServerFrame, Welcome } from '../proto/client-frames.ts';
+import type { TokenGrant } from './http-client.ts';
 
 /** The part of the WebSocket API we use: the browser's, React Native's and the `ws` package's. */
 export interface WebSocketLike {
@@ -18,6 +19,15 @@ export interface ParleyClientOptions {
   /** WebSocket URLs to try, best first (from login's `servers`). */
   readonly servers: readonly string[];
   readonly token: string;
+  /** When `token` expires (login's and refresh's `expires_at_ms`); with `refreshToken`, renewal starts from it. */
+  readonly tokenExpiresAtMs?: number;
+  /**
+   * Gets a new token before the current one expires (at 80 % of its remaining life), e.g.
+   * `() => http.refresh()`. Reconnects use the newest token; an open socket keeps running on the
+   * one it was opened with. Retried on failure until the token expires; a refusal
+   * (UNAUTHENTICATED: logged out or expired) stops it, and the next reconnect is then refused.
+   */
+  readonly refreshToken?: () => Promise<TokenGrant>;
   readonly deviceId: string;
   /** Resume point: the last inbox_seq this device acknowledged. */
   readonly lastInboxSeq?: number;
@@ -45,6 +55,8 @@ export class ParleyError extends Error {
 
 interface Events {
   welcome: Welcome;
+  /** A refresh got a new token (store it if the app keeps tokens across restarts). */
+  token: TokenGrant;
   delivery: Delivery;
   presence: Presence;
   /** A socket closed; `willReconnect` tells whether the client tries again. */
@@ -72,6 +84,10 @@ interface PendingSend {
 const OPEN = 1;
 /** Server answers that mean "not done, or not certainly done; the same request may be repeated". */
 const RETRYABLE = new Set(['UNAVAILABLE', 'TIMEOUT', 'OVERLOADED']);
+/** Never refresh sooner than this after the last token: bounds the rate if clocks disagree. */
+const MIN_REFRESH_DELAY_MS = 1_000;
+/** setTimeout's longest delay (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Close codes after which reconnecting would be refused again. */
 const FINAL_CLOSES = new Set([1008, 4001]);
 
@@ -98,6 +114,9 @@ export class ParleyClient {
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private currentToken: string;
+  private tokenExpiresAtMs: number | undefined;
   private acked: number;
   private received: number;
   private readonly timeoutMs: number;
@@ -114,6 +133,13 @@ export class ParleyClient {
     this.received = this.acked;
     this.timeoutMs = o.requestTimeoutMs ?? 10_000;
     this.sendRetries = o.sendRetries ?? 4;
+    this.currentToken = o.token;
+    this.tokenExpiresAtMs = o.tokenExpiresAtMs;
+  }
+
+  /** The token the next connection says hello with: the newest one. */
+  get token(): string {
+    return this.currentToken;
   }
 
   /** The highest inbox_seq acknowledged: where a later session should resume. */
@@ -137,6 +163,7 @@ export class ParleyClient {
   /** Opens the connection; resolves with the welcome. */
   connect(): Promise<Welcome> {
     this.closedByUser = false;
+    if (this.refreshTimer === undefined) this.scheduleRefresh();
     return new Promise((resolve, reject) => {
       const offWelcome = this.on('welcome', (w) => {
         offWelcome();
@@ -190,6 +217,8 @@ export class ParleyClient {
   close(): void {
     this.closedByUser = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
     this.flushAck();
     this.ws?.close(1000, 'bye');
     this.teardown(new ParleyError('CLOSED', 'client closed'));
@@ -208,7 +237,7 @@ export class ParleyClient {
     const ws = new this.WS(url);
     this.ws = ws;
     ws.binaryType = 'arraybuffer';
-    ws.onopen = () => this.frame(0, 'hello', { token: this.o.token, device_id: this.o.deviceId, last_inbox_seq: this.acked });
+    ws.onopen = () => this.frame(0, 'hello', { token: this.currentToken, device_id: this.o.deviceId, last_inbox_seq: this.acked });
     ws.onmessage = (ev) => this.onFrame(ev.data);
     ws.onerror = () => undefined; // the close event follows and carries what we act on
     ws.onclose = (ev) => {
@@ -220,6 +249,41 @@ export class ParleyClient {
       else for (const s of this.sends.values()) s.reject(new ParleyError('UNAVAILABLE', `connection closed (${ev.code})`));
       if (!willReconnect) this.sends.clear();
     };
+  }
+
+  /** Plans the next refresh: at 80 % of the token's remaining life, or after `delayMs`. */
+  private scheduleRefresh(delayMs?: number): void {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    if (!this.o.refreshToken || this.tokenExpiresAtMs === undefined || this.closedByUser) return;
+    const delay = delayMs ?? Math.max(MIN_REFRESH_DELAY_MS, 0.8 * (this.tokenExpiresAtMs - Date.now()));
+    this.refreshTimer = setTimeout(() => void this.refresh(), Math.min(delay, MAX_TIMER_MS));
+  }
+
+  private async refresh(): Promise<void> {
+    let grant: TokenGrant;
+    try {
+      grant = await this.o.refreshToken!();
+    } catch (err) {
+      if (this.closedByUser) return;
+      const code = (err as { code?: unknown }).code;
+      const left = this.tokenExpiresAtMs! - Date.now();
+      if (code === 'UNAUTHENTICATED' || left <= 0) {
+        // Logged out or expired: no token will come. The open socket, if any, stays until it
+        // closes; the reconnect after that is refused (1008) and final.
+        this.refreshTimer = undefined;
+        this.emit('error', new ParleyError('UNAUTHENTICATED', `token not refreshed: ${(err as Error).message ?? String(err)}`));
+        return;
+      }
+      // Unreachable or failing server: try again well before the token runs out.
+      this.scheduleRefresh(Math.min(30_000, Math.max(MIN_REFRESH_DELAY_MS, left / 4)));
+      return;
+    }
+    if (this.closedByUser) return;
+    this.currentToken = grant.token;
+    this.tokenExpiresAtMs = grant.expires_at_ms;
+    this.scheduleRefresh();
+    this.emit('token', grant);
   }
 
   private scheduleReconnect(): void {
@@ -322,6 +386,11 @@ export class ParleyClient {
 
   private onWelcome(w: Welcome): void {
     this.welcome = w;
+    // The server resumes after this device's stored cursor when it is ahead of our seq: entries up
+    // to it will not come (sync reads them), and a later session resumes there too.
+    const resumed = w.resumed_after_inbox_seq ?? 0;
+    if (resumed > this.received) this.received = resumed;
+    if (resumed > this.acked) this.acked = resumed;
     this.ready = true;
     this.attempts = 0;
     clearInterval(this.heartbeat);

@@ -63,6 +63,7 @@ function numbersInServerFrame(f: Mutable): void {
   switch (f.body) {
     case 'welcome':
       (f.welcome as Mutable).inbox_head_seq = num((f.welcome as Mutable).inbox_head_seq);
+      (f.welcome as Mutable).resumed_after_inbox_seq = num((f.welcome as Mutable).resumed_after_inbox_seq);
       break;
     case 'send_ack':
       fixMessage(f.send_ack as Mutable);

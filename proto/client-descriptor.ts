@@ -209,6 +209,10 @@ export const clientDescriptor = {
                 "node_id": {
                   "type": "string",
                   "id": 5
+                },
+                "resumed_after_inbox_seq": {
+                  "type": "uint64",
+                  "id": 6
                 }
               }
             },

@@ -17,7 +17,7 @@ export interface Message {
   created_at_ms: number;
   channel_seq: number;
 }
-export interface Welcome { user_id: string; device_id: string; inbox_head_seq: number; heartbeat_interval_ms: number; node_id: string }
+export interface Welcome { user_id: string; device_id: string; inbox_head_seq: number; heartbeat_interval_ms: number; node_id: string; resumed_after_inbox_seq: number }
 export interface SendAck { channel_id: string; client_msg_id: string; message_id: string; channel_seq: number; created_at_ms: number }
 export interface Delivery { inbox_seq: number; message: Message }
 export interface SyncResult { deliveries: Delivery[]; has_more: boolean }

@@ -3,10 +3,12 @@ import { HttpError, HttpRouter, type HttpRequest } from '../../runtime/gateway/i
 import { KeyedRateLimiter } from '../../runtime/limits/token-bucket.ts';
 import type { Message, SendAck } from '../../proto/client-frames.ts';
 import type { Accounts } from '../auth/accounts.ts';
-import type { TokenSigner } from '../auth/tokens.ts';
+import type { Revocations } from '../auth/revocations.ts';
+import type { TokenClaims, TokenSigner } from '../auth/tokens.ts';
 import type { ChannelInfo } from '../channel/channel-messages.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
+import type { SendAllowance } from '../limits/send-allowance.ts';
 import { validateSend } from '../session/session-actor.ts';
 import { MAX_GROUP_MEMBERS, Tables, type ChannelMeta } from '../tables.ts';
 
@@ -24,7 +26,11 @@ export interface HttpApiOptions {
   readonly deps: ChatDeps;
   readonly accounts: Accounts;
   readonly signer: TokenSigner;
+  /** Logged-out logins, refused like invalid tokens. */
+  readonly revocations: Revocations;
   readonly discovery: Discovery;
+  /** The node's send admission, shared with the WebSocket sessions. */
+  readonly sendAllowance: SendAllowance;
   /** Signups plus logins allowed per client address per minute. */
   readonly authPerMinute: number;
   readonly health: () => Record<string, unknown>;
@@ -39,12 +45,15 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
   const limitAuth = (req: HttpRequest): void => {
     if (!authLimiter.take(req.remoteAddress)) throw new HttpError(429, ChatCodes.RATE_LIMITED, 'too many signups or logins from this address');
   };
-  const authenticate = (req: HttpRequest): string => {
+  /** The bearer token's claims: signed, unexpired and not logged out (no store read). */
+  const bearer = (req: HttpRequest): TokenClaims => {
     const m = /^Bearer (.+)$/.exec(req.authorization);
     const claims = m ? signer.verify(m[1]!) : undefined;
     if (!claims) throw new HttpError(401, ChatCodes.UNAUTHENTICATED, m ? 'invalid or expired token' : 'missing bearer token');
-    return claims.sub;
+    if (o.revocations.isRevoked(claims.sid)) throw new HttpError(401, ChatCodes.UNAUTHENTICATED, 'logged out: this login session was revoked');
+    return claims;
   };
+  const authenticate = (req: HttpRequest): string => bearer(req).sub;
   const body = (req: HttpRequest): Record<string, unknown> => {
     const b = req.json();
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new HttpError(400, ChatCodes.INVALID_ARGUMENT, 'body must be a JSON object');
@@ -70,7 +79,21 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       limitAuth(req);
       const b = body(req);
       const userId = await accounts.login(b.username, b.password);
-      return { status: 200, body: { token: signer.issue(userId), user_id: userId, servers: discovery.servers() } };
+      const issued = signer.issue(userId);
+      return { status: 200, body: { token: issued.token, expires_at_ms: issued.expiresAtMs, user_id: userId, servers: discovery.servers() } };
+    })
+    // A new token of the same login (its sid), valid for a full lifetime; the presented one stays
+    // valid until it expires or the login is logged out.
+    .add('POST', '/v1/sessions/refresh', (req) => {
+      const claims = bearer(req);
+      const issued = signer.issue(claims.sub, Date.now(), claims.sid);
+      return { status: 200, body: { token: issued.token, expires_at_ms: issued.expiresAtMs } };
+    })
+    // Logout: every token of this login is refused on every node (within about a second on the
+    // others) and its sockets are closed with 1008; the user's other logins are untouched.
+    .add('DELETE', '/v1/sessions', async (req) => {
+      await o.revocations.revoke(bearer(req), signer.ttlSeconds);
+      return { status: 200, body: {} };
     })
     .add('GET', '/v1/servers', () => ({ status: 200, body: { servers: discovery.servers() } }))
     .add('POST', '/v1/friends', async (req) => {
@@ -154,9 +177,11 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       const b = body(req);
       const channelId = req.params.id!;
       validateSend(channelId, b.client_msg_id, b.text);
-      const ack = await channels(deps, channelId).ask<SendAck>(
-        { type: 'send', senderId: me, clientMsgId: b.client_msg_id as string, text: b.text as string },
-        { timeoutMs: deps.timings.fanoutTimeoutMs * 2 },
+      const ack = await o.sendAllowance.admit(me, () =>
+        channels(deps, channelId).ask<SendAck>(
+          { type: 'send', senderId: me, clientMsgId: b.client_msg_id as string, text: b.text as string },
+          { timeoutMs: deps.timings.fanoutTimeoutMs * 2 },
+        ),
       );
       return { status: 201, body: { message_id: ack.message_id, channel_seq: ack.channel_seq, created_at_ms: ack.created_at_ms } };
     })

@@ -1,12 +1,13 @@
 import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.ts';
 import { codeOf } from '../../runtime/errors.ts';
 import type { Connection } from '../../runtime/gateway/index.ts';
-import { TokenBucket } from '../../runtime/limits/token-bucket.ts';
 import { encodeServerFrame } from '../../proto/client-codec.ts';
 import type { ClientFrame, Message, SendAck, ServerBody, ServerBodyName } from '../../proto/client-frames.ts';
+import type { Revocations } from '../auth/revocations.ts';
 import type { TokenSigner } from '../auth/tokens.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
+import type { SendAllowance } from '../limits/send-allowance.ts';
 import { MAX_CLIENT_ID, MAX_TEXT_CODE_POINTS } from '../tables.ts';
 import { readInbox } from '../user/inbox-reader.ts';
 import type { SessionMessage } from './session-messages.ts';
@@ -23,18 +24,15 @@ export const CloseCodes = {
 
 export interface SessionSettings {
   readonly signer: TokenSigner;
-  readonly sendRatePerSec: number;
-  readonly sendBurst: number;
+  /** Logged-out logins: refused at hello, and a session of one closed when it is logged out. */
+  readonly revocations: Revocations;
+  /** The node's send admission, shared with the HTTP API (per-user rate, node-wide in-flight bound). */
+  readonly allowance: SendAllowance;
   /** Stop pushing and fall back to paging from the inbox above this many buffered bytes. */
   readonly highWaterBytes: number;
   readonly catchUpPage: number;
-  /**
-   * Sends in flight on this node, shared by all its sessions. Past `max`, a send is refused
-   * with OVERLOADED at once: accepting work the node cannot finish in time only turns into
-   * timeouts, retries and more work (a collapse), while a quick refusal keeps the latency of
-   * accepted sends bounded and tells clients to back off.
-   */
-  readonly inflight: { count: number; readonly max: number };
+  /** Called once when the session actor stops, for the node's count of live sessions. */
+  readonly sessionEnded: () => void;
 }
 
 const MAX_SYNC = 500;
@@ -52,12 +50,13 @@ const MAX_SYNC = 500;
 class SessionActor implements Actor<SessionMessage> {
   private phase: 'new' | 'authenticating' | 'ready' | 'closed' = 'new';
   private userId = '';
+  /** The login (token sid) this session was opened with; a logout of it closes the session. */
+  private sid = '';
   private deviceId = '';
   private lastSent = 0;
   private catchingUp = false;
   private waitingForDrain = false;
   private lastTouchMs = 0;
-  private limiter: TokenBucket | undefined;
 
   constructor(
     private readonly ctx: ActorContext<SessionMessage>,
@@ -71,7 +70,12 @@ class SessionActor implements Actor<SessionMessage> {
   }
 
   receive(m: SessionMessage): unknown {
-    if (this.phase === 'closed') return undefined;
+    if (this.phase === 'closed') {
+      // Refused or failed before it was ready: nothing to tell the user actor, but the actor must
+      // still end with its socket, or every refused hello would leave one behind for good.
+      if (m.type === 'closed') this.ctx.stop();
+      return undefined;
+    }
     switch (m.type) {
       case 'frame':
         return this.onFrame(m.frame);
@@ -85,6 +89,13 @@ class SessionActor implements Actor<SessionMessage> {
         return undefined;
       case 'superseded':
         this.conn.close(CloseCodes.SUPERSEDED, 'another connection of this device took over');
+        return undefined;
+      case 'revoked':
+        // Logged out: say so, close (1008: the SDK does not retry it) and let the device go now,
+        // so presence turns offline at once rather than after the socket's close event.
+        this.error(0, ChatCodes.UNAUTHENTICATED, 'logged out: this login session was revoked');
+        this.conn.close(CloseCodes.POLICY, ChatCodes.UNAUTHENTICATED);
+        this.onClosed(false);
         return undefined;
       case 'catchUp':
         return this.catchUp();
@@ -173,14 +184,18 @@ class SessionActor implements Actor<SessionMessage> {
   private async hello(ref: number, token: string, deviceId: string, lastInboxSeq: number): Promise<void> {
     const claims = this.settings.signer.verify(token);
     if (!claims) return this.refuse(ref, ChatCodes.UNAUTHENTICATED, 'invalid or expired token');
+    if (this.settings.revocations.isRevoked(claims.sid)) return this.refuse(ref, ChatCodes.UNAUTHENTICATED, 'logged out: this login session was revoked');
     if (!deviceId || deviceId.length > MAX_CLIENT_ID) return this.refuse(ref, ChatCodes.INVALID_ARGUMENT, `device_id must be 1-${MAX_CLIENT_ID} characters`);
     this.phase = 'authenticating';
+    // Tracked in the same turn as the check above: a logout applied after it finds this session.
+    this.sid = claims.sid;
+    this.settings.revocations.track(this.sid, this.key);
     this.userId = claims.sub;
     this.deviceId = deviceId;
-    this.limiter = new TokenBucket(this.settings.sendRatePerSec, this.settings.sendBurst);
     let head: number;
+    let cursor: number;
     try {
-      ({ inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number }>({ type: 'connect', deviceId, session: this.key }));
+      ({ inbox_head_seq: head, cursor } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number; cursor: number }>({ type: 'connect', deviceId, session: this.key }));
     } catch (err) {
       // Transient (the user actor is moving or its node is gone): tell the client to come back
       // (1013 Try Again Later), not 1008, which the SDK rightly treats as final.
@@ -193,13 +208,17 @@ class SessionActor implements Actor<SessionMessage> {
     if (this.phase !== 'authenticating') return; // closed while we waited
     this.phase = 'ready';
     this.lastTouchMs = Date.now();
-    this.lastSent = Math.min(lastInboxSeq, head);
+    // Resume after what this device acked last, even if the client says less (it keeps no seq, or
+    // lost it): replaying what the device has seen only costs it and us. Older entries stay
+    // readable with sync.
+    this.lastSent = Math.min(Math.max(lastInboxSeq, cursor), head);
     this.write(ref, 'welcome', {
       user_id: this.userId,
       device_id: deviceId,
       inbox_head_seq: head,
       heartbeat_interval_ms: this.deps.timings.heartbeatIntervalMs,
       node_id: this.deps.nodeId,
+      resumed_after_inbox_seq: this.lastSent,
     });
     if (this.lastSent < head) this.startCatchUp();
   }
@@ -211,7 +230,7 @@ class SessionActor implements Actor<SessionMessage> {
   private async reattach(): Promise<void> {
     if (this.phase !== 'ready') return;
     try {
-      const { inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number }>({
+      const { inbox_head_seq: head } = await users(this.deps, this.userId).ask<{ inbox_head_seq: number; cursor: number }>({
         type: 'connect',
         deviceId: this.deviceId,
         session: this.key,
@@ -236,26 +255,20 @@ class SessionActor implements Actor<SessionMessage> {
   }
 
   private send(ref: number, channelId: string, clientMsgId: string, text: string): void {
-    if (!this.limiter!.take()) return this.error(ref, ChatCodes.RATE_LIMITED, `at most ${this.settings.sendRatePerSec} messages/s`);
     try {
       validateSend(channelId, clientMsgId, text);
     } catch (err) {
       return this.error(ref, codeOf(err), (err as Error).message);
     }
-    const inflight = this.settings.inflight;
-    if (inflight.count >= inflight.max) return this.error(ref, ChatCodes.OVERLOADED, 'server busy; retry shortly');
-    inflight.count++;
-    this.reply(ref, async () => {
-      try {
+    this.reply(ref, () =>
+      this.settings.allowance.admit(this.userId, async () => {
         const ack = await channels(this.deps, channelId).ask<SendAck>(
           { type: 'send', senderId: this.userId, clientMsgId, text },
           { timeoutMs: this.deps.timings.fanoutTimeoutMs * 2 },
         );
         this.write(ref, 'send_ack', ack);
-      } finally {
-        inflight.count--;
-      }
-    });
+      }),
+    );
   }
 
   private onDelivery(inboxSeq: number, message: Message): void {
@@ -302,6 +315,8 @@ class SessionActor implements Actor<SessionMessage> {
 
   /** Also reached when the session is stopped without its 'closed' message (mailbox full). */
   onDeactivate(): void {
+    this.settings.sessionEnded();
+    if (this.sid) this.settings.revocations.untrack(this.sid, this.key);
     if (this.phase !== 'closed') {
       // Stopped by a failure or a shutdown while the socket is open: never leave a socket that
       // nothing reads; the client reconnects and resumes.

@@ -9,6 +9,8 @@ export type SessionMessage =
   | { type: 'presenceSnapshot'; presences: readonly Presence[] }
   /** Another connection of the same device took over. */
   | { type: 'superseded' }
+  /** The login whose token opened this session was logged out (on any node). */
+  | { type: 'revoked' }
   /** The user's actor may have moved (membership changed): register again and catch up. */
   | { type: 'reattach' }
   /** Internal: push the next page of the inbox backlog. */

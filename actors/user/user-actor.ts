@@ -9,6 +9,11 @@ import { Journals, Tables, type InboxRef } from '../tables.ts';
 import type { UserMessage } from './user-messages.ts';
 
 const SNAPSHOT_EVERY = 64;
+/**
+ * Device cursors are written at most this often per user. A hello resumes after the later of the
+ * client's last_inbox_seq and the cursor (see connect), so a cursor lost in a crash (kill -9: up
+ * to this long of acks) only replays entries the device already had; a clean stop flushes all.
+ */
 const CURSOR_FLUSH_MS = 1_000;
 const COMEMBER_CACHE_MS = 10_000;
 const MAX_PRESENCE_QUERY = 500;
@@ -16,6 +21,12 @@ const MAX_PRESENCE_QUERY = 500;
 interface Snapshot {
   readonly head: number;
   readonly lastSeen: [string, number][];
+}
+
+/** A device cursor row (Tables.cursor). */
+interface StoredCursor {
+  readonly inbox_seq: number;
+  readonly updated_at_ms: number;
 }
 
 interface Device {
@@ -47,6 +58,7 @@ class UserActor implements Actor<UserMessage> {
   private broken = false;
   private devices: Map<string, Device> | undefined;
   private dirtyCursors: Map<string, number> | undefined;
+  private flushingCursors: Map<string, number> | undefined;
   private friends: string[] | undefined;
   private comembers: { ids: Set<string>; atMs: number } | undefined;
 
@@ -229,7 +241,9 @@ class UserActor implements Actor<UserMessage> {
 
   // ---- Devices and presence
 
-  private async connect(deviceId: string, session: string, reattach: boolean): Promise<{ inbox_head_seq: number }> {
+  private async connect(deviceId: string, session: string, reattach: boolean): Promise<{ inbox_head_seq: number; cursor: number }> {
+    // Read while the device is registered; a reattaching session already has its resume point.
+    const cursor = reattach ? undefined : this.cursorOf(deviceId);
     this.devices ??= new Map();
     const prior = this.devices.get(deviceId);
     if (prior && prior.session !== session) {
@@ -244,7 +258,7 @@ class UserActor implements Actor<UserMessage> {
     if (prior?.session !== session) await this.indexNode(session, true);
     if (!wasOnline) await this.transition(true);
     if (reattach && !prior) await this.sendPresenceSnapshot(session);
-    return { inbox_head_seq: this.durableHead };
+    return { inbox_head_seq: this.durableHead, cursor: Math.min((await cursor) ?? 0, this.durableHead) };
   }
 
   /**
@@ -379,11 +393,28 @@ class UserActor implements Actor<UserMessage> {
 
   // ---- Cursors
 
+  /**
+   * Where the device last acked: the newest of what is waiting to be flushed, what is being
+   * flushed and what is stored. Advisory like the cursor itself: if the store cannot be read, the
+   * session resumes from the client's own last_inbox_seq (more replay, never a loss).
+   */
+  private async cursorOf(deviceId: string): Promise<number> {
+    const pending = Math.max(this.dirtyCursors?.get(deviceId) ?? 0, this.flushingCursors?.get(deviceId) ?? 0);
+    try {
+      const raw = await this.deps.store.kv.get(Tables.cursor, this.id, deviceId);
+      const stored = raw ? (JSON.parse(raw) as StoredCursor).inbox_seq : 0;
+      return Math.max(pending, Number.isSafeInteger(stored) ? stored : 0);
+    } catch (err) {
+      this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'device cursor not read; resuming from the client\'s seq');
+      return pending;
+    }
+  }
+
   private ack(deviceId: string, inboxSeq: number): void {
     if (!Number.isSafeInteger(inboxSeq) || inboxSeq < 0) return;
     this.dirtyCursors ??= new Map();
     this.dirtyCursors.set(deviceId, Math.min(Math.max(inboxSeq, this.dirtyCursors.get(deviceId) ?? 0), this.head));
-    // Cursors are advisory (a client resumes from its own last acked seq), so they are
+    // A lagging cursor costs a replay, never a loss (see CURSOR_FLUSH_MS), so cursors are
     // written at most once a second per user rather than once per ack.
     if (!this.ctx.timers.has('cursors')) this.ctx.timers.once('cursors', CURSOR_FLUSH_MS, { type: 'flushCursors' });
   }
@@ -392,16 +423,22 @@ class UserActor implements Actor<UserMessage> {
     const dirty = this.dirtyCursors;
     if (!dirty || dirty.size === 0) return;
     this.dirtyCursors = undefined;
+    // Kept until written, so a connect meanwhile still sees these acks (see cursorOf).
+    this.flushingCursors = dirty;
     const now = Date.now();
-    await this.deps.store.kv.write(
-      [...dirty].map(([device, seq]) => ({
-        op: 'put' as const,
-        table: Tables.cursor,
-        partition: this.id,
-        key: device,
-        value: JSON.stringify({ inbox_seq: seq, updated_at_ms: now }),
-      })),
-    );
+    try {
+      await this.deps.store.kv.write(
+        [...dirty].map(([device, seq]) => ({
+          op: 'put' as const,
+          table: Tables.cursor,
+          partition: this.id,
+          key: device,
+          value: JSON.stringify({ inbox_seq: seq, updated_at_ms: now } satisfies StoredCursor),
+        })),
+      );
+    } finally {
+      if (this.flushingCursors === dirty) this.flushingCursors = undefined;
+    }
   }
 }
 

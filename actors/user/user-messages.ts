@@ -12,7 +12,8 @@ export type UserMessage =
   | { type: 'left'; channelId: string }
   /**
    * From a session after hello, or again (`reattach`) when its user actor may have moved. Reply:
-   * { inbox_head_seq }.
+   * { inbox_head_seq, cursor }: the durable head and the device's last ack (stored or not yet
+   * flushed, at most the head; 0 on reattach).
    */
   | { type: 'connect'; deviceId: string; session: string; reattach?: boolean }
   | { type: 'disconnect'; deviceId: string; session: string; silent: boolean }

@@ -304,7 +304,9 @@ export class Gateway {
       if (err instanceof HttpError) return { status: err.status, body: errorBody(err.code, err.message) };
       if (isCoded(err)) {
         const status = this.options.statusForCode(err.code);
-        if (status >= 500) this.options.log.error({ err, path: req.path }, 'http handler failed');
+        // An expected refusal (load shedding answers 503) is an answer, not a fault: no log line
+        // per request while the node sheds load.
+        if (status >= 500 && !err.expected) this.options.log.error({ err, path: req.path }, 'http handler failed');
         return { status, body: errorBody(err.code, err.message) };
       }
       this.options.log.error({ err, path: req.path }, 'http handler failed');

@@ -32,7 +32,11 @@ export class TokenBucket {
   }
 }
 
-/** Buckets per key (a client address), forgetting keys that have been full for a while. */
+/**
+ * Buckets per key (a client address, a user), forgetting keys that have been full for a while:
+ * at most once a minute the full ones are dropped (a full bucket and no bucket behave alike), so
+ * memory follows the keys active in the last minute or so, not every key ever seen.
+ */
 export class KeyedRateLimiter {
   private readonly buckets = new Map<string, TokenBucket>();
   private lastPruneMs = Date.now();
@@ -41,6 +45,11 @@ export class KeyedRateLimiter {
     private readonly ratePerSec: number,
     private readonly burst: number,
   ) {}
+
+  /** Keys held now: those seen since the last prune, plus those not yet refilled. */
+  get size(): number {
+    return this.buckets.size;
+  }
 
   take(key: string, now = Date.now()): boolean {
     if (now - this.lastPruneMs > 60_000) {

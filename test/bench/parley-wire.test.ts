@@ -55,6 +55,6 @@ test('the scanner reads deliveries, acks, errors and welcomes as the real codec 
   t.is(scan.ref, 55);
   t.is(scan.errorCode, 'RATE_LIMITED');
 
-  const welcome = encodeServerFrame(0, 'welcome', { user_id: 'u', device_id: 'd', inbox_head_seq: 9, heartbeat_interval_ms: 5000, node_id: 'n1' });
+  const welcome = encodeServerFrame(0, 'welcome', { user_id: 'u', device_id: 'd', inbox_head_seq: 9, heartbeat_interval_ms: 5000, node_id: 'n1', resumed_after_inbox_seq: 0 });
   t.is(scanServerFrame(welcome, scan).body, ServerBody.welcome);
 });

@@ -45,7 +45,7 @@ test.serial('cassandra outage - sends during it get UNAVAILABLE and no ack; ever
   await new Promise((r) => setTimeout(r, 500));
   while (Date.now() < duringEnd) {
     await sendOne();
-    await new Promise((r) => setTimeout(r, 50)); // stay under the per-session rate limit
+    await new Promise((r) => setTimeout(r, 50)); // stay under the per-user rate limit
   }
   await outage;
   t.true(refused.length > 0, 'some sends were refused during the outage');

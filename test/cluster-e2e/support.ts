@@ -394,13 +394,18 @@ export function checkHistory(channelId: string, messages: readonly Message[], ac
 
 /**
  * Per-connection checks of a device's raw frames: deliveries on each connection go in inbox
- * order without gap or repeat, and each connection starts right after the hello's resume point.
+ * order without gap or repeat, and each connection starts right after its resume point (the
+ * hello's seq, or the device's stored cursor when that is later; never earlier than the hello's).
  */
 export function checkConnections(device: Device): string[] {
   const problems: string[] = [];
   device.conns.forEach((c, i) => {
     const what = `${device.user.username}/${device.deviceId} conn ${i} (${c.welcome?.node_id ?? 'no welcome'})`;
-    let prev = c.helloFrom;
+    const resumed = c.welcome?.resumed_after_inbox_seq;
+    if (resumed !== undefined && c.helloFrom !== undefined && resumed < c.helloFrom && resumed < c.welcome!.inbox_head_seq) {
+      problems.push(`${what}: resumed after ${resumed}, before the hello's ${c.helloFrom}`);
+    }
+    let prev = resumed === undefined ? c.helloFrom : Math.max(resumed, c.helloFrom ?? 0);
     for (const d of c.deliveries) {
       if (prev !== undefined && d.inbox_seq !== prev + 1) {
         problems.push(`${what}: inbox_seq ${d.inbox_seq} after ${prev}`);

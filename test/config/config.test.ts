@@ -45,6 +45,11 @@ test('config - unknown keys and bad values are refused with the setting named', 
   t.throws(() => loadConfig({ config: file }, {}), { message: /unknown setting "prot"/ });
   t.throws(() => loadConfig({ port: '70000' }, {}), { message: /--port must be at most 65535/ });
   t.throws(() => loadConfig({}, { PARLEY_NODE_NUMBER: '1024' }), { message: /PARLEY_NODE_NUMBER must be at most 1023/ });
+  // Token lifetime: 10 s (tests) to 30 days (how long a starting node looks ahead for logouts).
+  t.is(loadConfig({ token_ttl_s: '10' }, {}).token_ttl_s, 10);
+  t.throws(() => loadConfig({ token_ttl_s: '9' }, {}), { message: /--token-ttl-s must be at least 10/ });
+  t.is(loadConfig({ token_ttl_s: '2592000' }, {}).token_ttl_s, 2_592_000);
+  t.throws(() => loadConfig({ token_ttl_s: '2592001' }, {}), { message: /--token-ttl-s must be at most 2592000/ });
   writeFileSync(file, '{ not json');
   t.throws(() => loadConfig({ config: file }, {}), { message: /cannot read config file/ });
 });

@@ -8,7 +8,7 @@ import { connect, eventually, newUser, startServer, type ServerHandle, type Test
 let server: ServerHandle;
 
 test.before(async () => {
-  // A small per-session send rate keeps the rate-limit test short; the contract's default (50/s,
+  // A small per-user send rate keeps the rate-limit test short; the contract's default (50/s,
   // burst 100) is checked against config in test/config.
   server = await startServer({ flags: { 'send-rate': '20', 'send-burst': '40' } });
 });
@@ -185,7 +185,7 @@ test('limits - over WebSocket the largest valid send fits a frame; a frame of ex
   t.false(r.frames.some((f) => f.ref === 4));
 });
 
-test('limits - sending faster than the session rate gets RATE_LIMITED and loses nothing sent before', async (t) => {
+test('limits - sending faster than the user\'s rate gets RATE_LIMITED and loses nothing sent before', async (t) => {
   const a = await newUser(server);
   const b = await newUser(server);
   const { channel_id } = await a.http.openDm(b.userId);
@@ -338,3 +338,42 @@ test('http - signup validation: username 3-32 of a-z 0-9 _ . -, password at leas
   t.is(login.status, 401);
   t.is(login.json.error?.code, 'UNAUTHENTICATED');
 });
+
+test('bad input - refused sockets leave no session behind: healthz sessions and connections return to 0', async (t) => {
+  const own = await startServer();
+  try {
+    const u = await newUser(own);
+    const health = async (): Promise<{ sessions: number; connections: number }> => (await fetch(`${own.baseUrl}/healthz`)).json() as Promise<{ sessions: number; connections: number }>;
+    const closes: Promise<number>[] = [];
+    for (let i = 0; i < 10; i++) {
+      const ws = new WebSocket(own.wsUrl);
+      closes.push(new Promise((resolve) => ws.on('close', (code) => resolve(code))));
+      await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      });
+      // Bad tokens, a send before hello, a bad device id, an undecodable frame.
+      if (i % 4 === 0) ws.send(encodeClientFrame(1, 'hello', { token: 'nonsense', device_id: 'd', last_inbox_seq: 0 }));
+      else if (i % 4 === 1) ws.send(encodeClientFrame(1, 'send', { channel_id: 'x', client_msg_id: 'y', text: 'z' }));
+      else if (i % 4 === 2) ws.send(encodeClientFrame(1, 'hello', { token: u.token, device_id: '', last_inbox_seq: 0 }));
+      else ws.send(Buffer.from([0xff, 0xff]));
+    }
+    t.deepEqual([...new Set(await Promise.all(closes))], [1008]);
+    // A session that was ready and closed normally ends too.
+    const c = await connect(own, u);
+    c.client.close();
+    t.true(await waitForHealth(health), JSON.stringify(await health()));
+  } finally {
+    await own.stop();
+  }
+});
+
+/** Polls /healthz until no session and no connection is left (5 s at most). */
+async function waitForHealth(health: () => Promise<{ sessions: number; connections: number }>): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    const h = await health();
+    if (h.sessions === 0 && h.connections === 0) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
