@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { silentLogger } from '../runtime/log.ts';
 import { openStore } from '../runtime/storage/open-store.ts';
-import type { Journal } from '../runtime/storage/journal.ts';
+import type { Journal, JournalEvent } from '../runtime/storage/journal.ts';
 
 const { values } = parseArgs({
   options: {
@@ -32,7 +32,7 @@ if (!values.store) {
 const singleCount = Number(values.single);
 const pidCount = Number(values.pids);
 const seconds = Number(values.seconds);
-const payload = 'x'.repeat(Number(values.bytes));
+const payload = Buffer.from('x'.repeat(Number(values.bytes)));
 const dedup = !values['no-dedup'];
 const run = randomUUID().slice(0, 8);
 
@@ -52,7 +52,7 @@ function summarize(latencies: number[]): Summary {
 }
 
 /** A chat-message-like event: a payload, a time-sortable key and a dedup key. */
-function event(seq: number): { seq: number; data: string; key: bigint; dedupKey?: string } {
+function event(seq: number): JournalEvent {
   return { seq, data: payload, key: BigInt(Date.now()) * 4096n + BigInt(seq % 4096), ...(dedup ? { dedupKey: `client-${seq}` } : {}) };
 }
 

@@ -14,7 +14,7 @@ import { findFreePort, startCassandra, type RunningService } from '../../runtime
 import { CassandraStore, type CassandraStoreOptions } from '../../runtime/storage/cassandra/cassandra-store.ts';
 import { openStore } from '../../runtime/storage/open-store.ts';
 import { StoreCodes } from '../../runtime/storage/store.ts';
-import { runStoreContract } from './contract.ts';
+import { runStoreContract, textual } from './contract.ts';
 
 /** Small buckets, so that the contract's 25-event journals cross several partitions. */
 const BUCKET_SIZE = 7;
@@ -64,26 +64,25 @@ test('cassandra: an append whose writer died after the commit is rolled forward,
   let die = false;
   const dying = await CassandraStore.open(options({ faults: { afterCommit: async () => { if (die) throw new Error('writer died'); } } }));
   t.teardown(() => dying.close());
-  const epoch = await dying.journal.acquire(pid, 'dying');
-  await dying.journal.append(pid, epoch, events(1, 3));
+  const epoch = await textual(dying.journal).acquire(pid, 'dying');
+  await textual(dying.journal).append(pid, epoch, events(1, 3));
   die = true;
   // Committed in the head row, never written to the journal: the writer "died" in between.
-  await t.throwsAsync(dying.journal.append(pid, epoch, events(4, 2)), { instanceOf: CodedError, code: StoreCodes.UNAVAILABLE });
+  await t.throwsAsync(textual(dying.journal).append(pid, epoch, events(4, 2)), { instanceOf: CodedError, code: StoreCodes.UNAVAILABLE });
 
   const other = await CassandraStore.open(options());
   t.teardown(() => other.close());
   // A reader elsewhere sees a prefix, never a hole, and no event that is not there.
-  t.deepEqual((await other.journal.read(pid, 0, 100)).map((e) => e.seq), [1, 2, 3]);
-  t.deepEqual((await other.journal.readSeqs(pid, [4, 5])).map((e) => e.seq), []);
+  t.deepEqual((await textual(other.journal).read(pid, 0, 100)).map((e) => e.seq), [1, 2, 3]);
   // The next owner acquires first, which writes the committed events before it returns.
-  const next = await other.journal.acquire(pid, 'next');
-  t.deepEqual(await other.journal.read(pid, 0, 100), events(1, 5));
-  t.is(await other.journal.highestSeq(pid), 5);
-  await t.throwsAsync(other.journal.append(pid, next, events(5, 1)), { code: StoreCodes.SEQ_CONFLICT });
-  await other.journal.append(pid, next, events(6, 1));
-  t.deepEqual((await other.journal.readBefore(pid, undefined, 100)).map((e) => e.seq), [6, 5, 4, 3, 2, 1]);
+  const next = await textual(other.journal).acquire(pid, 'next');
+  t.deepEqual(await textual(other.journal).read(pid, 0, 100), events(1, 5));
+  t.is(await textual(other.journal).highestSeq(pid), 5);
+  await t.throwsAsync(textual(other.journal).append(pid, next, events(5, 1)), { code: StoreCodes.SEQ_CONFLICT });
+  await textual(other.journal).append(pid, next, events(6, 1));
+  t.deepEqual((await textual(other.journal).readBefore(pid, undefined, 100)).map((e) => e.seq), [6, 5, 4, 3, 2, 1]);
   // And the writer that died is fenced like any older owner.
-  await t.throwsAsync(dying.journal.append(pid, epoch, events(7, 1)), { code: StoreCodes.FENCED });
+  await t.throwsAsync(textual(dying.journal).append(pid, epoch, events(7, 1)), { code: StoreCodes.FENCED });
 });
 
 test('cassandra: after a failed event write the same store rolls forward before it reads or appends', async (t) => {
@@ -91,27 +90,27 @@ test('cassandra: after a failed event write the same store rolls forward before 
   let fail = false;
   const store = await CassandraStore.open(options({ faults: { afterCommit: async () => { if (fail) throw new Error('write failed'); } } }));
   t.teardown(() => store.close());
-  const epoch = await store.journal.acquire(pid, 'a');
-  await store.journal.append(pid, epoch, events(1, 6));
+  const epoch = await textual(store.journal).acquire(pid, 'a');
+  await textual(store.journal).append(pid, epoch, events(1, 6));
   fail = true;
   // Crosses a bucket boundary (seq 7 starts bucket 1), so the roll-forward writes two partitions.
-  await t.throwsAsync(store.journal.append(pid, epoch, events(7, 3)), { code: StoreCodes.UNAVAILABLE });
+  await t.throwsAsync(textual(store.journal).append(pid, epoch, events(7, 3)), { code: StoreCodes.UNAVAILABLE });
   fail = false;
-  t.deepEqual(await store.journal.read(pid, 0, 100), events(1, 9));
-  await store.journal.append(pid, epoch, events(10, 1));
-  t.is(await store.journal.highestSeq(pid), 10);
+  t.deepEqual(await textual(store.journal).read(pid, 0, 100), events(1, 9));
+  await textual(store.journal).append(pid, epoch, events(10, 1));
+  t.is(await textual(store.journal).highestSeq(pid), 10);
 });
 
 test('cassandra: highestSeq never reports a seq that read cannot return', async (t) => {
   const pid = `crash/${randomUUID()}`;
   const dying = await CassandraStore.open(options({ faults: { afterCommit: async () => { throw new Error('writer died'); } } }));
   t.teardown(() => dying.close());
-  const epoch = await dying.journal.acquire(pid, 'dying');
-  await t.throwsAsync(dying.journal.append(pid, epoch, events(1, 2)), { code: StoreCodes.UNAVAILABLE });
+  const epoch = await textual(dying.journal).acquire(pid, 'dying');
+  await t.throwsAsync(textual(dying.journal).append(pid, epoch, events(1, 2)), { code: StoreCodes.UNAVAILABLE });
   const reader = await CassandraStore.open(options());
   t.teardown(() => reader.close());
-  t.is(await reader.journal.highestSeq(pid), 2);
-  t.deepEqual(await reader.journal.read(pid, 0, 10), events(1, 2));
+  t.is(await textual(reader.journal).highestSeq(pid), 2);
+  t.deepEqual(await textual(reader.journal).read(pid, 0, 10), events(1, 2));
 });
 
 test('cassandra: openStore opens a cassandra:// URL', async (t) => {
@@ -119,10 +118,10 @@ test('cassandra: openStore opens a cassandra:// URL', async (t) => {
   t.teardown(() => store.close());
   t.regex(store.describe, /^cassandra:\/\/127\.0\.0\.1:\d+\/parley_test_\w+\?dc=datacenter1&consistency=LOCAL_QUORUM/);
   const pid = `url/${randomUUID()}`;
-  const epoch = await store.journal.acquire(pid, 'n');
-  await store.journal.append(pid, epoch, events(1, 9));
+  const epoch = await textual(store.journal).acquire(pid, 'n');
+  await textual(store.journal).append(pid, epoch, events(1, 9));
   // The bucket size comes from the keyspace, not from the URL that left it out.
-  t.deepEqual((await store.journal.read(pid, 6, 10)).map((e) => e.seq), [7, 8, 9]);
+  t.deepEqual((await textual(store.journal).read(pid, 6, 10)).map((e) => e.seq), [7, 8, 9]);
   await t.throwsAsync(
     openStore(`cassandra://127.0.0.1:${port}/${KEYSPACE}?dc=datacenter1&bucket=100`, { log: silentLogger() }),
     { code: 'CONFIG' },
@@ -136,7 +135,7 @@ test.serial('cassandra: an outage rejects with UNAVAILABLE promptly, and the sam
   const store = await CassandraStore.open(options());
   t.teardown(() => store.close());
   const pids = Array.from({ length: 8 }, () => `outage/${randomUUID()}`);
-  const epochs = await Promise.all(pids.map((pid) => store.journal.acquire(pid, 'node')));
+  const epochs = await Promise.all(pids.map((pid) => textual(store.journal).acquire(pid, 'node')));
   const acked = new Map<string, number[]>(pids.map((pid) => [pid, []]));
   let killedAt = 0;
   const failures: { pid: string; code: string; afterKillMs: number }[] = [];
@@ -145,7 +144,7 @@ test.serial('cassandra: an outage rejects with UNAVAILABLE promptly, and the sam
   const writers = pids.map(async (pid, i) => {
     for (let seq = 1; ; seq++) {
       try {
-        await store.journal.append(pid, epochs[i]!, [{ seq, data: `event-${seq}`, key: BigInt(seq), dedupKey: `req-${seq}` }]);
+        await textual(store.journal).append(pid, epochs[i]!, [{ seq, data: `event-${seq}`, key: BigInt(seq), dedupKey: `req-${seq}` }]);
         acked.get(pid)!.push(seq);
       } catch (err) {
         failures.push({ pid, code: (err as CodedError).code, afterKillMs: killedAt ? Date.now() - killedAt : -1 });
@@ -168,14 +167,13 @@ test.serial('cassandra: an outage rejects with UNAVAILABLE promptly, and the sam
   const pid = pids[0]!;
   const table = `outage${randomUUID().slice(0, 8)}`;
   const operations: [string, () => Promise<unknown>][] = [
-    ['acquire', () => store.journal.acquire(pid, 'node')],
-    ['append', () => store.journal.append(pid, epochs[0]!, [{ seq: 1_000_000, data: 'x' }])],
-    ['read', () => store.journal.read(pid, 0, 10)],
-    ['readBefore', () => store.journal.readBefore(pid, undefined, 10)],
-    ['readSeqs', () => store.journal.readSeqs(pid, [1])],
-    ['highestSeq', () => store.journal.highestSeq(pid)],
-    ['saveSnapshot', () => store.journal.saveSnapshot(pid, epochs[0]!, { seq: 1, data: 's' })],
-    ['loadSnapshot', () => store.journal.loadSnapshot(pid)],
+    ['acquire', () => textual(store.journal).acquire(pid, 'node')],
+    ['append', () => textual(store.journal).append(pid, epochs[0]!, [{ seq: 1_000_000, data: 'x' }])],
+    ['read', () => textual(store.journal).read(pid, 0, 10)],
+    ['readBefore', () => textual(store.journal).readBefore(pid, undefined, 10)],
+    ['highestSeq', () => textual(store.journal).highestSeq(pid)],
+    ['saveSnapshot', () => textual(store.journal).saveSnapshot(pid, epochs[0]!, { seq: 1, data: 's' })],
+    ['loadSnapshot', () => textual(store.journal).loadSnapshot(pid)],
     ['get', () => store.kv.get(table, 'p', 'k')],
     ['list', () => store.kv.list(table, 'p')],
     ['write', () => store.kv.write([{ op: 'put', table, partition: 'p', key: 'k', value: 'v' }])],
@@ -194,7 +192,7 @@ test.serial('cassandra: an outage rejects with UNAVAILABLE promptly, and the sam
   const backAt = Date.now();
   for (;;) {
     try {
-      await store.journal.highestSeq(pid);
+      await textual(store.journal).highestSeq(pid);
       break;
     } catch (err) {
       t.is((err as CodedError).code, StoreCodes.UNAVAILABLE);
@@ -206,7 +204,7 @@ test.serial('cassandra: an outage rejects with UNAVAILABLE promptly, and the sam
 
   for (const [i, p] of pids.entries()) {
     const seqs = acked.get(p)!;
-    const stored = await store.journal.read(p, 0, 100_000);
+    const stored = await textual(store.journal).read(p, 0, 100_000);
     const storedSeqs = new Set(stored.map((e) => e.seq));
     t.true(seqs.every((s) => storedSeqs.has(s)), `every acked append of ${p} survived`);
     t.deepEqual(stored.map((e) => e.seq), Array.from({ length: stored.length }, (_, k) => k + 1), 'gap-free');
@@ -215,11 +213,11 @@ test.serial('cassandra: an outage rejects with UNAVAILABLE promptly, and the sam
     const next = stored.length + 1;
     const failedSeq = seqs.length + 1;
     if (stored.length >= failedSeq) {
-      const again = await store.journal.append(p, epochs[i]!, [{ seq: failedSeq, data: `event-${failedSeq}`, dedupKey: `req-${failedSeq}` }]);
+      const again = await textual(store.journal).append(p, epochs[i]!, [{ seq: failedSeq, data: `event-${failedSeq}`, dedupKey: `req-${failedSeq}` }]);
       t.false(again.ok);
     }
-    await store.journal.append(p, epochs[i]!, [{ seq: next, data: 'after the outage' }]);
-    t.is(await store.journal.highestSeq(p), next);
+    await textual(store.journal).append(p, epochs[i]!, [{ seq: next, data: 'after the outage' }]);
+    t.is(await textual(store.journal).highestSeq(p), next);
   }
   t.deepEqual(await store.kv.putIfAbsent(table, 'p', 'k', 'v'), { created: true, value: 'v' });
 });

@@ -7,7 +7,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomUUID } from 'node:crypto';
 import { CodedError } from '../../runtime/errors.ts';
-import type { JournalEvent } from '../../runtime/storage/journal.ts';
+import type { Journal, JournalEvent } from '../../runtime/storage/journal.ts';
 import { openStore } from '../../runtime/storage/open-store.ts';
 import { StoreCodes, type Store } from '../../runtime/storage/store.ts';
 import { silentLogger } from '../../runtime/log.ts';
@@ -27,8 +27,57 @@ function uniqueId(prefix: string): string {
   return `${prefix}/${randomUUID()}`;
 }
 
-function events(from: number, count: number, make: (seq: number) => Partial<JournalEvent> = () => ({})): JournalEvent[] {
+/** An event as these tests write and compare it: data as text (the journal stores its UTF-8 bytes). */
+interface TextEvent {
+  readonly seq: number;
+  readonly data: string;
+  readonly key?: bigint;
+  readonly dedupKey?: string;
+}
+
+type TextAppendResult = { readonly ok: true } | { readonly ok: false; readonly duplicates: readonly TextEvent[] };
+
+/**
+ * The journal with text data, so that expectations read as text; the bytes are exactly the
+ * UTF-8 of the text both ways (a separate test holds arbitrary bytes to the journal itself).
+ */
+export interface TextJournal extends Omit<Journal, 'append' | 'read' | 'readBefore' | 'saveSnapshot' | 'loadSnapshot'> {
+  append(pid: string, epoch: number, events: readonly TextEvent[]): Promise<TextAppendResult>;
+  read(pid: string, afterSeq: number, limit: number): Promise<TextEvent[]>;
+  readBefore(pid: string, beforeKey: bigint | undefined, limit: number): Promise<TextEvent[]>;
+  saveSnapshot(pid: string, epoch: number, snapshot: { seq: number; data: string }): Promise<void>;
+  loadSnapshot(pid: string): Promise<{ seq: number; data: string } | undefined>;
+}
+
+const toText = (e: JournalEvent): TextEvent => ({ ...e, data: Buffer.from(e.data).toString('utf8') });
+const toBytes = (e: TextEvent): JournalEvent => ({ ...e, data: Buffer.from(e.data, 'utf8') });
+
+export function textual(j: Journal): TextJournal {
+  return {
+    acquire: (pid, owner) => j.acquire(pid, owner),
+    highestSeq: (pid) => j.highestSeq(pid),
+    append: async (pid, epoch, evs) => {
+      const r = await j.append(pid, epoch, evs.map(toBytes));
+      return r.ok ? r : { ok: false, duplicates: r.duplicates.map(toText) };
+    },
+    read: async (pid, after, limit) => (await j.read(pid, after, limit)).map(toText),
+    readBefore: async (pid, before, limit) => (await j.readBefore(pid, before, limit)).map(toText),
+    saveSnapshot: (pid, epoch, snap) => j.saveSnapshot(pid, epoch, { seq: snap.seq, data: Buffer.from(snap.data, 'utf8') }),
+    loadSnapshot: async (pid) => {
+      const snap = await j.loadSnapshot(pid);
+      return snap && { seq: snap.seq, data: Buffer.from(snap.data).toString('utf8') };
+    },
+  };
+}
+
+function events(from: number, count: number, make: (seq: number) => Partial<TextEvent> = () => ({})): TextEvent[] {
   return Array.from({ length: count }, (_, i) => ({ seq: from + i, data: `{"n":${from + i}}`, ...make(from + i) }));
+}
+
+/** The events with these seqs, as a read finds them (the journal has no lookup by seq list). */
+async function seqsPresent(journal: TextJournal, pid: string, seqs: readonly number[]): Promise<number[]> {
+  const all = await journal.read(pid, 0, 100_000);
+  return all.map((e) => e.seq).filter((s) => seqs.includes(s));
 }
 
 async function rejectsWith(t: ExecutionContext, promise: Promise<unknown>, code: string): Promise<void> {
@@ -39,11 +88,11 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
   const title = (what: string): string => `store contract (${name}) - ${what}`;
   const reopen = options.reopen ?? ((closed: Store) => openStore(closed.describe, { log: silentLogger() }));
 
-  /** Opens a store that is closed when the test ends, whatever the outcome. */
-  async function storeFor(t: ExecutionContext): Promise<Store> {
+  /** Opens a store that is closed when the test ends, whatever the outcome (its journal with text data). */
+  async function storeFor(t: ExecutionContext): Promise<{ journal: TextJournal; kv: Store['kv']; raw: Store }> {
     const store = await open();
     t.teardown(() => store.close());
-    return store;
+    return { journal: textual(store.journal), kv: store.kv, raw: store };
   }
 
   // ---- Ownership and fencing
@@ -90,7 +139,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     await rejectsWith(t, journal.append(pid, old, events(3, 1)), StoreCodes.FENCED);
     await rejectsWith(t, journal.append(pid, old, events(3, 3)), StoreCodes.FENCED);
     t.is(await journal.highestSeq(pid), 2);
-    t.deepEqual(await journal.readSeqs(pid, [3]), []);
+    t.deepEqual(await seqsPresent(journal, pid, [3]), []);
     // An epoch from the future (never handed out) is no better.
     await rejectsWith(t, journal.append(pid, current + 1, events(3, 1)), StoreCodes.FENCED);
     await journal.append(pid, current, events(3, 1));
@@ -121,7 +170,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     await journal.append(pid, epoch, events(1, 3));
     await rejectsWith(t, journal.append(pid, epoch, events(5, 1)), StoreCodes.SEQ_CONFLICT);
     t.is(await journal.highestSeq(pid), 3);
-    t.deepEqual(await journal.readSeqs(pid, [5]), []);
+    t.deepEqual(await seqsPresent(journal, pid, [5]), []);
   });
 
   test(title('append refuses a repeated seq with SEQ_CONFLICT and keeps the first'), async (t) => {
@@ -155,7 +204,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     // The first two would fit; the third leaves a gap, so none may be written.
     await rejectsWith(t, journal.append(pid, epoch, [...events(4, 2), ...events(7, 1)]), StoreCodes.SEQ_CONFLICT);
     t.is(await journal.highestSeq(pid), 3);
-    t.deepEqual(await journal.readSeqs(pid, [4, 5, 7]), []);
+    t.deepEqual(await seqsPresent(journal, pid, [4, 5, 7]), []);
     await journal.append(pid, epoch, events(4, 3));
     t.deepEqual((await journal.read(pid, 0, 100)).map((e) => e.seq), [1, 2, 3, 4, 5, 6]);
   });
@@ -168,17 +217,45 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     const epoch = await journal.acquire(pid, 'node-a');
     t.deepEqual(await journal.append(pid, epoch, [{ seq: 1, data: 'original', key: 100n, dedupKey: 'req-1' }]), { ok: true });
     const again = await journal.append(pid, epoch, [{ seq: 2, data: 'retry', key: 200n, dedupKey: 'req-1' }]);
-    t.deepEqual(again, { ok: false, duplicate: { seq: 1, data: 'original', key: 100n, dedupKey: 'req-1' } });
+    t.deepEqual(again, { ok: false, duplicates: [{ seq: 1, data: 'original', key: 100n, dedupKey: 'req-1' }] });
     t.is(await journal.highestSeq(pid), 1);
     // A retry that reuses the original seq is answered the same way, not with SEQ_CONFLICT.
     const retried = await journal.append(pid, epoch, [{ seq: 1, data: 'retry', key: 100n, dedupKey: 'req-1' }]);
-    t.deepEqual(retried, { ok: false, duplicate: { seq: 1, data: 'original', key: 100n, dedupKey: 'req-1' } });
+    t.deepEqual(retried, { ok: false, duplicates: [{ seq: 1, data: 'original', key: 100n, dedupKey: 'req-1' }] });
     // Another key is a new event, and dedup keys are per id.
     t.deepEqual(await journal.append(pid, epoch, [{ seq: 2, data: 'next', dedupKey: 'req-2' }]), { ok: true });
     const other = uniqueId('c');
     const otherEpoch = await journal.acquire(other, 'node-a');
     t.deepEqual(await journal.append(other, otherEpoch, [{ seq: 1, data: 'elsewhere', dedupKey: 'req-1' }]), { ok: true });
     t.deepEqual((await journal.read(pid, 0, 10)).map((e) => e.data), ['original', 'next']);
+  });
+
+  test(title('an append with several duplicates among new events writes none of them and names every duplicate, in order'), async (t) => {
+    const { journal } = await storeFor(t);
+    const pid = uniqueId('c');
+    const epoch = await journal.acquire(pid, 'node-a');
+    await journal.append(pid, epoch, [
+      { seq: 1, data: 'a', dedupKey: 'k-a' },
+      { seq: 2, data: 'plain' },
+      { seq: 3, data: 'b', key: BIG_KEY, dedupKey: 'k-b' },
+    ]);
+    const batch = [
+      { seq: 4, data: 'new-1', dedupKey: 'k-new-1' },
+      { seq: 5, data: 'b again', dedupKey: 'k-b' },
+      { seq: 6, data: 'no key' },
+      { seq: 7, data: 'a again', dedupKey: 'k-a' },
+    ];
+    t.deepEqual(await journal.append(pid, epoch, batch), {
+      ok: false,
+      duplicates: [
+        { seq: 3, data: 'b', key: BIG_KEY, dedupKey: 'k-b' },
+        { seq: 1, data: 'a', dedupKey: 'k-a' },
+      ],
+    });
+    t.is(await journal.highestSeq(pid), 3);
+    // The new ones go in at the seqs that are free, and their keys were not left claimed.
+    t.deepEqual(await journal.append(pid, epoch, [{ seq: 4, data: 'new-1', dedupKey: 'k-new-1' }, { seq: 5, data: 'no key' }]), { ok: true });
+    t.deepEqual((await journal.read(pid, 3, 10)).map((e) => e.data), ['new-1', 'no key']);
   });
 
   test(title('a duplicate dedupKey across an owner change is still answered from the journal'), async (t) => {
@@ -188,46 +265,30 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     await journal.append(pid, e1, [{ seq: 1, data: 'original', dedupKey: 'req-1' }]);
     const e2 = await journal.acquire(pid, 'node-b');
     const again = await journal.append(pid, e2, [{ seq: 2, data: 'retry', dedupKey: 'req-1' }]);
-    t.deepEqual(again, { ok: false, duplicate: { seq: 1, data: 'original', dedupKey: 'req-1' } });
+    t.deepEqual(again, { ok: false, duplicates: [{ seq: 1, data: 'original', dedupKey: 'req-1' }] });
     t.is(await journal.highestSeq(pid), 1);
   });
 
-  test(title('findByDedup returns the stored event, and nothing for an unknown key'), async (t) => {
+  test(title('a stale owner is told it is fenced before it is told of a duplicate'), async (t) => {
     const { journal } = await storeFor(t);
     const pid = uniqueId('c');
-    t.is(await journal.findByDedup(pid, 'req-1'), undefined);
-    const epoch = await journal.acquire(pid, 'node-a');
-    await journal.append(pid, epoch, [{ seq: 1, data: 'plain' }]);
-    await journal.append(pid, epoch, [{ seq: 2, data: 'first', key: BIG_KEY, dedupKey: 'req-1' }]);
-    t.deepEqual(await journal.findByDedup(pid, 'req-1'), { seq: 2, data: 'first', key: BIG_KEY, dedupKey: 'req-1' });
-    t.is(await journal.findByDedup(pid, 'req-2'), undefined);
-    t.is(await journal.findByDedup(uniqueId('c'), 'req-1'), undefined);
-    // A refused append leaves nothing a lookup would find.
-    await rejectsWith(t, journal.append(pid, epoch, [{ seq: 9, data: 'gap', dedupKey: 'req-3' }]), StoreCodes.SEQ_CONFLICT);
-    t.is(await journal.findByDedup(pid, 'req-3'), undefined);
+    const e1 = await journal.acquire(pid, 'node-a');
+    await journal.append(pid, e1, [{ seq: 1, data: 'original', dedupKey: 'req-1' }]);
     await journal.acquire(pid, 'node-b');
-    await rejectsWith(t, journal.append(pid, epoch, [{ seq: 3, data: 'fenced', dedupKey: 'req-4' }]), StoreCodes.FENCED);
-    t.is(await journal.findByDedup(pid, 'req-4'), undefined);
+    await rejectsWith(t, journal.append(pid, e1, [{ seq: 2, data: 'retry', dedupKey: 'req-1' }]), StoreCodes.FENCED);
   });
 
-  test(title('an append that requires another event applies only when that event is stored'), async (t) => {
-    const { journal } = await storeFor(t);
-    t.is(typeof journal.orderedWrites, 'boolean');
-    const source = uniqueId('c');
-    const sourceEpoch = await journal.acquire(source, 'node-a');
-    await journal.append(source, sourceEpoch, [{ seq: 1, data: 'message', key: BIG_KEY }]);
+  test(title('event data is bytes, stored exactly: zero bytes, invalid UTF-8, empty'), async (t) => {
+    const { raw } = await storeFor(t);
     const pid = uniqueId('c');
-    const epoch = await journal.acquire(pid, 'node-a');
-    const requires = { persistenceId: source, seq: 1, key: BIG_KEY };
-    t.deepEqual(await journal.append(pid, epoch, [{ seq: 1, data: 'ref' }], { requires }), { ok: true });
-    // Wrong key, missing seq, unknown id: refused, and nothing written.
-    await rejectsWith(t, journal.append(pid, epoch, [{ seq: 2, data: 'x' }], { requires: { ...requires, key: BIG_KEY + 1n } }), 'REQUIREMENT_MISSING');
-    await rejectsWith(t, journal.append(pid, epoch, [{ seq: 2, data: 'x' }], { requires: { ...requires, seq: 2 } }), 'REQUIREMENT_MISSING');
-    await rejectsWith(t, journal.append(pid, epoch, [{ seq: 2, data: 'x' }], { requires: { ...requires, persistenceId: uniqueId('c') } }), 'REQUIREMENT_MISSING');
-    t.is(await journal.highestSeq(pid), 1);
-    // A stale owner hears that it is fenced first, as with every other refusal.
-    await journal.acquire(pid, 'node-b');
-    await rejectsWith(t, journal.append(pid, epoch, [{ seq: 2, data: 'x' }], { requires: { ...requires, seq: 2 } }), StoreCodes.FENCED);
+    const epoch = await raw.journal.acquire(pid, 'node-a');
+    const datas = [new Uint8Array([0, 1, 2, 255, 0xc3, 0x28, 0]), new Uint8Array(0), Uint8Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff)];
+    await raw.journal.append(pid, epoch, datas.map((data, i) => ({ seq: i + 1, data, key: BigInt(i + 1) })));
+    const back = await raw.journal.read(pid, 0, 10);
+    t.deepEqual(back.map((e) => [...e.data]), datas.map((d) => [...d]));
+    t.deepEqual((await raw.journal.readBefore(pid, undefined, 1)).map((e) => [...e.data]), [[...datas[2]!]]);
+    await raw.journal.saveSnapshot(pid, epoch, { seq: 3, data: datas[0]! });
+    t.deepEqual([...(await raw.journal.loadSnapshot(pid))!.data], [...datas[0]!]);
   });
 
   // ---- Reads
@@ -289,23 +350,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     t.deepEqual((await journal.readBefore(pid, BIG_KEY + 1n, 2)).map((e) => e.key), [BIG_KEY, BIG_KEY - 1n]);
     t.deepEqual((await journal.readBefore(pid, BIG_KEY, 1)).map((e) => e.key), [BIG_KEY - 1n]);
     t.deepEqual((await journal.readBefore(pid, 2n ** 53n + 1n, 5)).map((e) => e.key), [2n ** 53n, 2n ** 53n - 1n]);
-    t.deepEqual(await journal.readSeqs(pid, [5]), [{ seq: 5, data: `k${BIG_KEY}`, key: BIG_KEY }]);
-  });
-
-  test(title('readSeqs returns the stored subset in seq order'), async (t) => {
-    const { journal } = await storeFor(t);
-    const pid = uniqueId('c');
-    const epoch = await journal.acquire(pid, 'node-a');
-    await journal.append(pid, epoch, events(1, 30, (s) => (s % 3 === 0 ? { key: BigInt(s), dedupKey: `d${s}` } : {})));
-    const got = await journal.readSeqs(pid, [27, 3, 100, 0, 15, 31, 1]);
-    t.deepEqual(got, [
-      { seq: 1, data: '{"n":1}' },
-      { seq: 3, data: '{"n":3}', key: 3n, dedupKey: 'd3' },
-      { seq: 15, data: '{"n":15}', key: 15n, dedupKey: 'd15' },
-      { seq: 27, data: '{"n":27}', key: 27n, dedupKey: 'd27' },
-    ]);
-    t.deepEqual(await journal.readSeqs(pid, []), []);
-    t.deepEqual(await journal.readSeqs(uniqueId('c'), [1, 2]), []);
+    t.deepEqual(await journal.read(pid, 4, 1), [{ seq: 5, data: `k${BIG_KEY}`, key: BIG_KEY }]);
   });
 
   test(title('highestSeq follows appends'), async (t) => {
@@ -417,9 +462,10 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     const table = `t${randomUUID().slice(0, 8)}`;
     let second: Store | undefined;
     try {
-      const epoch = await first.journal.acquire(pid, 'node-a');
-      await first.journal.append(pid, epoch, events(1, 5, (s) => ({ key: BIG_KEY + BigInt(s), dedupKey: `d${s}` })));
-      await first.journal.saveSnapshot(pid, epoch, { seq: 4, data: 'snap' });
+      const firstJournal = textual(first.journal);
+      const epoch = await firstJournal.acquire(pid, 'node-a');
+      await firstJournal.append(pid, epoch, events(1, 5, (s) => ({ key: BIG_KEY + BigInt(s), dedupKey: `d${s}` })));
+      await firstJournal.saveSnapshot(pid, epoch, { seq: 4, data: 'snap' });
       await first.kv.write([{ op: 'put', table, partition: 'p', key: 'k', value: 'v' }]);
       await first.kv.putIfAbsent(table, 'p', 'once', 'claimed');
     } finally {
@@ -427,7 +473,8 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     }
     second = await reopen(first);
     t.teardown(() => second!.close());
-    const { journal, kv } = second;
+    const journal = textual(second.journal);
+    const { kv } = second;
     t.is(await journal.highestSeq(pid), 5);
     t.deepEqual(await journal.read(pid, 0, 10), events(1, 5, (s) => ({ key: BIG_KEY + BigInt(s), dedupKey: `d${s}` })));
     t.deepEqual(await journal.loadSnapshot(pid), { seq: 4, data: 'snap' });
@@ -439,7 +486,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>, optio
     await journal.append(pid, next, events(6, 1));
     t.deepEqual(await journal.append(pid, next, [{ seq: 7, data: 'dup', dedupKey: 'd2' }]), {
       ok: false,
-      duplicate: { seq: 2, data: '{"n":2}', key: BIG_KEY + 2n, dedupKey: 'd2' },
+      duplicates: [{ seq: 2, data: '{"n":2}', key: BIG_KEY + 2n, dedupKey: 'd2' }],
     });
   });
 

@@ -9,7 +9,7 @@ import { CodedError } from '../../runtime/errors.ts';
 import { silentLogger } from '../../runtime/log.ts';
 import { SqliteStore } from '../../runtime/storage/sqlite/sqlite-store.ts';
 import { StoreCodes } from '../../runtime/storage/store.ts';
-import { runStoreContract } from './contract.ts';
+import { runStoreContract, textual } from './contract.ts';
 
 const dirs: string[] = [];
 test.after.always(() => {
@@ -55,7 +55,7 @@ test('sqlite: reads see each event once while the append log moves into the jour
   const event = (seq: number) => ({ seq, data: `e${seq}`, key: BigInt(seq) * 10n, dedupKey: `d${seq}` });
   const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
   const first = mover();
-  await first.journal.append(pid, await first.journal.acquire(pid, 'first'), range(1, 50).map(event));
+  await textual(first.journal).append(pid, await textual(first.journal).acquire(pid, 'first'), range(1, 50).map(event));
   await waitFor('the first 50 moved', () => countRows(path, 'jlog') === 0);
   await first.close();
   const a = still();
@@ -64,33 +64,32 @@ test('sqlite: reads see each event once while the append log moves into the jour
     await a.close();
     await b.close();
   });
-  const epoch = await a.journal.acquire(pid, 'a');
-  await a.journal.append(pid, epoch, range(51, 100).map(event));
+  const epoch = await textual(a.journal).acquire(pid, 'a');
+  await textual(a.journal).append(pid, epoch, range(51, 100).map(event));
   t.is(countRows(path, 'jlog'), 50, 'seqs 51-100 are in the log, 1-50 in the journal');
 
   const check = async (store: SqliteStore, top: number, label: string) => {
     const seqs = (events: { seq: number }[]) => events.map((e) => e.seq);
-    t.deepEqual(seqs(await store.journal.read(pid, 0, 1_000)), range(1, top), `${label}: read all`);
-    t.deepEqual(seqs(await store.journal.read(pid, 45, 10)), range(46, 55), `${label}: read across the boundary`);
-    t.deepEqual(seqs(await store.journal.read(pid, 60, 5)), range(61, 65), `${label}: read in the log part`);
-    t.deepEqual(seqs(await store.journal.readBefore(pid, undefined, 3)), [top, top - 1, top - 2], `${label}: newest first`);
-    t.deepEqual(seqs(await store.journal.readBefore(pid, 530n, 6)), [52, 51, 50, 49, 48, 47], `${label}: page across the boundary`);
-    t.deepEqual(seqs(await store.journal.readSeqs(pid, [75, 3, 50, 51])), [3, 50, 51, 75], `${label}: by seq`);
-    t.is(await store.journal.highestSeq(pid), top, `${label}: head`);
-    t.deepEqual(await store.journal.findByDedup(pid, 'd20'), event(20), `${label}: dedup in the journal`);
-    t.deepEqual(await store.journal.findByDedup(pid, 'd70'), event(70), `${label}: dedup in the log`);
-    const again = await store.journal.append(pid, epoch, [event(70)]).catch((err: unknown) => err);
+    t.deepEqual(seqs(await textual(store.journal).read(pid, 0, 1_000)), range(1, top), `${label}: read all`);
+    t.deepEqual(seqs(await textual(store.journal).read(pid, 45, 10)), range(46, 55), `${label}: read across the boundary`);
+    t.deepEqual(seqs(await textual(store.journal).read(pid, 60, 5)), range(61, 65), `${label}: read in the log part`);
+    t.deepEqual(seqs(await textual(store.journal).readBefore(pid, undefined, 3)), [top, top - 1, top - 2], `${label}: newest first`);
+    t.deepEqual(seqs(await textual(store.journal).readBefore(pid, 530n, 6)), [52, 51, 50, 49, 48, 47], `${label}: page across the boundary`);
+    t.is(await textual(store.journal).highestSeq(pid), top, `${label}: head`);
+    t.deepEqual(await textual(store.journal).append(pid, 1, [{ ...event(top + 1), dedupKey: 'd20' }]).catch((e: CodedError) => e.code), 'FENCED', `${label}: a stale epoch hears FENCED first`);
+    const again = await textual(store.journal).append(pid, epoch, [event(70)]).catch((err: unknown) => err);
     t.true(again instanceof CodedError || (typeof again === 'object' && again !== null && 'ok' in again), `${label}: repeat answered`);
   };
   await check(a, 100, 'writer process, mixed');
   await check(b, 100, 'other process, mixed');
 
   // B takes over: its head comes from rows A left in the log.
-  const eb = await b.journal.acquire(pid, 'b');
-  await t.throwsAsync(b.journal.append(pid, eb, [{ seq: 100, data: 'x' }]), { code: StoreCodes.SEQ_CONFLICT });
-  const dup = await b.journal.append(pid, eb, [event(70)]);
-  t.deepEqual(dup, { ok: false, duplicate: event(70) }, 'a dedup key in the log is found by the other process');
-  await b.journal.append(pid, eb, [event(101)]);
+  const eb = await textual(b.journal).acquire(pid, 'b');
+  await t.throwsAsync(textual(b.journal).append(pid, eb, [{ seq: 100, data: 'x' }]), { code: StoreCodes.SEQ_CONFLICT });
+  const dup = await textual(b.journal).append(pid, eb, [event(70)]);
+  t.deepEqual(dup, { ok: false, duplicates: [event(70)] }, 'a dedup key in the log is found by the other process');
+  t.deepEqual(await textual(b.journal).append(pid, eb, [{ ...event(101), dedupKey: 'd20' }]), { ok: false, duplicates: [event(20)] }, 'and one in the journal');
+  await textual(b.journal).append(pid, eb, [event(101)]);
   const last = mover();
   t.teardown(() => last.close());
   await waitFor('everything moved, by a third process', () => countRows(path, 'jlog') === 0);
@@ -114,7 +113,7 @@ const APPENDER = `(async () => {
   const epoch = await store.journal.acquire('crash/victim', 'child');
   process.stdout.write('ready\\n');
   for (let seq = 1; seq <= 200; seq++) {
-    await store.journal.append('crash/victim', epoch, [{ seq, data: 'event-' + seq, key: BigInt(seq) * 1000n }]);
+    await store.journal.append('crash/victim', epoch, [{ seq, data: Buffer.from('event-' + seq), key: BigInt(seq) * 1000n }]);
     process.stdout.write(seq + '\\n');
   }
   await store.close();
@@ -147,16 +146,16 @@ test('sqlite: every append acked before kill -9 is there after reopen', async (t
 
   const store = new SqliteStore({ path, log: silentLogger() });
   t.teardown(() => store.close());
-  const stored = await store.journal.read('crash/victim', 0, 1000);
+  const stored = await textual(store.journal).read('crash/victim', 0, 1000);
   const seqs = stored.map((e) => e.seq);
   for (const seq of acked) t.true(seqs.includes(seq), `acked seq ${seq} survived`);
   // Whatever landed beyond the acks is still a gap-free prefix.
   t.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1));
   t.deepEqual(stored[0], { seq: 1, data: 'event-1', key: 1000n });
   // The log continues where it stopped, under a new owner.
-  const epoch = await store.journal.acquire('crash/victim', 'after-crash');
-  await store.journal.append('crash/victim', epoch, [{ seq: seqs.length + 1, data: 'after' }]);
-  t.is(await store.journal.highestSeq('crash/victim'), seqs.length + 1);
+  const epoch = await textual(store.journal).acquire('crash/victim', 'after-crash');
+  await textual(store.journal).append('crash/victim', epoch, [{ seq: seqs.length + 1, data: 'after' }]);
+  t.is(await textual(store.journal).highestSeq('crash/victim'), seqs.length + 1);
 });
 
 test('sqlite: a growing WAL is copied into the database file by the checkpointer while appends go on; nothing is lost', async (t) => {
@@ -164,23 +163,23 @@ test('sqlite: a growing WAL is copied into the database file by the checkpointer
   const store = new SqliteStore({ path, log: silentLogger() });
   const dbBytes = () => statSync(path).size;
   const before = dbBytes();
-  const epoch = await store.journal.acquire('big/one', 'test');
+  const epoch = await textual(store.journal).acquire('big/one', 'test');
   const text = 'x'.repeat(20_000);
   // About 8 MB through the WAL, past the 4 MB at which the checkpointer starts. The writer never
   // checkpoints on its own below 128 MB of WAL, so only the checkpointer grows the file.
   const total = 400;
   for (let seq = 1; seq <= total; seq += 20) {
-    await store.journal.append('big/one', epoch, Array.from({ length: 20 }, (_, i) => ({ seq: seq + i, data: `${seq + i}:${text}` })));
+    await textual(store.journal).append('big/one', epoch, Array.from({ length: 20 }, (_, i) => ({ seq: seq + i, data: `${seq + i}:${text}` })));
   }
   const deadline = Date.now() + 15_000;
   while (dbBytes() < before + 4_000_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   t.true(dbBytes() >= before + 4_000_000, `the database file grew by ${dbBytes() - before} bytes`);
-  await store.journal.append('big/one', epoch, [{ seq: total + 1, data: 'after the checkpoint' }]);
+  await textual(store.journal).append('big/one', epoch, [{ seq: total + 1, data: 'after the checkpoint' }]);
   await store.close();
 
   const again = new SqliteStore({ path, log: silentLogger() });
   t.teardown(() => again.close());
-  const events = await again.journal.read('big/one', 0, 1000);
+  const events = await textual(again.journal).read('big/one', 0, 1000);
   t.deepEqual(events.map((e) => e.seq), Array.from({ length: total + 1 }, (_, i) => i + 1));
   t.is(events[total - 1]!.data, `${total}:${text}`);
   t.is(events[total]!.data, 'after the checkpoint');
@@ -195,45 +194,45 @@ test('sqlite: two stores on one file (two cluster processes) fence each other', 
     await b.close();
   });
   const pid = 'shared/actor';
-  const ea = await a.journal.acquire(pid, 'node-a');
-  await a.journal.append(pid, ea, [{ seq: 1, data: 'from a' }]);
+  const ea = await textual(a.journal).acquire(pid, 'node-a');
+  await textual(a.journal).append(pid, ea, [{ seq: 1, data: 'from a' }]);
   // B takes over. A's writer has cached A's epoch; it must notice B's commit and refuse.
-  const eb = await b.journal.acquire(pid, 'node-b');
+  const eb = await textual(b.journal).acquire(pid, 'node-b');
   t.true(eb > ea);
-  const refused = await t.throwsAsync(a.journal.append(pid, ea, [{ seq: 2, data: 'stale a' }]), { instanceOf: CodedError });
+  const refused = await t.throwsAsync(textual(a.journal).append(pid, ea, [{ seq: 2, data: 'stale a' }]), { instanceOf: CodedError });
   t.is(refused.code, StoreCodes.FENCED);
-  await t.throwsAsync(a.journal.saveSnapshot(pid, ea, { seq: 1, data: 'stale' }), { code: StoreCodes.FENCED });
+  await t.throwsAsync(textual(a.journal).saveSnapshot(pid, ea, { seq: 1, data: 'stale' }), { code: StoreCodes.FENCED });
   // B continues A's log without a gap, and A reads what B wrote.
-  await b.journal.append(pid, eb, [{ seq: 2, data: 'from b' }]);
-  await t.throwsAsync(b.journal.append(pid, eb, [{ seq: 2, data: 'again' }]), { code: StoreCodes.SEQ_CONFLICT });
-  t.deepEqual((await a.journal.read(pid, 0, 10)).map((e) => e.data), ['from a', 'from b']);
-  t.is(await a.journal.highestSeq(pid), 2);
+  await textual(b.journal).append(pid, eb, [{ seq: 2, data: 'from b' }]);
+  await t.throwsAsync(textual(b.journal).append(pid, eb, [{ seq: 2, data: 'again' }]), { code: StoreCodes.SEQ_CONFLICT });
+  t.deepEqual((await textual(a.journal).read(pid, 0, 10)).map((e) => e.data), ['from a', 'from b']);
+  t.is(await textual(a.journal).highestSeq(pid), 2);
   // And back: A re-acquires; B's cached head and epoch are now stale and must be revalidated.
-  const ea2 = await a.journal.acquire(pid, 'node-a');
-  await a.journal.append(pid, ea2, [{ seq: 3, data: 'a again' }]);
-  await t.throwsAsync(b.journal.append(pid, eb, [{ seq: 4, data: 'stale b' }]), { code: StoreCodes.FENCED });
-  await t.throwsAsync(a.journal.append(pid, ea2, [{ seq: 3, data: 'repeat' }]), { code: StoreCodes.SEQ_CONFLICT });
-  t.is(await b.journal.highestSeq(pid), 3);
+  const ea2 = await textual(a.journal).acquire(pid, 'node-a');
+  await textual(a.journal).append(pid, ea2, [{ seq: 3, data: 'a again' }]);
+  await t.throwsAsync(textual(b.journal).append(pid, eb, [{ seq: 4, data: 'stale b' }]), { code: StoreCodes.FENCED });
+  await t.throwsAsync(textual(a.journal).append(pid, ea2, [{ seq: 3, data: 'repeat' }]), { code: StoreCodes.SEQ_CONFLICT });
+  t.is(await textual(b.journal).highestSeq(pid), 3);
 });
 
-test('sqlite - a multi-event append repeating a stored dedup key is refused alone; the rest of its group commit lands', async (t) => {
+test('sqlite - a multi-event append repeating a stored dedup key is answered alone; the rest of its group commit lands', async (t) => {
   const store = new SqliteStore({ path: freshPath(), log: silentLogger() });
   try {
-    const e1 = await store.acquire('a', 'n');
-    const e2 = await store.acquire('b', 'n');
-    await store.append('a', e1, [{ seq: 1, data: 'x', dedupKey: 'k' }]);
-    const [multi, other] = await Promise.allSettled([
-      store.append('a', e1, [
+    const journal = textual(store.journal);
+    const e1 = await journal.acquire('a', 'n');
+    const e2 = await journal.acquire('b', 'n');
+    await journal.append('a', e1, [{ seq: 1, data: 'x', dedupKey: 'k' }]);
+    const [multi, other] = await Promise.all([
+      journal.append('a', e1, [
         { seq: 2, data: 'y', dedupKey: 'k' },
         { seq: 3, data: 'z' },
       ]),
-      store.append('b', e2, [{ seq: 1, data: 'w' }]),
+      journal.append('b', e2, [{ seq: 1, data: 'w' }]),
     ]);
-    t.is(multi.status, 'rejected');
-    t.is(((multi as PromiseRejectedResult).reason as CodedError).code, 'SEQ_CONFLICT');
-    t.is(other.status, 'fulfilled');
-    t.is(await store.highestSeq('a'), 1);
-    t.is(await store.highestSeq('b'), 1);
+    t.deepEqual(multi, { ok: false, duplicates: [{ seq: 1, data: 'x', dedupKey: 'k' }] });
+    t.deepEqual(other, { ok: true });
+    t.is(await journal.highestSeq('a'), 1);
+    t.is(await journal.highestSeq('b'), 1);
   } finally {
     await store.close();
   }

@@ -1,7 +1,7 @@
 import cassandra from 'cassandra-driver';
 import { CodedError, RuntimeCodes } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { AppendOptions, AppendResult, EventRef, Journal, JournalEvent, Snapshot } from '../journal.ts';
+import type { AppendResult, Journal, JournalEvent, Snapshot } from '../journal.ts';
 import type { KeyValueRecord, KeyValueStore, KeyValueWrite } from '../key-value.ts';
 import { StoreCodes, type Store } from '../store.ts';
 import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } from './schema.ts';
@@ -24,13 +24,12 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
  *     any in-flight Paxos round) and owner_token tells whether the winner was us.
  *  3. LOCAL_SERIAL read of the intent and roll it forward (see below), then return the epoch.
  *
- * append(pid, E, events N+1..N+k [, requires R]):
- *  0. `requires`: R must be in `events` (stored events never change, so checking before the
- *     commit is as good as at it). Missing: REQUIREMENT_MISSING, or FENCED for a stale epoch.
+ * append(pid, E, events N+1..N+k):
  *  1. For events with a dedupKey: claim `dedup (pid, key) -> seq` with `IF NOT EXISTS`. A claim
  *     already there is a duplicate only if the journal holds an event with that dedupKey at the
  *     claimed seq; otherwise it is the leftover of an append that never committed and is taken
- *     over with `IF seq = old`.
+ *     over with `IF seq = old`. Any duplicate: the other claims go back, nothing is committed,
+ *     and the stored events are the answer.
  *  2. The commit point, one LWT: `UPDATE heads SET seq=N+k, intent_from=N+1, intent=<events>,
  *     intent_token=T WHERE pid=? IF epoch=E AND seq=N`.
  *     - Not applied and epoch != E: FENCED. Not applied and seq != N: SEQ_CONFLICT (or the
@@ -101,8 +100,6 @@ const IN_CHUNK = 100;
 const HINT_LIMIT = 10_000;
 const ACQUIRE_DEADLINE_MS = 30_000;
 const INVALID_ARGUMENT = 'INVALID_ARGUMENT';
-/** The code SQLite's writer uses for an unmet `requires`. */
-const REQUIREMENT_MISSING = 'REQUIREMENT_MISSING';
 
 const { consistencies, responseErrorCodes } = cassandra.types;
 
@@ -143,12 +140,6 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   readonly journal: Journal = this;
   readonly kv: KeyValueStore = this;
   readonly describe: string;
-  /**
-   * Appends of one pid keep their order within this store, but appends of different pids go
-   * through different Paxos rows with nothing ordering them: an append that `requires` another
-   * must wait until that one resolved.
-   */
-  readonly orderedWrites = false;
   private readonly ks: string;
   private readonly cl: number;
   private readonly serial: number;
@@ -281,10 +272,10 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     return epoch;
   }
 
-  async append(persistenceId: string, epoch: number, events: readonly JournalEvent[], options?: AppendOptions): Promise<AppendResult> {
+  async append(persistenceId: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult> {
     this.ensureOpen();
     validateEvents(events);
-    return this.serialize(persistenceId, () => this.appendNow(persistenceId, epoch, events, options?.requires));
+    return this.serialize(persistenceId, () => this.appendNow(persistenceId, epoch, events));
   }
 
   async read(persistenceId: string, afterSeq: number, limit: number): Promise<JournalEvent[]> {
@@ -346,21 +337,6 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     return out;
   }
 
-  async readSeqs(persistenceId: string, seqs: readonly number[]): Promise<JournalEvent[]> {
-    await this.settleIfNeeded(persistenceId);
-    return this.fetchSeqs(persistenceId, seqs);
-  }
-
-  async findByDedup(persistenceId: string, dedupKey: string): Promise<JournalEvent | undefined> {
-    await this.settleIfNeeded(persistenceId);
-    const rs = await this.query(`SELECT seq FROM ${this.ks}.dedup WHERE pid = ? AND dedup_key = ?`, [persistenceId, dedupKey], 1);
-    const row = rs.first();
-    if (!row) return undefined;
-    // A claim is only a hint: an append that claimed the key but never committed left it behind.
-    const [stored] = await this.fetchSeqs(persistenceId, [toNumber(row['seq'])]);
-    return stored?.dedupKey === dedupKey ? stored : undefined;
-  }
-
   async highestSeq(persistenceId: string): Promise<number> {
     await this.settleIfNeeded(persistenceId);
     const head = await this.readHead(persistenceId, false);
@@ -379,7 +355,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     let rs: cassandra.types.ResultSet;
     try {
       rs = await this.lwt(`UPDATE ${this.ks}.heads SET snap_data = ? WHERE pid = ? AND snap_seq = ? IF epoch = ?`, [
-        snapshot.data,
+        dataToText(snapshot.data),
         persistenceId,
         BigInt(snapshot.seq),
         BigInt(epoch),
@@ -399,7 +375,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     const rs = await this.query(`SELECT snap_seq, snap_data FROM ${this.ks}.heads WHERE pid = ? LIMIT 1`, [persistenceId], 1);
     const row = rs.first();
     if (!row || row['snap_seq'] === null || row['snap_seq'] === undefined) return undefined;
-    return { seq: toNumber(row['snap_seq']), data: (row['snap_data'] as string | null) ?? '' };
+    return { seq: toNumber(row['snap_seq']), data: textToData((row['snap_data'] as string | null) ?? '') };
   }
 
   // ---- Key-value
@@ -485,7 +461,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
 
   // ---- Append internals
 
-  private async appendNow(pid: string, epoch: number, events: readonly JournalEvent[], requires: EventRef | undefined): Promise<AppendResult> {
+  private async appendNow(pid: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult> {
     await this.settleIfNeeded(pid);
     if (events.length === 0) {
       const head = await this.readHead(pid, true);
@@ -495,20 +471,18 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     const from = events[0]!.seq;
     const to = from + events.length - 1;
 
-    // Stored events never change or go away, so a requirement met now is met when the append
-    // applies. Callers only name events whose append already resolved (orderedWrites is false).
-    if (requires && !(await this.hasEvent(requires))) {
-      const head = await this.readHead(pid, true);
-      if (head?.epoch !== epoch) throw fenced(pid, epoch, head?.epoch);
-      throw new CodedError(REQUIREMENT_MISSING, `${requires.persistenceId} has no event ${requires.seq} with that key`);
-    }
-
     const claims: { dedupKey: string; seq: number }[] = [];
+    const duplicates: JournalEvent[] = [];
     for (const e of events) {
       if (e.dedupKey === undefined) continue;
-      const outcome = await this.claimDedup(pid, epoch, e.dedupKey, e.seq, events.length === 1);
-      if (outcome.duplicate) return { ok: false, duplicate: outcome.duplicate };
-      claims.push({ dedupKey: e.dedupKey, seq: e.seq });
+      const outcome = await this.claimDedup(pid, epoch, e.dedupKey, e.seq);
+      if (outcome.duplicate) duplicates.push(outcome.duplicate);
+      else claims.push({ dedupKey: e.dedupKey, seq: e.seq });
+    }
+    if (duplicates.length > 0) {
+      // Nothing is written: the claims taken for the other events go back.
+      await this.releaseClaims(pid, claims);
+      return { ok: false, duplicates };
     }
 
     const token = cassandra.types.Uuid.random();
@@ -534,10 +508,12 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
       const refusal = current === null || current === undefined || toNumber(current) !== epoch
         ? fenced(pid, epoch, current === null || current === undefined ? undefined : toNumber(current))
         : undefined;
-      if (!refusal && events.length === 1 && events[0]!.dedupKey !== undefined) {
-        // A retry of an append that did commit (same seq, same dedupKey): answer like the first.
-        const [stored] = await this.fetchSeqs(pid, [from]);
-        if (stored?.dedupKey === events[0]!.dedupKey) return { ok: false, duplicate: stored };
+      if (!refusal && events[0]!.dedupKey !== undefined) {
+        // A retry of an append that did commit (same seqs, same dedup keys): answer like the first.
+        const stored = await this.fetchSeqs(pid, events.map((e) => e.seq));
+        if (stored.length === events.length && stored.every((e, i) => e.dedupKey !== undefined && e.dedupKey === events[i]!.dedupKey)) {
+          return { ok: false, duplicates: stored };
+        }
       }
       await this.releaseClaims(pid, claims);
       throw refusal ?? new CodedError(StoreCodes.SEQ_CONFLICT, `${pid}: expected seq ${numberOrNone(commit.row?.['seq'], 1)}, got ${from}`);
@@ -559,7 +535,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
    * journal holds an event with this dedup key at the claimed seq; anything else is left over
    * from an append that never committed (its writer was fenced, refused or died) and is taken over.
    */
-  private async claimDedup(pid: string, epoch: number, dedupKey: string, seq: number, single: boolean): Promise<{ duplicate?: JournalEvent }> {
+  private async claimDedup(pid: string, epoch: number, dedupKey: string, seq: number): Promise<{ duplicate?: JournalEvent }> {
     for (let attempt = 0; attempt < 10; attempt++) {
       let rs: cassandra.types.ResultSet;
       try {
@@ -577,8 +553,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
         // Like SQLite, a stale owner is told it is fenced before it is told anything else.
         const head = await this.readHead(pid, true);
         if (head?.epoch !== epoch) throw fenced(pid, epoch, head?.epoch);
-        if (single) return { duplicate: stored };
-        throw new CodedError(StoreCodes.SEQ_CONFLICT, `${pid}: dedupKey of seq ${seq} is already stored at seq ${claimed}`);
+        return { duplicate: stored };
       }
       const taken = await this.lwt(`UPDATE ${this.ks}.dedup SET seq = ? WHERE pid = ? AND dedup_key = ? IF seq = ?`, [BigInt(seq), pid, dedupKey, BigInt(claimed)]).catch((err: unknown) => {
         if (isCasTimeout(err)) return undefined;
@@ -615,13 +590,14 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     };
     for (const e of events) {
       const bucket = this.bucketOf(e.seq);
-      const bytes = e.data.length + (e.dedupKey?.length ?? 0) + 64;
+      const text = dataToText(e.data);
+      const bytes = text.length + (e.dedupKey?.length ?? 0) + 64;
       if (bucket !== batchBucket || batchBytes + bytes > BATCH_BYTES) await flush();
       batchBucket = bucket;
       batchBytes += bytes;
       batch.push({
         query: `INSERT INTO ${this.ks}.events (pid, bucket, seq, data, key, dedup) VALUES (?, ?, ?, ?, ?, ?)`,
-        params: [pid, bucket, BigInt(e.seq), e.data, e.key ?? null, e.dedupKey ?? null],
+        params: [pid, bucket, BigInt(e.seq), text, e.key ?? null, e.dedupKey ?? null],
       });
       if (e.key !== undefined) {
         batch.push({ query: `INSERT INTO ${this.ks}.events_by_key (pid, bucket, key, seq) VALUES (?, ?, ?, ?)`, params: [pid, bucket, e.key, BigInt(e.seq)] });
@@ -717,12 +693,6 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     }
     const results = await Promise.all(requests);
     return results.flatMap((rs) => rs.rows.map(eventOf)).sort((a, b) => a.seq - b.seq);
-  }
-
-  private async hasEvent(ref: EventRef): Promise<boolean> {
-    await this.settleIfNeeded(ref.persistenceId);
-    const [stored] = await this.fetchSeqs(ref.persistenceId, [ref.seq]);
-    return stored?.key === ref.key;
   }
 
   private rememberHint(pid: string, key: bigint, bucket: number): void {
@@ -933,14 +903,14 @@ function validateEvents(events: readonly JournalEvent[]): void {
 }
 
 function encodeIntent(events: readonly JournalEvent[]): string {
-  const wire: WireIntentEvent[] = events.map((e) => [e.seq, e.data, e.key === undefined ? null : e.key.toString(), e.dedupKey ?? null]);
+  const wire: WireIntentEvent[] = events.map((e) => [e.seq, dataToText(e.data), e.key === undefined ? null : e.key.toString(), e.dedupKey ?? null]);
   return JSON.stringify(wire);
 }
 
 function decodeIntent(text: string): JournalEvent[] {
   return (JSON.parse(text) as WireIntentEvent[]).map(([seq, data, key, dedup]) => ({
     seq,
-    data,
+    data: textToData(data),
     ...(key === null ? {} : { key: BigInt(key) }),
     ...(dedup === null ? {} : { dedupKey: dedup }),
   }));
@@ -949,7 +919,21 @@ function decodeIntent(text: string): JournalEvent[] {
 function eventOf(row: Row): JournalEvent {
   const key = row['key'] as bigint | null;
   const dedup = row['dedup'] as string | null;
-  return { seq: toNumber(row['seq']), data: row['data'] as string, ...(key === null ? {} : { key }), ...(dedup === null ? {} : { dedupKey: dedup }) };
+  return { seq: toNumber(row['seq']), data: textToData(row['data'] as string), ...(key === null ? {} : { key }), ...(dedup === null ? {} : { dedupKey: dedup }) };
+}
+
+/**
+ * Event data is bytes; the `data` columns are text (the layout predates binary data), so bytes
+ * are stored as base64 behind a marker that JSON, what those columns held before, never starts with.
+ */
+const B64 = '\u0000b64:';
+
+function dataToText(data: Uint8Array): string {
+  return B64 + Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+}
+
+function textToData(text: string): Uint8Array {
+  return text.startsWith(B64) ? Buffer.from(text.slice(B64.length), 'base64') : Buffer.from(text, 'utf8');
 }
 
 /** Seqs, epochs and buckets stay far below 2^53; only event keys need all 64 bits. */

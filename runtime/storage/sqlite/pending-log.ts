@@ -20,7 +20,10 @@ export interface LogRow {
   readonly seq: number;
   readonly k: string | null;
   readonly dedup: string | null;
-  readonly data: string;
+  /** Empty in the writer thread, which never reads data back from here. */
+  readonly data: Uint8Array;
+  /** Bytes of data, kept apart so the writer can account for rows whose data it does not hold. */
+  readonly size: number;
 }
 
 interface PerPid {
@@ -40,6 +43,8 @@ export class PendingLog {
   private readonly byPid = new Map<string, PerPid>();
   /** Highest id seen (ours or tailed). */
   lastId = 0;
+  /** Data bytes of the rows held. */
+  bytes = 0;
 
   get size(): number {
     return this.fifo.length - this.head;
@@ -50,15 +55,10 @@ export class PendingLog {
     return this.head < this.fifo.length ? this.fifo[this.head]!.id : undefined;
   }
 
-  /** The id `n` rows in (or the newest), for moving a chunk of the oldest rows. */
-  idAt(n: number): number | undefined {
-    if (this.size === 0) return undefined;
-    return this.fifo[Math.min(this.fifo.length - 1, this.head + n - 1)]!.id;
-  }
-
   add(row: LogRow): void {
     if (row.id <= this.lastId) return; // already held
     this.lastId = row.id;
+    this.bytes += row.size;
     this.fifo.push(row);
     let p = this.byPid.get(row.pid);
     if (!p) {
@@ -73,6 +73,7 @@ export class PendingLog {
   trimBelow(minId: number): void {
     while (this.head < this.fifo.length && this.fifo[this.head]!.id < minId) {
       const row = this.fifo[this.head++]!;
+      this.bytes -= row.size;
       const p = this.byPid.get(row.pid)!;
       // Rows of one pid leave in id order, which is seq order: always the first.
       p.rows[p.start++] = undefined as unknown as LogRow;

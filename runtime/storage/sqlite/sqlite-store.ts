@@ -4,12 +4,12 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CodedError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { AppendOptions, AppendResult, Journal, JournalEvent, Snapshot } from '../journal.ts';
+import type { AppendResult, Journal, JournalEvent, Snapshot } from '../journal.ts';
 import type { KeyValueRecord, KeyValueStore, KeyValueWrite } from '../key-value.ts';
 import { StoreCodes, type Store } from '../store.ts';
 import { PendingLog, type LogRow } from './pending-log.ts';
 import { applySchema, decodeKey, encodeKey } from './schema.ts';
-import { WAL_GROWING, type CheckpointerInit, type LogMoveOptions, type WireEvent, type WriteOp, type WriteResult, type WriterInit, type WriterRequest, type WriterResponse } from './writer-protocol.ts';
+import { WAL_GROWING, decodeResponse, encodeRequest, type CheckpointerInit, type LogMoveOptions, type WireEvent, type WriteOp, type WriteResult, type WriterInit, type WriterResponse } from './writer-protocol.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; created with its directory when missing. */
@@ -56,6 +56,14 @@ function startThread(name: 'sqlite-writer' | 'sqlite-checkpointer', init: Writer
  * seconds at 500 msg/s and held the bench's p99 near 90 ms; the WAL mostly restarts by itself.
  */
 const CHECKPOINT_EVERY_MS = 200;
+
+/**
+ * When the append log moves into the indexed journal (see sqlite-writer.ts). The longer rows wait,
+ * the more rows of one actor share a B-tree page when they move, so the disk bytes per event fall
+ * with the wait; memory bounds it: every reading process holds the log's rows (their data
+ * included) in its index, here at most 32 MiB or 100,000 rows, whichever comes first.
+ */
+const LOG_MOVE: LogMoveOptions = { atRows: 100_000, atBytes: 32 * 1024 * 1024, afterMs: 30_000, chunk: 500, chunkMs: 2 };
 const WAL_CHECKPOINTER_AT_BYTES = 4 * 1024 * 1024;
 const WAL_WRITER_CHECKPOINT_AT_BYTES = 128 * 1024 * 1024;
 
@@ -77,8 +85,6 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   readonly journal: Journal = this;
   readonly kv: KeyValueStore = this;
   readonly describe: string;
-  /** One writer thread applies batches in submission order. */
-  readonly orderedWrites = true;
   private readonly db: Database.Database;
   private readonly worker: Worker;
   private readonly synchronous: 'FULL' | 'NORMAL';
@@ -107,27 +113,27 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
         'SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND k < ? AND k IS NOT NULL ORDER BY k DESC LIMIT ?',
       ),
       readLatest: this.db.prepare<[string, number], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND k IS NOT NULL ORDER BY k DESC LIMIT ?'),
-      readSeq: this.db.prepare<[string, number], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND seq = ?'),
       maxSeq: this.db.prepare<[string], { m: number | null }>('SELECT max(seq) AS m FROM journal WHERE pid = ?'),
-      byDedup: this.db.prepare<[string, string], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND dedup = ?'),
-      snapshot: this.db.prepare<[string], { seq: number; data: string }>('SELECT seq, data FROM snapshots WHERE pid = ?'),
+      snapshot: this.db.prepare<[string], { seq: number; data: Buffer | string }>('SELECT seq, data FROM snapshots WHERE pid = ?'),
       kvGet: this.db.prepare<[string, string, string], { v: string }>('SELECT v FROM kv WHERE tbl = ? AND part = ? AND k = ?'),
       kvList: this.db.prepare<[string, string, number], { k: string; v: string }>('SELECT k, v FROM kv WHERE tbl = ? AND part = ? ORDER BY k LIMIT ?'),
       logBounds: this.db.prepare<[], { lo: number | null; hi: number | null }>('SELECT (SELECT min(id) FROM jlog) AS lo, (SELECT max(id) FROM jlog) AS hi'),
-      logTail: this.db.prepare<[number], LogRow>('SELECT id, pid, seq, k, dedup, data FROM jlog WHERE id > ? ORDER BY id'),
+      logTail: this.db.prepare<[number], Omit<LogRow, 'data'> & { data: Buffer | string }>(
+        'SELECT id, pid, seq, k, dedup, data, length(data) AS size FROM jlog WHERE id > ? ORDER BY id',
+      ),
     };
     this.dataVersion = this.db.prepare<[], { data_version: number }>('PRAGMA data_version');
     this.synchronous = options.durability === 'os' ? 'NORMAL' : 'FULL';
     this.worker = startThread('sqlite-writer', {
       path: options.path,
       synchronous: this.synchronous,
-      logMove: { atRows: 60_000, afterMs: 2_000, chunk: 500, chunkMs: 2, ...options.logMove },
+      logMove: { ...LOG_MOVE, ...options.logMove },
       walCheckpointerAtBytes: WAL_CHECKPOINTER_AT_BYTES,
       walWriterCheckpointAtBytes: WAL_WRITER_CHECKPOINT_AT_BYTES,
     });
-    this.worker.on('message', (res: string) => {
+    this.worker.on('message', (res: string | ArrayBuffer) => {
       if (res === WAL_GROWING) this.startCheckpointer();
-      else this.onResponse(res === 'closed' ? res : (JSON.parse(res) as WriterResponse));
+      else if (typeof res !== 'string') this.onResponse(decodeResponse(res));
     });
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => {
@@ -142,21 +148,15 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     return expectOk(r).epoch!;
   }
 
-  async append(persistenceId: string, epoch: number, events: readonly JournalEvent[], options?: AppendOptions): Promise<AppendResult> {
+  async append(persistenceId: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult> {
     const wire: WireEvent[] = events.map((e) => ({
       seq: e.seq,
       data: e.data,
       ...(e.key === undefined ? {} : { k: encodeKey(e.key) }),
       ...(e.dedupKey === undefined ? {} : { dedup: e.dedupKey }),
     }));
-    const r = await this.submit({
-      t: 'append',
-      pid: persistenceId,
-      epoch,
-      events: wire,
-      ...(options?.requires ? { requires: [options.requires.persistenceId, options.requires.seq, encodeKey(options.requires.key)] as const } : {}),
-    });
-    if (!r.ok && r.code === 'DUPLICATE' && r.duplicate) return { ok: false, duplicate: fromWire(r.duplicate) };
+    const r = await this.submit({ t: 'append', pid: persistenceId, epoch, events: wire });
+    if (!r.ok && r.duplicates) return { ok: false, duplicates: r.duplicates.map(fromWire) };
     expectOk(r);
     return { ok: true };
   }
@@ -189,25 +189,10 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     });
   }
 
-  async readSeqs(persistenceId: string, seqs: readonly number[]): Promise<JournalEvent[]> {
-    const sorted = [...seqs].sort((a, b) => a - b);
-    return this.readRows(() =>
-      sorted.map((s) => this.pending.get(persistenceId, s) ?? this.stmts.readSeq.get(persistenceId, s)).filter((r): r is Row => r !== undefined),
-    );
-  }
-
   async highestSeq(persistenceId: string): Promise<number> {
     this.ensureOpen();
     this.syncPending();
     return this.pending.maxSeq(persistenceId) || (this.stmts.maxSeq.get(persistenceId)?.m ?? 0);
-  }
-
-  async findByDedup(persistenceId: string, dedupKey: string): Promise<JournalEvent | undefined> {
-    const [row] = this.readRows(() => {
-      const r = this.pending.byDedup(persistenceId, dedupKey) ?? this.stmts.byDedup.get(persistenceId, dedupKey);
-      return r ? [r] : [];
-    });
-    return row;
   }
 
   async saveSnapshot(persistenceId: string, epoch: number, snapshot: Snapshot): Promise<void> {
@@ -217,7 +202,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   async loadSnapshot(persistenceId: string): Promise<Snapshot | undefined> {
     this.ensureOpen();
     const row = this.stmts.snapshot.get(persistenceId);
-    return row ? { seq: row.seq, data: row.data } : undefined;
+    return row ? { seq: row.seq, data: toBytes(row.data) } : undefined;
   }
 
   // ---- Key-value
@@ -275,9 +260,9 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     this.queue = batch === this.queue ? [] : this.queue.slice(this.maxBatch);
     const id = this.nextId++;
     this.inFlight.set(id, batch);
-    const req: WriterRequest = { id, ops: batch.map((p) => p.op) };
-    // One JSON string clones far faster than the structured clone of an object graph.
-    this.worker.postMessage(JSON.stringify(req));
+    // One binary buffer, handed over rather than cloned (see writer-protocol.ts).
+    const buffer = encodeRequest({ id, ops: batch.map((p) => p.op) });
+    this.worker.postMessage(buffer, [buffer]);
   }
 
   private startCheckpointer(): void {
@@ -291,8 +276,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     this.checkpointer = t;
   }
 
-  private onResponse(res: WriterResponse | 'closed'): void {
-    if (res === 'closed') return;
+  private onResponse(res: WriterResponse): void {
     if (res.id === 0 && 'error' in res) {
       this.options.log.warn({ error: res.error }, 'sqlite log move failed; will retry');
       return;
@@ -350,7 +334,9 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       if (op.t !== 'append' || !r.ok || r.logId === undefined) continue;
       if (r.logId <= this.pending.lastId) continue; // a read fetched them first
       if (r.logId !== this.pending.lastId + 1) return;
-      op.events.forEach((e, j) => this.pending.add({ id: r.logId! + j, pid: op.pid, seq: e.seq, k: e.k ?? null, dedup: e.dedup ?? null, data: e.data }));
+      op.events.forEach((e, j) =>
+        this.pending.add({ id: r.logId! + j, pid: op.pid, seq: e.seq, k: e.k ?? null, dedup: e.dedup ?? null, data: e.data, size: e.data.byteLength }),
+      );
     }
   }
 
@@ -367,23 +353,29 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     if (version === this.seenVersion) return;
     this.seenVersion = version;
     const { lo, hi } = this.stmts.logBounds.get()!;
-    if (hi !== null && hi > this.pending.lastId) for (const row of this.stmts.logTail.all(this.pending.lastId)) this.pending.add(row);
+    if (hi !== null && hi > this.pending.lastId) for (const row of this.stmts.logTail.all(this.pending.lastId)) this.pending.add({ ...row, data: toBytes(row.data) });
     // Rows another process moved out: a pid's logged rows must stay its newest (see read()).
     this.pending.trimBelow(lo ?? this.pending.lastId + 1);
   }
 
-  private readRows(query: () => Row[]): JournalEvent[] {
+  private readRows(query: () => readonly Row[]): JournalEvent[] {
     this.ensureOpen();
     this.syncPending();
-    return query().map((r) => fromWire({ seq: r.seq, data: r.data, ...(r.k === null ? {} : { k: r.k }), ...(r.dedup === null ? {} : { dedup: r.dedup }) }));
+    return query().map((r) => fromWire({ seq: r.seq, data: toBytes(r.data), ...(r.k === null ? {} : { k: r.k }), ...(r.dedup === null ? {} : { dedup: r.dedup }) }));
   }
 }
 
 interface Row {
-  seq: number;
-  k: string | null;
-  dedup: string | null;
-  data: string;
+  readonly seq: number;
+  readonly k: string | null;
+  readonly dedup: string | null;
+  /** A Buffer from SQLite (or a string, for rows written before data was binary), or a logged row's bytes. */
+  readonly data: Uint8Array | string;
+}
+
+/** Rows written before event data was binary are TEXT (JSON): handed back as their UTF-8 bytes. */
+function toBytes(data: Uint8Array | string): Uint8Array {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
 }
 
 /** Asks a store thread to close its connection and end; terminates it after 5 s. */

@@ -13,7 +13,7 @@ import { statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PendingLog, type LogRow } from './pending-log.ts';
 import { applySchema } from './schema.ts';
-import { WAL_GROWING, type WireEvent, type WriteOp, type WriteResult, type WriterInit, type WriterRequest, type WriterResponse } from './writer-protocol.ts';
+import { WAL_GROWING, decodeRequest, encodeResponse, type WireEvent, type WriteOp, type WriteResult, type WriterInit, type WriterResponse } from './writer-protocol.ts';
 
 const init = workerData as WriterInit;
 const db = new Database(init.path);
@@ -34,18 +34,15 @@ const q = {
     'INSERT INTO owners (pid, epoch, owner) VALUES (?, 1, ?) ON CONFLICT (pid) DO UPDATE SET epoch = epoch + 1, owner = excluded.owner',
   ),
   maxSeq: db.prepare<[string], { m: number | null }>('SELECT max(seq) AS m FROM journal WHERE pid = ?'),
-  byDedup: db.prepare<[string, string], { seq: number; k: string | null; dedup: string | null; data: string }>(
-    'SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND dedup = ?',
-  ),
-  hasEvent: db.prepare<[string, number, string], { one: number }>('SELECT 1 AS one FROM journal WHERE pid = ? AND seq = ? AND k = ?'),
-  logInsert: db.prepare<[string, number, string | null, string | null, string]>('INSERT INTO jlog (pid, seq, k, dedup, data) VALUES (?, ?, ?, ?, ?)'),
+  byDedup: db.prepare<[string, string], { seq: number; k: string | null; data: Buffer | string }>('SELECT seq, k, data FROM journal WHERE pid = ? AND dedup = ?'),
+  logInsert: db.prepare<[string, number, string | null, string | null, Uint8Array]>('INSERT INTO jlog (pid, seq, k, dedup, data) VALUES (?, ?, ?, ?, ?)'),
   logBounds: db.prepare<[], { lo: number | null; hi: number | null }>('SELECT (SELECT min(id) FROM jlog) AS lo, (SELECT max(id) FROM jlog) AS hi'),
-  // Without data: the writer checks seqs, keys and dedup keys; data is read back only for a duplicate.
-  logTail: db.prepare<[number], LogRow>("SELECT id, pid, seq, k, dedup, '' AS data FROM jlog WHERE id > ? ORDER BY id"),
-  logData: db.prepare<[number], { data: string }>('SELECT data FROM jlog WHERE id = ?'),
+  // Without data: the writer checks seqs and dedup keys; data is read back only for a duplicate.
+  logTail: db.prepare<[number], Omit<LogRow, 'data'>>('SELECT id, pid, seq, k, dedup, length(data) AS size FROM jlog WHERE id > ? ORDER BY id'),
+  logData: db.prepare<[number], { data: Buffer | string }>('SELECT data FROM jlog WHERE id = ?'),
   copyToJournal: db.prepare<[number]>('INSERT OR IGNORE INTO journal (pid, seq, k, dedup, data) SELECT pid, seq, k, dedup, data FROM jlog WHERE id = ?'),
   dropFromLog: db.prepare<[number]>('DELETE FROM jlog WHERE id < ?'),
-  putSnapshot: db.prepare<[string, number, string]>(
+  putSnapshot: db.prepare<[string, number, Uint8Array]>(
     'INSERT INTO snapshots (pid, seq, data) VALUES (?, ?, ?) ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq, data = excluded.data WHERE excluded.seq >= snapshots.seq',
   ),
   kvPut: db.prepare<[string, string, string, string]>(
@@ -55,6 +52,13 @@ const q = {
   kvGet: db.prepare<[string, string, string], { v: string }>('SELECT v FROM kv WHERE tbl = ? AND part = ? AND k = ?'),
   kvInsert: db.prepare<[string, string, string, string]>('INSERT INTO kv (tbl, part, k, v) VALUES (?, ?, ?, ?)'),
 };
+
+const NO_DATA = new Uint8Array(0);
+
+/** SQLite hands back BLOBs as Buffers; rows written before data was binary hold TEXT. */
+function toBytes(data: Buffer | string): Uint8Array {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+}
 
 /**
  * Owner epochs and journal heads, cached between batches. Valid only while no other connection
@@ -83,20 +87,16 @@ function revalidateCaches(): void {
 /** Takes in rows other processes appended to the log and forgets rows anyone moved out of it. */
 function syncPending(): void {
   const { lo, hi } = q.logBounds.get()!;
-  if (hi !== null && hi > pending.lastId) for (const row of q.logTail.iterate(pending.lastId)) pending.add(row);
+  if (hi !== null && hi > pending.lastId) for (const row of q.logTail.iterate(pending.lastId)) pending.add({ ...row, data: NO_DATA });
   pending.trimBelow(lo ?? pending.lastId + 1);
 }
 
-function hasEvent(pid: string, seq: number, k: string): boolean {
-  const row = pending.get(pid, seq);
-  if (row) return row.k === k;
-  return q.hasEvent.get(pid, seq, k) !== undefined;
-}
-
-function findDedup(pid: string, dedup: string): { seq: number; k: string | null; data: string } | undefined {
+/** The stored event with this dedup key, if any: in the log (not yet moved) or in the journal. */
+function findDedup(pid: string, dedup: string): WireEvent | undefined {
   const row = pending.byDedup(pid, dedup);
-  if (row) return { seq: row.seq, k: row.k, data: q.logData.get(row.id)?.data ?? '' };
-  return q.byDedup.get(pid, dedup);
+  const found = row ? { seq: row.seq, k: row.k, data: q.logData.get(row.id)?.data ?? '' } : q.byDedup.get(pid, dedup);
+  if (!found) return undefined;
+  return { seq: found.seq, data: toBytes(found.data), ...(found.k === null ? {} : { k: found.k }), dedup };
 }
 
 function currentEpoch(pid: string): number | undefined {
@@ -136,23 +136,20 @@ function apply(op: WriteOp): WriteResult {
     case 'append': {
       const refused = fenced(op.pid, op.epoch);
       if (refused) return refused;
-      if (op.requires && !hasEvent(op.requires[0], op.requires[1], op.requires[2])) {
-        return { ok: false, code: 'REQUIREMENT_MISSING', message: `${op.requires[0]} has no event ${op.requires[1]} with that key` };
+      // Checked before the seqs: a retried request names the seq its first attempt took. And here
+      // rather than left to the unique index, whose error would abort the whole group commit.
+      let duplicates: WireEvent[] | undefined;
+      for (const e of op.events) {
+        const prior = e.dedup === undefined ? undefined : findDedup(op.pid, e.dedup);
+        if (prior) (duplicates ??= []).push(prior);
       }
-      if (op.events.length === 1 && op.events[0]!.dedup !== undefined) {
-        const prior = findDedup(op.pid, op.events[0]!.dedup);
-        if (prior) {
-          const duplicate: WireEvent = { seq: prior.seq, data: prior.data, ...(prior.k === null ? {} : { k: prior.k }), dedup: op.events[0]!.dedup };
-          return { ok: false, code: 'DUPLICATE', message: 'already stored', duplicate };
-        }
-      }
+      if (duplicates) return { ok: false, code: 'DUPLICATE', message: 'already stored', duplicates };
       if (op.events.length > 1) {
-        // Checked here rather than left to the unique index: a constraint error would abort the
-        // whole group commit, failing every unrelated append in the batch.
+        const keys = new Set<string>();
         for (const e of op.events) {
-          if (e.dedup !== undefined && findDedup(op.pid, e.dedup)) {
-            return { ok: false, code: 'SEQ_CONFLICT', message: `${op.pid}: dedup key of seq ${e.seq} is already stored` };
-          }
+          if (e.dedup === undefined) continue;
+          if (keys.has(e.dedup)) return { ok: false, code: 'INVALID_ARGUMENT', message: `${op.pid}: dedup key ${e.dedup} twice in one append` };
+          keys.add(e.dedup);
         }
       }
       let expected = headOf(op.pid) + 1;
@@ -167,7 +164,7 @@ function apply(op: WriteOp): WriteResult {
         const k = e.k ?? null;
         const dedup = e.dedup ?? null;
         const id = Number(q.logInsert.run(op.pid, e.seq, k, dedup, e.data).lastInsertRowid);
-        pending.add({ id, pid: op.pid, seq: e.seq, k, dedup, data: '' });
+        pending.add({ id, pid: op.pid, seq: e.seq, k, dedup, data: NO_DATA, size: e.data.byteLength });
         logId ||= id;
       }
       heads.set(op.pid, expected - 1);
@@ -206,10 +203,12 @@ const runBatch = db.transaction((ops: readonly WriteOp[]) => {
  * append waits for at most one). Walking the log from its oldest row, each actor met is copied
  * whole (all its logged rows, which then share B-tree pages: the longer rows wait in the log, the
  * fewer pages per row), then everything below the first row not copied is deleted from the log.
- * Due once the log holds APPLY_AT rows (then moved down to half of that) or APPLY_AFTER_MS passed
- * since the last move (then moved completely).
+ * Due once the log holds APPLY_AT rows or APPLY_AT_BYTES of data (then moved down to half of
+ * what it holds) or APPLY_AFTER_MS passed since the last move (then moved completely). The
+ * longer rows wait, the more rows of one actor share a page when they move: the disk bytes per
+ * event fall with the wait, which is bounded by the memory the readers' log indexes may take.
  */
-const { atRows: APPLY_AT, afterMs: APPLY_AFTER_MS, chunk: APPLY_CHUNK, chunkMs: APPLY_CHUNK_MS } = init.logMove;
+const { atRows: APPLY_AT, atBytes: APPLY_AT_BYTES, afterMs: APPLY_AFTER_MS, chunk: APPLY_CHUNK, chunkMs: APPLY_CHUNK_MS } = init.logMove;
 let applyTarget = -1;
 let lastApplyMs = Date.now();
 let applyScheduled = false;
@@ -243,7 +242,7 @@ const moveChunk = db.transaction((): void => {
 function scheduleApply(): void {
   if (applyScheduled || closed) return;
   if (applyTarget < 0) {
-    if (pending.size >= APPLY_AT) applyTarget = APPLY_AT / 2;
+    if (pending.size >= APPLY_AT || pending.bytes >= APPLY_AT_BYTES) applyTarget = Math.floor(pending.size / 2);
     else if (pending.size > 0 && Date.now() - lastApplyMs >= APPLY_AFTER_MS) applyTarget = 0;
     else return;
   }
@@ -306,12 +305,13 @@ setInterval(() => {
 }, 500).unref();
 syncPending();
 
-/** Requests and responses travel as JSON strings (cheaper to clone than object graphs). */
+/** Requests and responses travel as binary buffers, handed over rather than copied (writer-protocol.ts). */
 function reply(res: WriterResponse): void {
-  parentPort!.postMessage(JSON.stringify(res));
+  const buffer = encodeResponse(res);
+  parentPort!.postMessage(buffer, [buffer]);
 }
 
-parentPort!.on('message', (raw: string) => {
+parentPort!.on('message', (raw: string | ArrayBuffer) => {
   if (raw === 'close') {
     closed = true;
     db.close();
@@ -319,7 +319,8 @@ parentPort!.on('message', (raw: string) => {
     parentPort!.close(); // lets the thread end, so close() does not wait for its timeout
     return;
   }
-  const req = JSON.parse(raw) as WriterRequest;
+  if (typeof raw === 'string') return;
+  const req = decodeRequest(raw);
   let res: WriterResponse;
   try {
     const results = runBatch.immediate(req.ops);
