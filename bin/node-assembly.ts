@@ -198,6 +198,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
           .map((m) => ({ node_id: m.nodeId, ws_url: m.wsUrl })),
     });
     router.onMembershipChange((change) => node.onMembershipChange(change.left));
+    router.onLinkDown(() => node.onLinkLost());
   }
 
   const port = await node.start();

@@ -166,6 +166,10 @@ export class Activation<M> {
         const pending = this.handle(env);
         if (pending) await pending;
       }
+      if (!this.stopRequested) {
+        const failed = this.flushActor();
+        if (failed) await failed;
+      }
     } finally {
       this.running = false;
       this.lastActiveMs = Date.now();
@@ -195,6 +199,19 @@ export class Activation<M> {
     }
     this.settle(env, result);
     return undefined;
+  }
+
+  /** The actor's end-of-run hook; a throw there is a handler failure like any other. */
+  private flushActor(): Promise<void> | undefined {
+    const actor = this.actor;
+    if (!actor?.flush) return undefined;
+    try {
+      actor.flush();
+      return undefined;
+    } catch (err) {
+      this.log.error({ err, actor: this.address }, 'actor flush failed; restarting from persisted state');
+      return this.restart();
+    }
   }
 
   private settle(env: Envelope<M>, result: unknown): void {

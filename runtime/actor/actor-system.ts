@@ -4,6 +4,7 @@ import type { Actor, ActorContext, ActorKind } from './actor.ts';
 import { addressId, type ActorAddress } from './address.ts';
 import type { ActorRef, AskOptions } from './actor-ref.ts';
 import { Activation, type Envelope } from './activation.ts';
+import { Deadlines } from './deadlines.ts';
 
 /**
  * Sends to actors that live on another node. The actor system asks it first for every message;
@@ -36,6 +37,7 @@ export class ActorSystem {
   private readonly sweeper: NodeJS.Timeout;
   private remote: RemoteRouter | undefined;
   private closed = false;
+  private readonly deadlines = new Deadlines();
 
   constructor(options: ActorSystemOptions) {
     this.log = options.log;
@@ -119,15 +121,9 @@ export class ActorSystem {
     const owner = this.remote?.ownerOf(address);
     if (owner !== undefined) return this.remote!.ask(owner, address, message, timeoutMs) as Promise<R>;
     return new Promise<R>((resolve, reject) => {
-      let done = false;
-      const timer = setTimeout(() => {
-        done = true;
-        reject(new CodedError(RuntimeCodes.TIMEOUT, `ask to ${address.kind} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
+      const deadline = this.deadlines.add(timeoutMs, () => reject(new CodedError(RuntimeCodes.TIMEOUT, `ask to ${address.kind} timed out after ${timeoutMs} ms`)));
       const reply = (error: unknown, value?: unknown): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
+        if (!deadline.settle()) return;
         if (error !== undefined) reject(error);
         else resolve(value as R);
       };

@@ -29,6 +29,12 @@ export interface Actor<M> {
   /** Loads persisted state. A throw here fails the queued messages; the next message retries. */
   onActivate?(): Promise<void> | void;
   receive(message: M): unknown;
+  /**
+   * Called once the mailbox is empty after a run of messages, before the actor waits for more:
+   * where an actor hands over what its handlers batched (one store append for every send of the
+   * run, say) rather than paying a round trip per message.
+   */
+  flush?(): void;
   /** Persists what must survive. Not called after a handler failure: that state is suspect. */
   onDeactivate?(reason: DeactivationReason): Promise<void> | void;
   /** An actor that still has work in the world (connected devices, pending retries) says no. */

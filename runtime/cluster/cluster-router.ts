@@ -1,4 +1,6 @@
+import { deserialize, serialize } from 'node:v8';
 import { CodedError, Rejection, RuntimeCodes } from '../errors.ts';
+import { Deadlines, type Deadline } from '../actor/deadlines.ts';
 import type { Logger } from '../log.ts';
 import type { ActorAddress, ActorSystem, RemoteRouter } from '../actor/index.ts';
 import { TransportError } from '../transport/transport-error.ts';
@@ -25,7 +27,7 @@ interface PendingAsk {
   readonly node: string;
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: unknown) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly deadline: Deadline;
 }
 
 /** Fired after the ring changed: who left and who joined, by node id. */
@@ -51,15 +53,20 @@ export class ClusterRouter implements RemoteRouter {
   private ring = new HashRing([]);
   private members = new Map<string, Member>();
   private readonly pending = new Map<number, PendingAsk>();
+  private readonly deadlines = new Deadlines();
   private nextCorrelation = 1;
   private readonly maxHops: number;
   private readonly listeners: ((change: MembershipChange) => void)[] = [];
+  private readonly linkListeners: ((node: string) => void)[] = [];
   private leaving = false;
 
   constructor(private readonly o: ClusterRouterOptions) {
     this.maxHops = o.maxHops ?? 3;
     o.transport.onEnvelope((env) => this.onEnvelope(env));
-    o.transport.onPeerDown((node) => this.failAsksTo(node, `link to node ${node} is down`));
+    o.transport.onPeerDown((node) => {
+      this.failAsksTo(node, `link to node ${node} is down`);
+      for (const l of this.linkListeners) l(node);
+    });
     o.membership.onChange((members) => this.onMembers(members));
     o.membership.onSelfUnhealthy(() => void this.stopServing());
     this.onMembers(o.membership.members());
@@ -67,6 +74,14 @@ export class ClusterRouter implements RemoteRouter {
 
   onMembershipChange(listener: (change: MembershipChange) => void): void {
     this.listeners.push(listener);
+  }
+
+  /**
+   * Called when the link to a node breaks: tells in flight on it may be lost (asks fail, a tell
+   * has nobody to hear it). The application decides what is worth announcing again.
+   */
+  onLinkDown(listener: (node: string) => void): void {
+    this.linkListeners.push(listener);
   }
 
   /** Live members, as this node sees them. */
@@ -89,15 +104,15 @@ export class ClusterRouter implements RemoteRouter {
   ask(node: string, address: ActorAddress, message: unknown, timeoutMs: number): Promise<unknown> {
     const correlationId = this.nextCorrelation++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const deadline = this.deadlines.add(timeoutMs, () => {
         this.pending.delete(correlationId);
         reject(new CodedError(RuntimeCodes.TIMEOUT, `ask to ${address.kind} on node ${node} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(correlationId, { node, resolve, reject, timer });
+      });
+      this.pending.set(correlationId, { node, resolve, reject, deadline });
       try {
         this.send(node, this.envelope('ask', address, correlationId, message));
       } catch (err) {
-        clearTimeout(timer);
+        deadline.settle();
         this.pending.delete(correlationId);
         reject(err);
       }
@@ -111,7 +126,7 @@ export class ClusterRouter implements RemoteRouter {
       targetKey: address.key,
       correlationId,
       hops: 0,
-      payload: encode(message),
+      payload: encodePayload(message),
       senderNode: this.o.nodeId,
     };
   }
@@ -135,8 +150,8 @@ export class ClusterRouter implements RemoteRouter {
       const p = this.pending.get(env.correlationId);
       if (!p) return; // timed out already
       this.pending.delete(env.correlationId);
-      clearTimeout(p.timer);
-      if (env.kind === 'reply') p.resolve(decode(env.payload));
+      p.deadline.settle();
+      if (env.kind === 'reply') p.resolve(decodePayload(env.payload));
       else p.reject(new Rejection(env.errorCode ?? 'INTERNAL', env.errorMessage ?? 'remote actor failed'));
       return;
     }
@@ -162,7 +177,7 @@ export class ClusterRouter implements RemoteRouter {
     }
     let message: unknown;
     try {
-      message = decode(env.payload);
+      message = decodePayload(env.payload);
     } catch {
       reply?.(new CodedError('BAD_FRAME', 'undecodable actor message'));
       return;
@@ -177,7 +192,7 @@ export class ClusterRouter implements RemoteRouter {
   private replyTo(env: Envelope, error: unknown, value?: unknown): void {
     const back: Envelope =
       error === undefined
-        ? { kind: 'reply', targetKind: env.targetKind, targetKey: env.targetKey, correlationId: env.correlationId, hops: 0, payload: encode(value), senderNode: this.o.nodeId }
+        ? { kind: 'reply', targetKind: env.targetKind, targetKey: env.targetKey, correlationId: env.correlationId, hops: 0, payload: encodePayload(value), senderNode: this.o.nodeId }
         : {
             kind: 'error',
             targetKind: env.targetKind,
@@ -219,7 +234,7 @@ export class ClusterRouter implements RemoteRouter {
     for (const [id, p] of this.pending) {
       if (p.node !== node) continue;
       this.pending.delete(id);
-      clearTimeout(p.timer);
+      p.deadline.settle();
       p.reject(new CodedError(RuntimeCodes.UNAVAILABLE, why));
     }
   }
@@ -244,10 +259,15 @@ export class ClusterRouter implements RemoteRouter {
   }
 }
 
-function encode(value: unknown): Uint8Array {
-  return value === undefined ? new Uint8Array(0) : Buffer.from(JSON.stringify(value));
+/**
+ * Actor messages cross nodes in V8's structured-serialisation format: it keeps bytes (message
+ * bodies built once, see proto/message-bytes.ts), bigints and Maps as they are, where JSON would
+ * turn bytes into arrays of numbers. Every node of a cluster runs the same Node.js line.
+ */
+export function encodePayload(value: unknown): Uint8Array {
+  return value === undefined ? new Uint8Array(0) : serialize(value);
 }
 
-function decode(bytes: Uint8Array): unknown {
-  return bytes.length === 0 ? undefined : JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+export function decodePayload(bytes: Uint8Array): unknown {
+  return bytes.length === 0 ? undefined : deserialize(bytes);
 }

@@ -6,6 +6,7 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { createHmac } from 'node:crypto';
+import { encodePayload } from '../../runtime/cluster/cluster-router.ts';
 import { createEtcdClient } from '../../runtime/cluster/etcd-client.ts';
 import { GrpcTransport } from '../../runtime/transport/grpc-transport.ts';
 import { CLUSTER_SECRET_HEADER, NODE_ID_HEADER } from '../../runtime/transport/cluster-secret.ts';
@@ -146,7 +147,7 @@ test.serial('one user, two devices on two nodes: both get every message, includi
 /** Envelope telling a user actor that a made-up friend came online; observable as a presence push. */
 function fakePresence(userId: string, fakeFriend: string): Envelope {
   const message = { type: 'presenceChanged', presence: { user_id: fakeFriend, online: true, last_active_at_ms: 1 } };
-  return { kind: 'tell', targetKind: 'user', targetKey: userId, correlationId: 0, hops: 0, payload: Buffer.from(JSON.stringify(message)), senderNode: 'intruder' };
+  return { kind: 'tell', targetKind: 'user', targetKey: userId, correlationId: 0, hops: 0, payload: encodePayload(message), senderNode: 'intruder' };
 }
 
 test.serial('inter-node gRPC without the cluster secret is refused and delivers nothing', async (t) => {
