@@ -11,6 +11,8 @@ import { Revocations } from './auth/revocations.ts';
 import type { TokenSigner } from './auth/tokens.ts';
 import { channelKind } from './channel/channel-actor.ts';
 import { sessions, users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
+import { EventLoopDelay } from '../runtime/health/event-loop-delay.ts';
+import { markRunning, markStopped, recordLoss } from './node-losses.ts';
 import { Tables } from './tables.ts';
 import { ChatCodes, httpStatusFor } from './errors.ts';
 import type { Snowflake } from './ids/snowflake.ts';
@@ -68,6 +70,7 @@ export class ChatNode {
   private expirySweep: NodeJS.Timeout | undefined;
   /** Session actors alive now; next to the gateway's connection count, a gap shows a leak. */
   private liveSessions = 0;
+  private readonly loopDelay = new EventLoopDelay();
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
@@ -119,7 +122,16 @@ export class ChatNode {
         sendAllowance,
         authPerMinute: o.limits.authPerMinute,
         // node_number: null only before a cluster node has claimed one (it does not serve yet).
-        health: () => ({ node_id: o.nodeId, node_number: o.ids.node ?? null, connections: this.gateway.connectionCount, sessions: this.liveSessions, store: o.store.describe }),
+        health: () => ({
+          node_id: o.nodeId,
+          node_number: o.ids.node ?? null,
+          connections: this.gateway.connectionCount,
+          sessions: this.liveSessions,
+          store: o.store.describe,
+          // The last whole second: its worst delay, and the distribution.
+          event_loop_delay_ms: this.loopDelay.stats.max,
+          event_loop_delay: this.loopDelay.stats,
+        }),
       }),
     });
   }
@@ -144,6 +156,8 @@ export class ChatNode {
    */
   onMembershipChange(left: readonly string[]): void {
     for (const nodeId of left) {
+      // It may have taken channel notifications with it; inboxes check on their next activation.
+      void recordLoss(this.o.store, this.o.nodeId, `node ${nodeId} left`, this.o.log).catch((err: unknown) => this.o.log.warn({ err, nodeId }, 'node loss not recorded'));
       this.system.broadcast('user', { type: 'nodeDown', nodeId });
       void this.o.store.kv.list(Tables.presenceNode, nodeId).then(
         (rows) => {
@@ -161,9 +175,20 @@ export class ChatNode {
     this.system.broadcast('session', { type: 'reattach' });
   }
 
+  /**
+   * A link to another node broke: actor messages in flight on it may be lost. Channel
+   * notifications are the ones whose loss would go unnoticed (a quiet channel sends no later
+   * message to show the gap), so every channel here tells its members its head again.
+   */
+  onLinkLost(): void {
+    this.system.broadcast('channel', { type: 'announce' });
+  }
+
   async start(): Promise<number> {
-    // Before serving: a restarted node must not take a token that was logged out.
+    // Before serving: a restarted node must not take a token that was logged out, and a node
+    // that crashed last time may have lost notifications (actors/node-losses.ts).
     await this.revocations.start();
+    await markRunning(this.o.store, this.o.nodeId, this.o.log);
     this.port = await this.gateway.listen();
     // One node-wide round instead of a timer per user: a million online users would otherwise
     // hold a million timers. Users without devices ignore it.
@@ -184,6 +209,8 @@ export class ChatNode {
       this.gateway.stopAccepting();
       this.gateway.closeAll(closeCode, closeCode === CloseCodes.RESTART ? 'reconnect to another server' : 'server shutting down');
       await this.system.shutdown();
+      await markStopped(this.o.store, this.o.nodeId).catch((err: unknown) => this.o.log.warn({ err }, 'clean stop not recorded'));
+      this.loopDelay.stop();
       this.gateway.close();
     })();
     return this.stopping;

@@ -3,10 +3,22 @@
  * the whole layout: journals (event logs) per actor, and key-value tables (table, partition, key).
  */
 export const Journals = {
-  /** A channel's history: seq = channel_seq, key = message_id, dedup = sender:client_msg_id. */
+  /**
+   * A channel's history: seq = channel_seq, key = message_id, dedup = sender:client_msg_id, data =
+   * the stored message (stored-message.ts).
+   */
   channel: (channelId: string) => `channel/${channelId}`,
-  /** A user's inbox: seq = inbox_seq; entries reference channel messages, never copy them. */
+  /**
+   * A user's inbox: rows of segments that reference channel messages, never copy them; key = the
+   * inbox seq of the row's first entry (actors/user/inbox.ts).
+   */
   inbox: (userId: string) => `inbox/${userId}`,
+  /**
+   * Node losses (a crash, a node that left without handing off), one event each: its seq is a
+   * counter that user actors compare with the one they last checked their inboxes at, since a
+   * lost node may have taken channel notifications with it (actors/user/user-actor.ts heal).
+   */
+  losses: 'cluster/losses',
 } as const;
 
 export const Tables = {
@@ -28,6 +40,8 @@ export const Tables = {
   cursor: 'cursor',
   /** node -> users with a device connected there (cluster only), for takeover after a crash. */
   presenceNode: 'presence_node',
+  /** node id -> 'running' while it serves, 'stopped' after a clean stop (key ''). */
+  nodeState: 'node_state',
   /**
    * Logged-out login sessions (token sid): partition = the UTC day (ms / 86,400,000) of until_ms,
    * when the row may be forgotten; key = sid; value {sub, until_ms, at_ms}. See auth/revocations.ts.
@@ -50,19 +64,21 @@ export interface ChannelMeta {
   readonly created_at_ms: number;
 }
 
-/** What a channel journal event holds. */
-export interface StoredMessage {
-  readonly message_id: string;
-  readonly sender_id: string;
-  readonly client_msg_id: string;
-  readonly text: string;
-  readonly created_at_ms: number;
+/**
+ * A membership row (Tables.member and Tables.userChannel). `at_seq`: the channel's head when the
+ * user joined; the user's inbox takes only messages after it (actors/user/inbox.ts). Rows from
+ * before it was recorded lack it: 0, the whole history.
+ */
+export interface MembershipRow {
+  readonly joined_at_ms: number;
+  readonly kind: 'dm' | 'group';
+  readonly at_seq?: number;
 }
 
-/** What an inbox journal event holds: a reference to a channel message. */
-export interface InboxRef {
-  readonly c: string;
-  readonly s: number;
+/** A device cursor row (Tables.cursor): the last inbox seq the device acked. */
+export interface StoredCursor {
+  readonly inbox_seq: number;
+  readonly updated_at_ms: number;
 }
 
 export const MAX_GROUP_MEMBERS = 100;

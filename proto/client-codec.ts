@@ -1,10 +1,11 @@
 import protobuf from 'protobufjs/light.js';
 import { clientDescriptor } from './client-descriptor.ts';
-import type { ClientBody, ClientBodyName, ClientFrame, ServerBody, ServerBodyName, ServerFrame } from './client-frames.ts';
+import type { ClientBody, ClientBodyName, ClientFrame, Message, ServerBody, ServerBodyName, ServerFrame } from './client-frames.ts';
 
 const root = protobuf.Root.fromJSON(clientDescriptor as unknown as protobuf.INamespace);
 const ClientFrameType = root.lookupType('chat.v1.ClientFrame');
 const ServerFrameType = root.lookupType('chat.v1.ServerFrame');
+const MessageType = root.lookupType('chat.v1.Message');
 
 /** Raised for bytes that are not a valid frame; the server answers BAD_FRAME. */
 export class FrameDecodeError extends Error {
@@ -115,4 +116,16 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
   const f = decode<ServerFrame>(ServerFrameType, bytes);
   numbersInServerFrame(f as unknown as Mutable);
   return f;
+}
+
+/** A chat.v1.Message from its bytes (see message-bytes.ts), with every field present. */
+export function decodeMessage(bytes: Uint8Array): Message {
+  let decoded: Mutable;
+  try {
+    decoded = MessageType.toObject(MessageType.decode(bytes), { defaults: true }) as Mutable;
+  } catch (err) {
+    throw new FrameDecodeError('bytes are not a valid chat.v1.Message', { cause: err });
+  }
+  fixMessage(decoded);
+  return decoded as unknown as Message;
 }

@@ -9,4 +9,5 @@
  * ```
  */
 export * from './client-frames.ts';
-export { decodeClientFrame, decodeServerFrame, encodeClientFrame, encodeServerFrame, FrameDecodeError } from './client-codec.ts';
+export { decodeClientFrame, decodeMessage, decodeServerFrame, encodeClientFrame, encodeServerFrame, FrameDecodeError } from './client-codec.ts';
+export { completeMessage, deliveryFrame, encodeMessageBody, historyResultFrame, syncResultFrame, type DeliveryBytes, type MessageBody } from './message-bytes.ts';

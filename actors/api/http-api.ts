@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { HttpError, HttpRouter, type HttpRequest } from '../../runtime/gateway/index.ts';
 import { KeyedRateLimiter } from '../../runtime/limits/token-bucket.ts';
-import type { Message, SendAck } from '../../proto/client-frames.ts';
+import type { SendAck } from '../../proto/client-frames.ts';
+import { decodeMessage } from '../../proto/client-codec.ts';
 import type { Accounts } from '../auth/accounts.ts';
 import type { Revocations } from '../auth/revocations.ts';
 import type { TokenClaims, TokenSigner } from '../auth/tokens.ts';
-import type { ChannelInfo } from '../channel/channel-messages.ts';
+import type { ChannelInfo, HistoryPage } from '../channel/channel-messages.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
 import type { SendAllowance } from '../limits/send-allowance.ts';
@@ -191,12 +192,12 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       const limit = limitText === null ? 50 : Number(limitText);
       if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw reject(ChatCodes.INVALID_ARGUMENT, 'limit must be 1..100');
       const before = req.query.get('before');
-      const result = await channels(deps, req.params.id!).ask<{ messages: Message[]; has_more: boolean }>({
+      const page = await channels(deps, req.params.id!).ask<HistoryPage>({
         type: 'history',
         requesterId: me,
         ...(before ? { beforeMessageId: before } : {}),
         limit,
       });
-      return { status: 200, body: result };
+      return { status: 200, body: { messages: page.messages.map(decodeMessage), has_more: page.has_more } };
     });
 }

@@ -1,26 +1,28 @@
-import type { Message, SendAck } from '../../proto/client-frames.ts';
+import type { SendAck } from '../../proto/client-frames.ts';
 
 /** Messages a channel actor handles, and what `ask` returns for each. */
 export type ChannelMessage =
-  /** Creates the channel if it does not exist yet; idempotent. Reply: void. */
+  /** Creates the channel if it does not exist yet; idempotent. Reply: ChannelInfo. */
   | { type: 'create'; kind: 'dm' | 'group'; name: string; creatorId: string; memberIds: string[] }
-  /** Reply: SendAck, once the message is durable and in every member's inbox (or queued for retry). */
+  /** Reply: SendAck, once the message is durable in the channel's history (every member then gets it). */
   | { type: 'send'; senderId: string; clientMsgId: string; text: string }
-  /** Reply: { messages, has_more }, newest first. */
+  /** Reply: HistoryPage, newest first. */
   | { type: 'history'; requesterId: string; beforeMessageId?: string; limit: number }
   /** Reply: void. */
   | { type: 'addMember'; actorId: string; userId: string }
+  /** Reply: void, once the removed member's inbox takes nothing of this channel past the removal. */
   | { type: 'removeMember'; actorId: string; userId: string }
   /** Reply: ChannelInfo. */
   | { type: 'info'; requesterId: string }
   /** Reply: boolean: whether the user is a member. */
   | { type: 'isMember'; userId: string }
-  /** Internal: an inbox append failed; keep it for retry. */
-  | { type: 'fanoutFailed'; memberId: string; message: Message }
-  /** Internal: retry members whose inbox append failed. */
-  | { type: 'retryFanout' }
-  /** Internal: a pipelined write failed; rebuild from storage (or stop, when fenced). */
-  | { type: 'reload'; reason: string };
+  /**
+   * Tells every member the channel's head, so that one that missed a notification (a link to its
+   * node broke with it in flight) fills the gap from the history. Reply: void.
+   */
+  | { type: 'announce' }
+  /** Internal: announce the head again to members a notification could not reach. */
+  | { type: 'retryNotify' };
 
 export interface ChannelInfo {
   channel_id: string;
@@ -29,4 +31,10 @@ export interface ChannelInfo {
   member_ids: string[];
 }
 
-export type { Message, SendAck };
+/** A page of history: whole chat.v1.Message bytes, newest first (see actors/stored-message.ts). */
+export interface HistoryPage {
+  messages: Uint8Array[];
+  has_more: boolean;
+}
+
+export type { SendAck };

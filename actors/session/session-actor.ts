@@ -2,6 +2,8 @@ import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.t
 import { codeOf } from '../../runtime/errors.ts';
 import type { Connection } from '../../runtime/gateway/index.ts';
 import { encodeServerFrame } from '../../proto/client-codec.ts';
+import { deliveryFrame, historyResultFrame, syncResultFrame, type DeliveryBytes } from '../../proto/message-bytes.ts';
+import type { HistoryPage } from '../channel/channel-messages.ts';
 import type { ClientFrame, Message, SendAck, ServerBody, ServerBodyName } from '../../proto/client-frames.ts';
 import type { Revocations } from '../auth/revocations.ts';
 import type { TokenSigner } from '../auth/tokens.ts';
@@ -9,7 +11,6 @@ import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
 import type { SendAllowance } from '../limits/send-allowance.ts';
 import { MAX_CLIENT_ID, MAX_TEXT_CODE_POINTS } from '../tables.ts';
-import { readInbox } from '../user/inbox-reader.ts';
 import type { SessionMessage } from './session-messages.ts';
 
 /** Close codes this endpoint uses besides the standard ones. */
@@ -79,8 +80,8 @@ class SessionActor implements Actor<SessionMessage> {
     switch (m.type) {
       case 'frame':
         return this.onFrame(m.frame);
-      case 'delivery':
-        return this.onDelivery(m.inboxSeq, m.message);
+      case 'deliver':
+        return this.onDeliver(m.firstInboxSeq, m.messages);
       case 'presence':
         this.write(0, 'presence', m.presence);
         return undefined;
@@ -152,19 +153,19 @@ class SessionActor implements Actor<SessionMessage> {
       case 'sync':
         return this.reply(frame.ref, async () => {
           const limit = clamp(frame.sync.limit, 1, MAX_SYNC, 100);
-          const deliveries = await readInbox(this.deps.store, this.userId, frame.sync.after_inbox_seq, limit + 1);
-          this.write(frame.ref, 'sync_result', { deliveries: deliveries.slice(0, limit), has_more: deliveries.length > limit });
+          const deliveries = await this.readInbox(frame.sync.after_inbox_seq, limit + 1);
+          this.conn.send(syncResultFrame(frame.ref, deliveries.slice(0, limit), deliveries.length > limit));
         });
       case 'history':
         return this.reply(frame.ref, async () => {
           const h = frame.history;
-          const result = await channels(this.deps, h.channel_id).ask<{ messages: Message[]; has_more: boolean }>({
+          const page = await channels(this.deps, h.channel_id).ask<HistoryPage>({
             type: 'history',
             requesterId: this.userId,
             ...(h.before_message_id ? { beforeMessageId: h.before_message_id } : {}),
             limit: h.limit || 50,
           });
-          this.write(frame.ref, 'history_result', result);
+          this.conn.send(historyResultFrame(frame.ref, page.messages, page.has_more));
         });
       case 'presence_query':
         return this.reply(frame.ref, async () => {
@@ -271,14 +272,16 @@ class SessionActor implements Actor<SessionMessage> {
     );
   }
 
-  private onDelivery(inboxSeq: number, message: Message): void {
-    if (this.phase !== 'ready' || inboxSeq <= this.lastSent) return;
-    if (!this.catchingUp && inboxSeq === this.lastSent + 1 && this.conn.bufferedAmount() < this.settings.highWaterBytes) {
-      this.write(0, 'delivery', { inbox_seq: inboxSeq, message });
-      this.lastSent = inboxSeq;
-      return;
-    }
-    this.startCatchUp();
+  private onDeliver(first: number, messages: readonly Uint8Array[]): void {
+    if (this.phase !== 'ready' || first + messages.length - 1 <= this.lastSent) return;
+    if (this.catchingUp || first > this.lastSent + 1 || this.conn.bufferedAmount() >= this.settings.highWaterBytes) return this.startCatchUp();
+    for (let i = this.lastSent + 1 - first; i < messages.length; i++) this.conn.send(deliveryFrame(first + i, messages[i]!));
+    this.lastSent = first + messages.length - 1;
+  }
+
+  /** Inbox entries after a seq, from the user actor (which knows where each one is). */
+  private readInbox(afterSeq: number, limit: number): Promise<DeliveryBytes[]> {
+    return users(this.deps, this.userId).ask<DeliveryBytes[]>({ type: 'readInbox', afterSeq, limit });
   }
 
   private startCatchUp(): void {
@@ -297,7 +300,7 @@ class SessionActor implements Actor<SessionMessage> {
     const page = this.settings.catchUpPage;
     let deliveries;
     try {
-      deliveries = await readInbox(this.deps.store, this.userId, this.lastSent, page);
+      deliveries = await this.readInbox(this.lastSent, page);
     } catch (err) {
       this.deps.log.warn({ session: this.key, code: codeOf(err) }, 'inbox read failed; retrying');
       this.ctx.timers.once('catchUp', 500, { type: 'catchUp' });
@@ -305,9 +308,9 @@ class SessionActor implements Actor<SessionMessage> {
     }
     if (this.phase !== 'ready') return;
     for (const d of deliveries) {
-      if (d.inbox_seq !== this.lastSent + 1) break;
-      this.write(0, 'delivery', d);
-      this.lastSent = d.inbox_seq;
+      if (d.inboxSeq !== this.lastSent + 1) break;
+      this.conn.send(deliveryFrame(d.inboxSeq, d.message));
+      this.lastSent = d.inboxSeq;
     }
     if (deliveries.length < page) this.catchingUp = false;
     else this.ctx.self.tell({ type: 'catchUp' });

@@ -1,9 +1,10 @@
-import type { ClientFrame, Message, Presence } from '../../proto/client-frames.ts';
+import type { ClientFrame, Presence } from '../../proto/client-frames.ts';
 
 /** Messages a session actor handles: frames from its socket and pushes from user actors. */
 export type SessionMessage =
   | { type: 'frame'; frame: ClientFrame }
-  | { type: 'delivery'; inboxSeq: number; message: Message }
+  /** Inbox entries firstInboxSeq.. in order: whole chat.v1.Message bytes, shared by every device. */
+  | { type: 'deliver'; firstInboxSeq: number; messages: readonly Uint8Array[] }
   | { type: 'presence'; presence: Presence }
   /** Friends' current presence, after the user actor moved (one message, however many friends). */
   | { type: 'presenceSnapshot'; presences: readonly Presence[] }

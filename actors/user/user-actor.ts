@@ -1,237 +1,174 @@
 import { deferReply, type Actor, type ActorContext, type ActorKind } from '../../runtime/actor/index.ts';
-import { CodedError, codeOf } from '../../runtime/errors.ts';
-import type { PresenceState } from '../../runtime/presence/index.ts';
-import type { Message, Presence } from '../../proto/client-frames.ts';
-import { messageFromEvent } from '../channel/channel-actor.ts';
-import { sessions, users, type ChatDeps } from '../chat-deps.ts';
-import { ChatCodes, reject } from '../errors.ts';
-import { Journals, Tables, type InboxRef } from '../tables.ts';
-import type { UserMessage } from './user-messages.ts';
-
-const SNAPSHOT_EVERY = 64;
-/**
- * Device cursors are written at most this often per user. A hello resumes after the later of the
- * client's last_inbox_seq and the cursor (see connect), so a cursor lost in a crash (kill -9: up
- * to this long of acks) only replays entries the device already had; a clean stop flushes all.
- */
-const CURSOR_FLUSH_MS = 1_000;
-const COMEMBER_CACHE_MS = 10_000;
-const MAX_PRESENCE_QUERY = 500;
-
-interface Snapshot {
-  readonly head: number;
-  readonly lastSeen: [string, number][];
-}
-
-/** A device cursor row (Tables.cursor). */
-interface StoredCursor {
-  readonly inbox_seq: number;
-  readonly updated_at_ms: number;
-}
-
-interface Device {
-  session: string;
-  touchedMs: number;
-}
+import { codeOf } from '../../runtime/errors.ts';
+import { sessions, type ChatDeps } from '../chat-deps.ts';
+import { lossesSoFar } from '../node-losses.ts';
+import { Journals, Tables } from '../tables.ts';
+import { Contacts } from './contacts.ts';
+import { CURSOR_FLUSH_MS, Cursors } from './cursors.ts';
+import { Devices, sessionNode } from './devices.ts';
+import { Inbox, decodeRow, decodeSnapshot } from './inbox.ts';
+import { InboxFeed } from './inbox-feed.ts';
+import type { SessionMessage } from '../session/session-messages.ts';
+import type { PublishedMessage, UserMessage } from './user-messages.ts';
+import { UserPresence } from './user-presence.ts';
 
 /**
- * One user: the inbox (gap-free `inbox_seq`), a cursor per device, presence and its timers.
- *
- * Inbox invariant: for each channel, entries appear in channel order, each at most once. The
- * actor remembers the last channel seq it took per channel (`lastSeen`, in snapshots and
- * rebuilt from the journal); a repeat is ignored and a jump ahead is filled from the channel's
- * history first, so a failed fan-out can delay a message but never lose or reorder it.
+ * One user: the inbox (gap-free `inbox_seq`, see inbox.ts), the connected devices and a cursor
+ * per device, presence. A shell around small parts: the inbox and its feed, Devices, Cursors,
+ * Contacts (friends, co-members), UserPresence, and the node index below.
  *
  * Presence: online while at least one device is connected. Sessions report clean and silent
  * closes at once; devices whose session stopped touching (its node died) expire on a timer.
  */
 class UserActor implements Actor<UserMessage> {
-  private readonly pid: string;
   private epoch = 0;
-  private head = 0;
-  private snapshotSeq = 0;
-  /** Per channel; absent until the user has a channel (an idle user's empty Map costs ~180 bytes). */
-  private lastSeen: Map<string, number> | undefined;
-  /** What the journal is known to hold: the snapshot is made of these, never of in-flight state. */
-  private durableHead = 0;
-  private durableSeen: Map<string, number> | undefined;
-  private broken = false;
-  private devices: Map<string, Device> | undefined;
-  private dirtyCursors: Map<string, number> | undefined;
-  private flushingCursors: Map<string, number> | undefined;
-  private friends: string[] | undefined;
-  private comembers: { ids: Set<string>; atMs: number } | undefined;
+  /** The node-loss count as of the last check of every channel's head (see heal). */
+  private checkedLoss = 0;
+  private readonly inbox = new Inbox();
+  private readonly feed: InboxFeed;
+  private readonly devices = new Devices();
+  private readonly cursors: Cursors;
+  private readonly contacts: Contacts;
+  private readonly presence: UserPresence;
+  private failed = false;
 
   constructor(
     private readonly ctx: ActorContext<UserMessage>,
     private readonly deps: ChatDeps,
   ) {
-    this.pid = Journals.inbox(ctx.address.key);
+    const id = ctx.address.key;
+    this.cursors = new Cursors(id, deps.store.kv, deps.log);
+    this.contacts = new Contacts(id, deps.store.kv);
+    this.presence = new UserPresence(id, deps, this.contacts);
+    this.feed = new InboxFeed({
+      userId: id,
+      store: deps.store,
+      inbox: this.inbox,
+      epoch: () => this.epoch,
+      checkedLoss: () => this.checkedLoss,
+      deliver: (first, messages) => this.deliver(first, messages),
+      failed: (err) => {
+        this.failed = true;
+        this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox write failed; the user actor restarts from storage');
+        this.ctx.stop();
+      },
+    });
   }
 
   private get id(): string {
     return this.ctx.address.key;
   }
 
+  /**
+   * Rebuilds the inbox: the snapshot, the rows after it, then the open segment up to its
+   * channel's head. If the previous activation did not end cleanly, or a node was lost since the
+   * inbox was last checked, notifications may have been lost: every channel's head is checked.
+   */
   async onActivate(): Promise<void> {
     const { journal } = this.deps.store;
-    this.epoch = await journal.acquire(this.pid, this.deps.nodeId);
-    const snap = await journal.loadSnapshot(this.pid);
-    if (snap) {
-      const s = JSON.parse(snap.data) as Snapshot;
-      this.head = s.head;
-      this.snapshotSeq = snap.seq;
-      if (s.lastSeen.length > 0) this.lastSeen = new Map(s.lastSeen);
-    }
-    // Replay what came after the snapshot; bounded by SNAPSHOT_EVERY in the normal case.
+    const pid = Journals.inbox(this.id);
+    this.epoch = await journal.acquire(pid, this.deps.nodeId);
+    const losses = await lossesSoFar(this.deps.store);
+    const snap = await journal.loadSnapshot(pid);
+    const saved = snap && decodeSnapshot(snap.data);
+    if (saved) this.inbox.restore(saved);
     for (;;) {
-      const page = await journal.read(this.pid, this.head, 500);
-      for (const e of page) {
-        const ref = JSON.parse(e.data) as InboxRef;
-        const seen = (this.lastSeen ??= new Map());
-        seen.set(ref.c, Math.max(ref.s, seen.get(ref.c) ?? 0));
-        this.head = e.seq;
-      }
+      const page = await journal.read(pid, this.inbox.rowSeq, 500);
+      for (const e of page) this.inbox.apply(decodeRow(e), e.seq, 0);
       if (page.length < 500) break;
     }
-    this.durableHead = this.head;
-    if (this.lastSeen) this.durableSeen = new Map(this.lastSeen);
+    const open = this.inbox.open;
+    if (open) this.inbox.extendOpenTo(await journal.highestSeq(Journals.channel(open.channelId)));
+    // Epochs grow by one per acquire: the one before ours saved a clean snapshot as it ended.
+    const intact = saved?.clean === true && saved.epoch === this.epoch - 1 && saved.checkedLoss >= losses;
+    if (!intact) await this.heal();
+    this.checkedLoss = losses;
   }
 
   async onDeactivate(): Promise<void> {
-    await this.flushCursors();
-    if (this.durableHead > this.snapshotSeq && !this.broken) await this.saveSnapshot();
+    await this.cursors.flush();
+    if (!this.failed) await this.feed.saveSnapshot(true);
   }
 
   canPassivate(): boolean {
-    return (this.devices?.size ?? 0) === 0 && (this.dirtyCursors?.size ?? 0) === 0;
+    return this.devices.size === 0 && !this.cursors.pending && this.feed.idle;
   }
 
   receive(m: UserMessage): unknown {
     switch (m.type) {
-      case 'append':
-        return this.append(m.message, m.requireEvent ?? false);
+      case 'published':
+        this.feed.published(m.channelId, m.messages);
+        return undefined;
+      case 'channelHead':
+        this.feed.channelHead(m.channelId, m.seq);
+        return undefined;
       case 'joined':
-        (this.lastSeen ??= new Map()).set(m.channelId, m.atSeq);
-        this.comembers = undefined;
+        this.feed.joined(m.channelId, m.atSeq);
+        this.contacts.channelsChanged();
         return undefined;
       case 'left':
-        this.lastSeen?.delete(m.channelId);
-        this.comembers = undefined;
-        return undefined;
+        this.contacts.channelsChanged();
+        return deferReply(this.feed.left(m.channelId, m.atSeq));
+      case 'readInbox':
+        return deferReply(this.feed.read(m.afterSeq, m.limit));
       case 'connect':
         return this.connect(m.deviceId, m.session, m.reattach ?? false);
       case 'disconnect':
         return this.disconnect(m.deviceId, m.session);
-      case 'touch': {
-        const d = this.devices?.get(m.deviceId);
-        if (!d) {
-          // This activation does not know the device (it was rebuilt, moved or passivated while
-          // the session lived on): have the session register again and catch up.
-          try {
-            sessions(this.deps, m.session).tell({ type: 'reattach' });
-          } catch {
-            // the next touch asks again
-          }
-          return undefined;
-        }
-        if (d.session !== m.session) return undefined;
-        d.touchedMs = Date.now();
-        return this.deps.presence.refresh?.(this.id).catch(() => undefined);
-      }
+      case 'touch':
+        return this.touch(m.deviceId, m.session);
       case 'ack':
-        return this.ack(m.deviceId, m.inboxSeq);
+        if (this.cursors.ack(m.deviceId, m.inboxSeq, this.inbox.head) && !this.ctx.timers.has('cursors')) {
+          this.ctx.timers.once('cursors', CURSOR_FLUSH_MS, { type: 'flushCursors' });
+        }
+        return undefined;
+      case 'flushCursors':
+        return this.cursors.flush();
       case 'presenceChanged':
         this.push({ type: 'presence', presence: m.presence });
         return undefined;
       case 'friendsChanged':
-        this.friends = undefined;
+        this.contacts.friendsChanged();
         return undefined;
       case 'presenceQuery':
-        return this.presenceQuery(m.userIds);
+        return this.presence.query(m.userIds);
       case 'head':
-        return this.durableHead;
+        return this.inbox.head;
       case 'expireDevices':
         return this.expireDevices();
       case 'nodeDown':
         return this.nodeDown(m.nodeId);
       case 'offlineCheck':
         return this.offlineCheck();
-      case 'reload':
-        if (m.reason === 'FENCED') {
-          this.ctx.stop(); // another activation owns this inbox now
-          return undefined;
-        }
-        throw new CodedError('RELOAD', `inbox ${this.id} reloads after a failed write (${m.reason})`);
-      case 'flushCursors':
-        return this.flushCursors();
     }
   }
 
   // ---- Inbox
 
+  /** New inbox entries go to every connected device, one message per session for the whole run. */
+  private deliver(firstInboxSeq: number, messages: readonly PublishedMessage[]): void {
+    if (this.devices.size === 0) return;
+    const bytes = messages.map((m) => m.bytes);
+    this.push({ type: 'deliver', firstInboxSeq, messages: bytes });
+  }
+
   /**
-   * Pipelined like the channel's send: seqs are assigned in the turn and the append handed to
-   * the store; deliveries are pushed and the reply sent once it is durable, in seq order. The
-   * snapshot records only durable state (`durableHead`, `durableSeen`), so a failed write can
-   * never leave a snapshot that claims entries the journal lacks.
+   * Checks every channel of the user for messages the inbox lacks (notifications lost with a
+   * node); the feed reads them from the channels' histories.
    */
-  private async append(message: Message, requireEvent: boolean): Promise<unknown> {
-    if (this.broken) throw new CodedError('UNAVAILABLE', 'inbox is recovering from a failed write; retry');
-    const channelId = message.channel_id;
-    const last = this.lastSeen?.get(channelId);
-    if (last !== undefined && message.channel_seq <= last) return { inbox_seq: 0 };
-    let batch = [message];
-    if (last !== undefined && message.channel_seq > last + 1) {
-      const missing = await this.deps.store.journal.read(Journals.channel(channelId), last, message.channel_seq - last - 1);
-      batch = [...missing.map((e) => messageFromEvent(channelId, e)), message];
-    }
-    const first = this.head + 1;
-    this.head += batch.length;
-    (this.lastSeen ??= new Map()).set(channelId, message.channel_seq);
-    const write = this.deps.store.journal.append(
-      this.pid,
-      this.epoch,
-      batch.map((msg, i) => ({ seq: first + i, data: JSON.stringify({ c: channelId, s: msg.channel_seq } satisfies InboxRef) })),
-      requireEvent ? { requires: { persistenceId: Journals.channel(channelId), seq: message.channel_seq, key: BigInt(message.message_id) } } : undefined,
-    );
-    write.catch((err: unknown) => this.writeFailed(err));
-    return deferReply(
-      write.then(() => {
-        this.durableHead = first + batch.length - 1;
-        (this.durableSeen ??= new Map()).set(channelId, message.channel_seq);
-        batch.forEach((msg, i) => this.push({ type: 'delivery', inboxSeq: first + i, message: msg }));
-        if (this.durableHead - this.snapshotSeq >= SNAPSHOT_EVERY) {
-          this.saveSnapshot().catch((err: unknown) => this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox snapshot failed'));
-        }
-        return { inbox_seq: this.durableHead };
-      }),
-    );
+  private async heal(): Promise<void> {
+    const { kv, journal } = this.deps.store;
+    const rows = await kv.list(Tables.userChannel, this.id);
+    const heads = await Promise.all(rows.map((r) => journal.highestSeq(Journals.channel(r.key))));
+    rows.forEach((r, i) => {
+      if (heads[i]! > (this.inbox.lastSeen.get(r.key) ?? 0)) this.feed.channelHead(r.key, heads[i]!);
+    });
   }
 
-  private writeFailed(err: unknown): void {
-    if (this.broken) return;
-    this.broken = true;
-    this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox write failed; rebuilding from storage');
-    try {
-      this.ctx.self.tell({ type: 'reload', reason: codeOf(err) });
-    } catch {
-      this.broken = false;
-    }
-  }
-
-  private async saveSnapshot(): Promise<void> {
-    const seq = this.durableHead;
-    const data: Snapshot = { head: seq, lastSeen: [...(this.durableSeen ?? [])] };
-    await this.deps.store.journal.saveSnapshot(this.pid, this.epoch, { seq, data: JSON.stringify(data) });
-    this.snapshotSeq = Math.max(this.snapshotSeq, seq);
-  }
-
-  private push(message: { type: 'delivery'; inboxSeq: number; message: Message } | { type: 'presence'; presence: Presence }): void {
-    if (!this.devices) return;
-    for (const d of this.devices.values()) {
+  private push(message: SessionMessage): void {
+    for (const session of this.devices.sessions()) {
       try {
-        sessions(this.deps, d.session).tell(message);
+        sessions(this.deps, session).tell(message);
       } catch (err) {
         // A session too far behind catches up from the inbox by itself; nothing is lost here.
         this.deps.log.debug({ user: this.id, code: codeOf(err) }, 'push to session skipped');
@@ -243,9 +180,9 @@ class UserActor implements Actor<UserMessage> {
 
   private async connect(deviceId: string, session: string, reattach: boolean): Promise<{ inbox_head_seq: number; cursor: number }> {
     // Read while the device is registered; a reattaching session already has its resume point.
-    const cursor = reattach ? undefined : this.cursorOf(deviceId);
-    this.devices ??= new Map();
-    const prior = this.devices.get(deviceId);
+    const cursor = reattach ? undefined : this.cursors.cursorOf(deviceId);
+    const wasOnline = this.devices.size > 0;
+    const prior = this.devices.register(deviceId, session, Date.now());
     if (prior && prior.session !== session) {
       try {
         sessions(this.deps, prior.session).tell({ type: 'superseded' });
@@ -253,38 +190,34 @@ class UserActor implements Actor<UserMessage> {
         // Its node is gone or unreachable: that session is dead anyway.
       }
     }
-    const wasOnline = this.devices.size > 0;
-    this.devices.set(deviceId, { session, touchedMs: Date.now() });
     if (prior?.session !== session) await this.indexNode(session, true);
-    if (!wasOnline) await this.transition(true);
-    if (reattach && !prior) await this.sendPresenceSnapshot(session);
-    return { inbox_head_seq: this.durableHead, cursor: Math.min((await cursor) ?? 0, this.durableHead) };
-  }
-
-  /**
-   * A live session re-registers with an activation that did not know it: the previous one died or
-   * moved, and friends' presence changes sent meanwhile went to it (or arrived here before the
-   * device did) and were dropped. The device gets every friend's current state instead, read after
-   * any such change was recorded, so it converges; later changes arrive after this turn.
-   */
-  private async sendPresenceSnapshot(session: string): Promise<void> {
-    try {
-      const friends = await this.mutualFriends();
-      if (friends.length === 0) return;
-      const states = await this.deps.presence.getMany(friends);
-      sessions(this.deps, session).tell({ type: 'presenceSnapshot', presences: friends.map((f) => presenceOf(f, states)) });
-    } catch (err) {
-      // Best effort like every presence push: the client can still ask (presence_query).
-      this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'presence snapshot not sent');
-    }
+    if (!wasOnline) await this.presence.transition(true);
+    if (reattach && !prior) await this.presence.sendSnapshot(session);
+    const head = this.inbox.head;
+    return { inbox_head_seq: head, cursor: Math.min((await cursor) ?? 0, head) };
   }
 
   private async disconnect(deviceId: string, session: string): Promise<void> {
-    const d = this.devices?.get(deviceId);
-    if (!d || d.session !== session) return; // a superseded session reporting late
-    this.devices!.delete(deviceId);
+    if (!this.devices.remove(deviceId, session)) return; // a superseded session reporting late
     await this.indexNode(session, false);
-    if (this.devices!.size === 0) await this.wentOffline();
+    if (this.devices.size === 0) await this.presence.transition(false);
+  }
+
+  private touch(deviceId: string, session: string): Promise<void> | undefined {
+    const d = this.devices.get(deviceId);
+    if (!d) {
+      // This activation does not know the device (it was rebuilt, moved or passivated while the
+      // session lived on): have the session register again and catch up.
+      try {
+        sessions(this.deps, session).tell({ type: 'reattach' });
+      } catch {
+        // the next touch asks again
+      }
+      return undefined;
+    }
+    if (d.session !== session) return undefined;
+    d.touchedMs = Date.now();
+    return this.deps.presence.refresh?.(this.id).catch(() => undefined);
   }
 
   /**
@@ -292,165 +225,50 @@ class UserActor implements Actor<UserMessage> {
    * last device went: the node's sweep sends this to every user actor, so the common case
    * allocates no promise.
    */
-  private expireDevices(gone?: (d: Device) => boolean): Promise<void> | undefined {
-    if (!this.devices) return undefined;
+  private expireDevices(gone?: (d: { session: string }) => boolean): Promise<void> | undefined {
+    if (this.devices.size === 0) return undefined;
     const cutoff = Date.now() - (this.deps.timings.presenceTimeoutMs + this.deps.timings.touchIntervalMs);
-    let removed = false;
-    for (const [id, d] of this.devices) {
-      if (d.touchedMs < cutoff || gone?.(d)) {
-        this.devices.delete(id);
-        removed = true;
-      }
-    }
-    return removed && this.devices.size === 0 ? this.wentOffline() : undefined;
+    const removed = this.devices.expire(cutoff, gone);
+    return removed && this.devices.size === 0 ? this.presence.transition(false) : undefined;
   }
 
   /**
-   * A node died. Devices we knew on it are gone. If we were activated just now (our previous
+   * A node died. Devices we knew on it are gone, and channel notifications it was sending us may
+   * be lost: the inbox checks its channels' heads. If we were activated just now (our previous
    * activation died with that node) we know no devices at all: the sessions still alive elsewhere
    * re-register within moments, so give them a grace period, then go offline if none did.
    */
   private async nodeDown(nodeId: string): Promise<void> {
     await this.expireDevices((d) => sessionNode(d.session) === nodeId);
     await this.deps.store.kv.write([{ op: 'delete', table: Tables.presenceNode, partition: nodeId, key: this.id }]).catch(() => undefined);
-    if ((this.devices?.size ?? 0) === 0) {
+    try {
+      const losses = await lossesSoFar(this.deps.store);
+      await this.heal();
+      this.checkedLoss = losses;
+    } catch (err) {
+      this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox check after a node loss failed; the next activation checks again');
+    }
+    if (this.devices.size === 0) {
       this.ctx.timers.once('offlineCheck', Math.max(500, this.deps.timings.touchIntervalMs), { type: 'offlineCheck' });
     }
   }
 
   private async offlineCheck(): Promise<void> {
-    if ((this.devices?.size ?? 0) > 0) return;
-    const state = (await this.deps.presence.getMany([this.id])).get(this.id);
-    if (state?.online) await this.transition(false);
+    if (this.devices.size > 0) return;
+    if (await this.presence.recordedOnline()) await this.presence.transition(false);
   }
 
   /** Cluster only: which nodes host our devices, so a takeover can find us (see nodeDown). */
   private async indexNode(session: string, present: boolean): Promise<void> {
     if (!this.deps.clustered) return;
     const node = sessionNode(session);
-    if (!present && [...(this.devices?.values() ?? [])].some((d) => sessionNode(d.session) === node)) return;
+    if (!present && this.devices.anyOn(node)) return;
     await this.deps.store.kv.write([
       present
         ? { op: 'put', table: Tables.presenceNode, partition: node, key: this.id, value: '1' }
         : { op: 'delete', table: Tables.presenceNode, partition: node, key: this.id },
     ]);
   }
-
-  private async wentOffline(): Promise<void> {
-    this.devices = undefined;
-    await this.transition(false);
-  }
-
-  /** Records the transition and tells the friends who are online; group members ask instead. */
-  private async transition(online: boolean): Promise<void> {
-    const presence: Presence = { user_id: this.id, online, last_active_at_ms: Date.now() };
-    try {
-      await this.deps.presence.set(this.id, { online, lastActiveAtMs: presence.last_active_at_ms });
-      const friends = await this.mutualFriends();
-      if (friends.length === 0) return;
-      const states = await this.deps.presence.getMany(friends);
-      for (const f of friends) {
-        if (states.get(f)?.online) users(this.deps, f).tell({ type: 'presenceChanged', presence });
-      }
-    } catch (err) {
-      // Presence is best effort: chat must keep working when its directory is away.
-      this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'presence update failed');
-    }
-  }
-
-  private async mutualFriends(): Promise<string[]> {
-    if (this.friends) return this.friends;
-    const { kv } = this.deps.store;
-    const added = await kv.list(Tables.friend, this.id);
-    const back = await Promise.all(added.map((r) => kv.get(Tables.friend, r.key, this.id)));
-    this.friends = added.filter((_, i) => back[i] !== undefined).map((r) => r.key);
-    return this.friends;
-  }
-
-  private async coMembers(): Promise<Set<string>> {
-    const now = Date.now();
-    if (this.comembers && now - this.comembers.atMs < COMEMBER_CACHE_MS) return this.comembers.ids;
-    const { kv } = this.deps.store;
-    const ids = new Set<string>();
-    for (const ch of await kv.list(Tables.userChannel, this.id)) {
-      for (const m of await kv.list(Tables.member, ch.key)) ids.add(m.key);
-    }
-    this.comembers = { ids, atMs: now };
-    return ids;
-  }
-
-  private async presenceQuery(userIds: string[]): Promise<Presence[]> {
-    if (userIds.length > MAX_PRESENCE_QUERY) throw reject(ChatCodes.INVALID_ARGUMENT, `at most ${MAX_PRESENCE_QUERY} user ids per query`);
-    const friends = new Set(await this.mutualFriends());
-    const wanted = [...new Set(userIds)];
-    const needComembers = wanted.some((u) => u !== this.id && !friends.has(u));
-    const comembers = needComembers ? await this.coMembers() : new Set<string>();
-    const allowed = wanted.filter((u) => u === this.id || friends.has(u) || comembers.has(u));
-    if (allowed.length < wanted.length) throw reject(ChatCodes.FORBIDDEN, 'presence is visible to friends and channel co-members only');
-    const states = await this.deps.presence.getMany(allowed);
-    return allowed.map((u) => presenceOf(u, states));
-  }
-
-  // ---- Cursors
-
-  /**
-   * Where the device last acked: the newest of what is waiting to be flushed, what is being
-   * flushed and what is stored. Advisory like the cursor itself: if the store cannot be read, the
-   * session resumes from the client's own last_inbox_seq (more replay, never a loss).
-   */
-  private async cursorOf(deviceId: string): Promise<number> {
-    const pending = Math.max(this.dirtyCursors?.get(deviceId) ?? 0, this.flushingCursors?.get(deviceId) ?? 0);
-    try {
-      const raw = await this.deps.store.kv.get(Tables.cursor, this.id, deviceId);
-      const stored = raw ? (JSON.parse(raw) as StoredCursor).inbox_seq : 0;
-      return Math.max(pending, Number.isSafeInteger(stored) ? stored : 0);
-    } catch (err) {
-      this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'device cursor not read; resuming from the client\'s seq');
-      return pending;
-    }
-  }
-
-  private ack(deviceId: string, inboxSeq: number): void {
-    if (!Number.isSafeInteger(inboxSeq) || inboxSeq < 0) return;
-    this.dirtyCursors ??= new Map();
-    this.dirtyCursors.set(deviceId, Math.min(Math.max(inboxSeq, this.dirtyCursors.get(deviceId) ?? 0), this.head));
-    // A lagging cursor costs a replay, never a loss (see CURSOR_FLUSH_MS), so cursors are
-    // written at most once a second per user rather than once per ack.
-    if (!this.ctx.timers.has('cursors')) this.ctx.timers.once('cursors', CURSOR_FLUSH_MS, { type: 'flushCursors' });
-  }
-
-  private async flushCursors(): Promise<void> {
-    const dirty = this.dirtyCursors;
-    if (!dirty || dirty.size === 0) return;
-    this.dirtyCursors = undefined;
-    // Kept until written, so a connect meanwhile still sees these acks (see cursorOf).
-    this.flushingCursors = dirty;
-    const now = Date.now();
-    try {
-      await this.deps.store.kv.write(
-        [...dirty].map(([device, seq]) => ({
-          op: 'put' as const,
-          table: Tables.cursor,
-          partition: this.id,
-          key: device,
-          value: JSON.stringify({ inbox_seq: seq, updated_at_ms: now } satisfies StoredCursor),
-        })),
-      );
-    } finally {
-      if (this.flushingCursors === dirty) this.flushingCursors = undefined;
-    }
-  }
-}
-
-/** Session keys are `<node id>.<connection number>`. */
-/** A user's presence as clients see it; never seen means offline since the epoch. */
-function presenceOf(userId: string, states: ReadonlyMap<string, PresenceState>): Presence {
-  const s = states.get(userId);
-  return { user_id: userId, online: s?.online ?? false, last_active_at_ms: s?.lastActiveAtMs ?? 0 };
-}
-
-function sessionNode(sessionKey: string): string {
-  return sessionKey.slice(0, sessionKey.lastIndexOf('.'));
 }
 
 export function userKind(deps: ChatDeps): ActorKind<UserMessage> {

@@ -1,19 +1,29 @@
-import type { Message, Presence } from '../../proto/client-frames.ts';
+import type { Presence } from '../../proto/client-frames.ts';
+import type { DeliveryBytes } from '../../proto/message-bytes.ts';
+
+/** A message a channel made durable, as its members' user actors get it. */
+export interface PublishedMessage {
+  readonly seq: number;
+  readonly senderId: string;
+  /** The whole chat.v1.Message, encoded once by the channel and shared by every recipient. */
+  readonly bytes: Uint8Array;
+}
 
 /** Messages a user actor handles. */
 export type UserMessage =
-  /**
-   * From a channel: put this message in the inbox (idempotent per channel seq). Reply: { inbox_seq }.
-   * `requireEvent`: the message may not be durable yet; the inbox entry is written only with it.
-   */
-  | { type: 'append'; message: Message; requireEvent?: boolean }
+  /** From a channel: messages with consecutive channel seqs, durable. Goes into the inbox. */
+  | { type: 'published'; channelId: string; messages: readonly PublishedMessage[] }
+  /** From a channel: its head, for a member that may have missed a notification. */
+  | { type: 'channelHead'; channelId: string; seq: number }
   /** From a channel: the user joined at this channel seq; earlier messages are not theirs. */
   | { type: 'joined'; channelId: string; atSeq: number }
-  | { type: 'left'; channelId: string }
+  /** From a channel (ask): the user was removed at this seq. Reply: void, once the inbox is closed there durably. */
+  | { type: 'left'; channelId: string; atSeq: number }
+  /** From a session (ask): inbox entries after a seq. Reply: DeliveryBytes[]. */
+  | { type: 'readInbox'; afterSeq: number; limit: number }
   /**
    * From a session after hello, or again (`reattach`) when its user actor may have moved. Reply:
-   * { inbox_head_seq, cursor }: the durable head and the device's last ack (stored or not yet
-   * flushed, at most the head; 0 on reattach).
+   * { inbox_head_seq, cursor }.
    */
   | { type: 'connect'; deviceId: string; session: string; reattach?: boolean }
   | { type: 'disconnect'; deviceId: string; session: string; silent: boolean }
@@ -28,13 +38,13 @@ export type UserMessage =
   | { type: 'presenceQuery'; userIds: string[] }
   /** Reply: the inbox head seq. */
   | { type: 'head' }
-  /** A node left the cluster: its sessions are gone, and so are our devices on it. */
+  /** A node left the cluster: its sessions are gone, and so are our devices on it; notifications from it may be lost. */
   | { type: 'nodeDown'; nodeId: string }
   /** Internal: after a takeover, go offline unless a device re-registered meanwhile. */
   | { type: 'offlineCheck' }
   /** From the node's periodic sweep: expire devices whose session stopped touching. */
   | { type: 'expireDevices' }
   /** Internal: persist dirty device cursors. */
-  | { type: 'flushCursors' }
-  /** Internal: a pipelined write failed; rebuild from storage (or stop, when fenced). */
-  | { type: 'reload'; reason: string };
+  | { type: 'flushCursors' };
+
+export type { DeliveryBytes };

@@ -39,6 +39,56 @@ test('durability - kill -9 right after send_ack: after restart the message is in
   }
 });
 
+test('durability - kill -9 right after the acks of sends from three channels: the recipient\'s inbox has every acked message once, gap-free, and every seq a device saw keeps its message', async (t) => {
+  const first = await startServer();
+  const b = await newUser(first, 'rcpt');
+  const senders = await Promise.all([0, 1, 2].map(() => newUser(first, 'snd')));
+  const dms = await Promise.all(senders.map((s) => s.http.openDm(b.userId)));
+  const seen = await connect(first, b, 'b1', { autoAck: false });
+  const clients = await Promise.all(senders.map((s, i) => connect(first, s, `s${i}`)));
+  // Interleaved: B's inbox needs a row each time the channel changes (actors/user/inbox.ts).
+  const acked = (
+    await Promise.all(
+      clients.map(async (c, i) => {
+        const out = [];
+        for (let k = 0; k < 30; k++) out.push(await c.client.send(dms[i]!.channel_id, `from ${i} #${k}`));
+        return out;
+      }),
+    )
+  ).flat();
+  await first.kill(); // SIGKILL the moment the last ack arrived, rows and deliveries in flight
+  const before = new Map(seen.deliveries.map((d) => [d.inbox_seq, d.message.message_id]));
+  seen.client.close();
+  for (const c of clients) c.client.close();
+
+  const second = await startServer({ dataDir: first.dataDir });
+  try {
+    const fresh = await connect(second, b, 'b2', { lastInboxSeq: 0, autoAck: false });
+    t.true(await eventually(() => fresh.deliveries.length >= acked.length, 10_000), `got ${fresh.deliveries.length} of ${acked.length}`);
+    await new Promise((r) => setTimeout(r, 300)); // nothing more may come
+    const ids = fresh.deliveries.map((d) => d.message.message_id);
+    t.is(ids.length, acked.length, 'each acked message once, nothing else');
+    t.deepEqual([...ids].sort(), acked.map((a) => a.message_id).sort());
+    t.deepEqual(fresh.deliveries.map((d) => d.inbox_seq), Array.from({ length: ids.length }, (_, k) => k + 1), 'inbox_seq gap-free from 1');
+    for (const [seq, id] of before) t.is(fresh.deliveries[seq - 1]?.message.message_id, id, `inbox seq ${seq} kept its message across the crash`);
+    // Per channel, inbox order is channel order.
+    for (const dm of dms) {
+      const seqs = fresh.deliveries.filter((d) => d.message.channel_id === dm.channel_id).map((d) => d.message.channel_seq);
+      t.deepEqual(seqs, [...seqs].sort((x, y) => x - y));
+    }
+    // The device that saw some before the crash resumes after them: the rest, no gap, no repeat.
+    const last = Math.max(0, ...before.keys());
+    const resumed = await connect(second, b, 'b1', { lastInboxSeq: last, autoAck: false });
+    t.true(await eventually(() => resumed.deliveries.length >= acked.length - last, 10_000));
+    t.deepEqual(resumed.deliveries.map((d) => d.inbox_seq), Array.from({ length: acked.length - last }, (_, k) => last + k + 1));
+    t.log(`b1 had seen ${before.size} of ${acked.length} before the kill`);
+    fresh.client.close();
+    resumed.client.close();
+  } finally {
+    await second.stop();
+  }
+});
+
 test('lifecycle - SIGTERM: stop accepting, close sockets with 1001, flush, exit 0', async (t) => {
   const server = await startServer();
   const u = await newUser(server);
