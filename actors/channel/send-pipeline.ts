@@ -8,9 +8,6 @@ import { encodeStoredMessage, messageBytesOf } from '../stored-message.ts';
 import { decodeMessage } from '../../proto/client-codec.ts';
 import type { PublishedMessage } from '../user/user-messages.ts';
 
-/** Recent sends kept to answer a resend without the store (in flight, or just acked). */
-const RECENT_SENDS = 1_024;
-
 interface QueuedSend {
   readonly senderId: string;
   readonly clientMsgId: string;
@@ -43,10 +40,9 @@ export interface SendPipelineOptions {
  *
  * Each send gets the next `channel_seq` and a message id above the previous one, and is stored
  * once, in its stored form (actors/stored-message.ts), with its dedup key `sender:client_msg_id`.
- * The store checks dedup keys inside the append (one check): a resend of an older message comes
+ * The store checks dedup keys inside the append (one check): a resend of a stored message comes
  * back as a duplicate, is answered with the stored message, and the rest of the batch is appended
- * again at the seqs that are then free. Resends of sends still queued, in flight or just acked are
- * answered from memory without the store.
+ * again at the seqs that are then free. A resend of a send still queued or in flight joins it.
  *
  * The ack (SendAck) means: durable in the channel's history. Every member's inbox is derived from
  * that history (actors/user/inbox.ts), so the ack promises the member gets it, live or when it
@@ -56,7 +52,8 @@ export class SendPipeline {
   private queue: QueuedSend[] = [];
   private inFlight = false;
   private broken = false;
-  private readonly recent = new Map<string, Promise<SendAck>>();
+  /** Sends queued or in flight, by dedup key: a resend meanwhile joins its original. */
+  private readonly pending = new Map<string, Promise<SendAck>>();
   private lastMessageId: bigint;
   head: number;
 
@@ -72,12 +69,16 @@ export class SendPipeline {
   submit(senderId: string, clientMsgId: string, text: string): Promise<SendAck> {
     if (this.broken) return Promise.reject(reject(ChatCodes.UNAVAILABLE, 'channel is recovering from a failed write; retry'));
     const dedupKey = `${senderId}:${clientMsgId}`;
-    const prior = this.recent.get(dedupKey);
+    const prior = this.pending.get(dedupKey);
     if (prior) return prior;
     const ack = new Promise<SendAck>((resolve, rejectSend) => {
       this.queue.push({ senderId, clientMsgId, text, dedupKey, resolve, reject: rejectSend });
     });
-    this.remember(dedupKey, ack);
+    // Only while unsettled: a later resend is the store's to answer (its dedup check), and a
+    // channel of a busy node would otherwise hold thousands of settled promises for nothing.
+    this.pending.set(dedupKey, ack);
+    const forget = (): void => void this.pending.delete(dedupKey);
+    ack.then(forget, forget);
     return ack;
   }
 
@@ -153,13 +154,6 @@ export class SendPipeline {
   private fail(s: QueuedSend, err: unknown): void {
     const code = codeOf(err);
     s.reject(code === ChatCodes.UNAVAILABLE ? err : reject(ChatCodes.UNAVAILABLE, `message could not be stored (${code}); retry`));
-  }
-
-  /** Recent sends by dedup key, so a quick resend never races its original to the store. */
-  private remember(dedupKey: string, ack: Promise<SendAck>): void {
-    this.recent.set(dedupKey, ack);
-    ack.catch(() => this.recent.delete(dedupKey));
-    if (this.recent.size > RECENT_SENDS) this.recent.delete(this.recent.keys().next().value!);
   }
 }
 

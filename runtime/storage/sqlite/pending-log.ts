@@ -69,9 +69,15 @@ export class PendingLog {
     if (row.dedup !== null) (p.dedup ??= new Map()).set(row.dedup, row);
   }
 
-  /** Forgets rows with id < minId: they are in `journal` now. */
-  trimBelow(minId: number): void {
+  /**
+   * Forgets rows with id < minId: they are in `journal` now. At most `maxRows` at a time; returns
+   * whether it got there. (A move of 50,000 rows trimmed in one go held a reader's event loop for
+   * 60 ms; a row left here a little longer is harmless, see read() in sqlite-store.ts.)
+   */
+  trimBelow(minId: number, maxRows = Infinity): boolean {
+    let n = 0;
     while (this.head < this.fifo.length && this.fifo[this.head]!.id < minId) {
+      if (n++ >= maxRows) return false;
       const row = this.fifo[this.head++]!;
       this.bytes -= row.size;
       const p = this.byPid.get(row.pid)!;
@@ -88,6 +94,7 @@ export class PendingLog {
       this.fifo = this.fifo.slice(this.head);
       this.head = 0;
     }
+    return true;
   }
 
   /** Rows in id order, oldest first (do not add or trim while iterating). */

@@ -56,6 +56,8 @@ function startThread(name: 'sqlite-writer' | 'sqlite-checkpointer', init: Writer
  * seconds at 500 msg/s and held the bench's p99 near 90 ms; the WAL mostly restarts by itself.
  */
 const CHECKPOINT_EVERY_MS = 200;
+/** Moved log rows forgotten per event-loop turn (about 1 ms). */
+const TRIM_ROWS_PER_TURN = 2_000;
 
 /**
  * When the append log moves into the indexed journal (see sqlite-writer.ts). The longer rows wait,
@@ -98,6 +100,8 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   private closing: Promise<void> | undefined;
   private readonly stmts;
   private readonly pending = new PendingLog();
+  private trimTarget = 0;
+  private trimScheduled = false;
   private readonly dataVersion;
   private seenVersion = -1;
 
@@ -290,7 +294,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
         for (const p of batch) p.reject(err);
       } else {
         this.learnAppended(batch, res.results);
-        this.pending.trimBelow(res.movedBelow);
+        this.trimLog(res.movedBelow);
         for (let i = 0; i < batch.length; i++) batch[i]!.resolve(res.results[i]!);
       }
     }
@@ -355,7 +359,19 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     const { lo, hi } = this.stmts.logBounds.get()!;
     if (hi !== null && hi > this.pending.lastId) for (const row of this.stmts.logTail.all(this.pending.lastId)) this.pending.add({ ...row, data: toBytes(row.data) });
     // Rows another process moved out: a pid's logged rows must stay its newest (see read()).
-    this.pending.trimBelow(lo ?? this.pending.lastId + 1);
+    this.trimLog(lo ?? this.pending.lastId + 1);
+  }
+
+  /** Forgets moved rows a few thousand per turn, so a big move never holds up the event loop. */
+  private trimLog(below: number): void {
+    if (below > this.trimTarget) this.trimTarget = below;
+    if (this.trimScheduled) return;
+    if (this.pending.trimBelow(this.trimTarget, TRIM_ROWS_PER_TURN)) return;
+    this.trimScheduled = true;
+    setImmediate(() => {
+      this.trimScheduled = false;
+      this.trimLog(this.trimTarget);
+    });
   }
 
   private readRows(query: () => readonly Row[]): JournalEvent[] {
