@@ -6,6 +6,7 @@ import type { Snowflake } from './ids/snowflake.ts';
 import type { SessionMessage } from './session/session-messages.ts';
 import type { PresenceDirectory } from '../runtime/presence/index.ts';
 import type { UserMessage } from './user/user-messages.ts';
+import type { DeviceNodes } from './user/device-nodes.ts';
 
 /** Timings the chat actors run on; tests shorten them. */
 export interface ChatTimings {
@@ -27,8 +28,8 @@ export interface ChatDeps {
   readonly presence: PresenceDirectory;
   readonly log: Logger;
   readonly timings: ChatTimings;
-  /** In a cluster, user actors index their devices by node so a crashed node's users can be found. */
-  readonly clustered: boolean;
+  /** Which node hosts each user's devices, so a crashed node's users can be found. */
+  readonly deviceNodes: DeviceNodes;
 }
 
 export const users = (deps: ChatDeps, userId: string): ActorRef<UserMessage> => deps.system.ref<UserMessage>('user', userId);

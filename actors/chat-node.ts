@@ -13,7 +13,6 @@ import { channelKind } from './channel/channel-actor.ts';
 import { sessions, users, type ChatDeps, type ChatTimings } from './chat-deps.ts';
 import { EventLoopDelay } from '../runtime/health/event-loop-delay.ts';
 import { markRunning, markStopped, recordLoss } from './node-losses.ts';
-import { Tables } from './tables.ts';
 import { ChatCodes, httpStatusFor } from './errors.ts';
 import type { Snowflake } from './ids/snowflake.ts';
 import { SendAllowance } from './limits/send-allowance.ts';
@@ -21,6 +20,7 @@ import { CloseCodes, createSession, sessionKind, type SessionSettings } from './
 import type { SessionMessage } from './session/session-messages.ts';
 import { InProcessPresenceDirectory, type PresenceDirectory } from '../runtime/presence/index.ts';
 import { userKind } from './user/user-actor.ts';
+import { NoDeviceNodes, type DeviceNodes } from './user/device-nodes.ts';
 
 export interface ChatNodeOptions {
   readonly nodeId: string;
@@ -51,8 +51,8 @@ export interface ChatNodeOptions {
   readonly actorIdleMs?: number;
   readonly presence?: PresenceDirectory;
   readonly discovery?: Discovery;
-  /** Part of a cluster: record which nodes host each user's devices, for takeover after a crash. */
-  readonly clustered?: boolean;
+  /** Where users' devices are, for takeover after a node crash (default: no index, for a lone node). */
+  readonly deviceNodes?: DeviceNodes;
 }
 
 /**
@@ -83,7 +83,7 @@ export class ChatNode {
       presence: o.presence ?? new InProcessPresenceDirectory(),
       log: o.log,
       timings: o.timings,
-      clustered: o.clustered ?? false,
+      deviceNodes: o.deviceNodes ?? new NoDeviceNodes(),
     };
     const idle = o.actorIdleMs;
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
@@ -159,11 +159,11 @@ export class ChatNode {
       // It may have taken channel notifications with it; inboxes check on their next activation.
       void recordLoss(this.o.store, this.o.nodeId, `node ${nodeId} left`, this.o.log).catch((err: unknown) => this.o.log.warn({ err, nodeId }, 'node loss not recorded'));
       this.system.broadcast('user', { type: 'nodeDown', nodeId });
-      void this.o.store.kv.list(Tables.presenceNode, nodeId).then(
-        (rows) => {
-          for (const r of rows) {
+      void this.deps.deviceNodes.usersOn(nodeId).then(
+        (userIds) => {
+          for (const userId of userIds) {
             try {
-              users(this.deps, r.key).tell({ type: 'nodeDown', nodeId });
+              users(this.deps, userId).tell({ type: 'nodeDown', nodeId });
             } catch (err) {
               this.o.log.warn({ err, nodeId }, 'nodeDown not delivered');
             }

@@ -5,9 +5,10 @@
  * engine or socket library.
  *
  * Guarantees (each tested in test/e2e):
- * - `send_ack` means the message is durable in the channel's history and in every member's
- *   inbox (or, for a member whose inbox append failed, queued for retry and healed by gap fill);
- *   it survives kill -9.
+ * - `send_ack` means the message is durable in the channel's history (one append per channel
+ *   batch); it survives kill -9. Inboxes are derived from the histories (user/inbox.ts): every
+ *   member gets it, and a user actor activated after a crash or a lost node checks its channels'
+ *   heads before it answers.
  * - `channel_seq` is gap-free per channel, `inbox_seq` gap-free per user, message ids strictly
  *   increase within a channel; a resend with the same `client_msg_id` yields the first result.
  * - On one connection, deliveries arrive in inbox order without gaps or duplicates.

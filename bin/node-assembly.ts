@@ -13,6 +13,7 @@ import { GrpcTransport } from '../runtime/transport/index.ts';
 import { deriveKey, loadSigningSecret } from '../actors/auth/signing-secret.ts';
 import { TokenSigner } from '../actors/auth/tokens.ts';
 import { ChatNode } from '../actors/chat-node.ts';
+import { StoredDeviceNodes } from '../actors/user/device-nodes.ts';
 import { Snowflake } from '../actors/ids/snowflake.ts';
 import { CloseCodes } from '../actors/session/session-actor.ts';
 import { KvPresenceDirectory, RedisPresenceDirectory } from '../runtime/presence/index.ts';
@@ -175,7 +176,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       maxInflightSends: config.max_inflight_sends,
     },
     ...(presence ? { presence } : {}),
-    clustered: membership !== undefined,
+    ...(membership ? { deviceNodes: new StoredDeviceNodes(store) } : {}),
   });
 
   let router: ClusterRouter | undefined;

@@ -240,7 +240,7 @@ class UserActor implements Actor<UserMessage> {
    */
   private async nodeDown(nodeId: string): Promise<void> {
     await this.expireDevices((d) => sessionNode(d.session) === nodeId);
-    await this.deps.store.kv.write([{ op: 'delete', table: Tables.presenceNode, partition: nodeId, key: this.id }]).catch(() => undefined);
+    await this.deps.deviceNodes.set(nodeId, this.id, false).catch(() => undefined);
     try {
       const losses = await lossesSoFar(this.deps.store);
       await this.heal();
@@ -258,16 +258,11 @@ class UserActor implements Actor<UserMessage> {
     if (await this.presence.recordedOnline()) await this.presence.transition(false);
   }
 
-  /** Cluster only: which nodes host our devices, so a takeover can find us (see nodeDown). */
+  /** Which nodes host our devices, so a takeover can find us (see nodeDown). */
   private async indexNode(session: string, present: boolean): Promise<void> {
-    if (!this.deps.clustered) return;
     const node = sessionNode(session);
     if (!present && this.devices.anyOn(node)) return;
-    await this.deps.store.kv.write([
-      present
-        ? { op: 'put', table: Tables.presenceNode, partition: node, key: this.id, value: '1' }
-        : { op: 'delete', table: Tables.presenceNode, partition: node, key: this.id },
-    ]);
+    await this.deps.deviceNodes.set(node, this.id, present);
   }
 }
 
