@@ -6,4 +6,4 @@ RUN npm ci
 COPY . .
 RUN npm run build
 EXPOSE 8080 9090
-ENTRYPOINT ["node", "dist/bin/parleyd.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=64", "dist/bin/parleyd.js"]

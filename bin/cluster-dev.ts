@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { startEtcd } from '../runtime/services/index.ts';
+import { PARLEYD_NODE_ARGS } from './parleyd-node-args.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const program = new Command('cluster-dev')
@@ -34,7 +35,7 @@ process.stdout.write(`etcd    ${etcdUrl}\n`);
 const children: ChildProcess[] = [];
 for (let i = 1; i <= count; i++) {
   const port = basePort + i - 1;
-  const args = ['--import', 'tsx', join(ROOT, 'bin/parleyd.ts'),
+  const args = [...PARLEYD_NODE_ARGS, '--import', 'tsx', join(ROOT, 'bin/parleyd.ts'),
     '--node-id', `n${i}`, '--node-number', String(i), '--host', '127.0.0.1', '--port', String(port),
     '--grpc-port', String(port + 1000), '--data-dir', join(o.dir, `n${i}`), '--etcd', etcdUrl,
     '--store', `sqlite:${join(o.dir, 'shared', 'parley.db')}`, '--log-level', 'warn'];

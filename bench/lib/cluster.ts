@@ -22,6 +22,7 @@ import { findFreePort, startEtcd, type RunningService } from '../../runtime/serv
 import { spawnTracked, stopChild, trackPid, untrackPid } from './children.ts';
 import { encodeHello, newScan, scanServerFrame, ServerBody } from './parley-wire.ts';
 import { keepLog, NODE_ARGS, nodeHandle, ROOT, runParleyctl, waitForPort, type NodeHandle, type ProvisionedUser, type ServerLog, type TargetHandle, type TargetOptions } from './targets.ts';
+import { PARLEYD_NODE_ARGS } from '../../bin/parleyd-node-args.ts';
 import type { ChildProcess } from 'node:child_process';
 
 export const CLUSTER_PREFIX = '/parley-bench';
@@ -146,7 +147,7 @@ export async function startParleyCluster(o: ClusterOptions): Promise<TargetHandl
       };
       const proc = spawnTracked(
         process.execPath,
-        [...nodeArgs, ...(entry.endsWith('.ts') ? NODE_ARGS : []), entry, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])],
+        [...PARLEYD_NODE_ARGS, ...nodeArgs, ...(entry.endsWith('.ts') ? NODE_ARGS : []), entry, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])],
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
         `parleyd-${nodeId}`,
         true,

@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { spawnTracked, stopChild } from './children.ts';
 import { inspectorUrlIn } from './inspector.ts';
 import type { TargetName } from './protocol.ts';
+import { PARLEYD_NODE_ARGS } from '../../bin/parleyd-node-args.ts';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -252,6 +253,7 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
       proc = spawnTracked(
         process.execPath,
         [
+          ...PARLEYD_NODE_ARGS,
           ...nodeArgs,
           ...(entry.endsWith('.ts') ? NODE_ARGS : []),
           entry,

@@ -2,56 +2,76 @@
  * A bounded FIFO. `offer` refuses instead of growing: the caller turns that into OVERLOADED,
  * so a flood of messages costs the sender an error, not the node its memory.
  *
- * Storage is a plain array with a moving head, compacted only once half of it is consumed, so a
- * steady stream costs amortised O(1) per message and an idle mailbox costs one empty array.
+ * Storage is a ring whose size is a power of two: it doubles when full and is kept when the
+ * mailbox empties, so a busy actor's steady stream allocates nothing. (A plain array reset to `[]`
+ * whenever the actor caught up allocated a fresh backing store per turn, attached to a long-lived
+ * actor: the young generation had to copy and promote each one, about a quarter of everything
+ * promoted at 10,000 msg/s.) An actor that never gets a message holds no ring at all.
  * @internal
  */
+const NONE: never[] = [];
+
 export class Mailbox<T> {
-  private items: T[] = [];
+  private ring: (T | undefined)[] = NONE;
   private head = 0;
+  private count = 0;
 
   constructor(readonly capacity: number) {}
 
   get size(): number {
-    return this.items.length - this.head;
+    return this.count;
   }
 
   offer(item: T): boolean {
-    if (this.size >= this.capacity) return false;
-    this.items.push(item);
+    if (this.count >= this.capacity) return false;
+    this.put(item);
     return true;
   }
 
   /** Appends past the bound: for the owner's own timer messages, which must not be lost. */
   pushUnbounded(item: T): void {
-    this.items.push(item);
+    this.put(item);
   }
 
   /** Puts items before the queued ones: messages a predecessor activation never handled. */
   prepend(items: readonly T[]): void {
-    this.items = [...items, ...this.items.slice(this.head)];
-    this.head = 0;
+    if (items.length === 0) return;
+    this.refill([...items, ...this.drain()]);
   }
 
   poll(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head] as T;
-    (this.items as (T | undefined)[])[this.head] = undefined;
-    this.head++;
-    if (this.head >= this.items.length) {
-      this.items = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
+    if (this.count === 0) return undefined;
+    const item = this.ring[this.head] as T;
+    this.ring[this.head] = undefined;
+    this.head = (this.head + 1) & (this.ring.length - 1);
+    this.count--;
     return item;
   }
 
+  /** Everything queued, in order; the mailbox is empty and lets go of its ring. */
   drain(): T[] {
-    const rest = this.items.slice(this.head);
-    this.items = [];
+    const rest: T[] = new Array<T>(this.count);
+    for (let i = 0; i < this.count; i++) rest[i] = this.ring[(this.head + i) & (this.ring.length - 1)] as T;
+    this.ring = NONE;
     this.head = 0;
+    this.count = 0;
     return rest;
+  }
+
+  private put(item: T): void {
+    if (this.count === this.ring.length) this.refill(this.drain(), 1);
+    this.ring[(this.head + this.count) & (this.ring.length - 1)] = item;
+    this.count++;
+  }
+
+  /** A ring holding `items` in order with room for `extra` more (all power-of-two sizes, at least 8). */
+  private refill(items: readonly T[], extra = 0): void {
+    let size = 8;
+    while (size < items.length + extra) size *= 2;
+    const ring = new Array<T | undefined>(size).fill(undefined);
+    for (let i = 0; i < items.length; i++) ring[i] = items[i];
+    this.ring = ring;
+    this.head = 0;
+    this.count = items.length;
   }
 }

@@ -13,7 +13,7 @@
  * 32 MiB, or after 30 s), so one B-tree page takes many events, in transactions of at most ~2 ms
  * between group commits. Batches cross to the writer thread as one binary buffer each. Checkpoints (WAL back into the file)
  * run on a third thread, started once the WAL passes 4 MB, never inside a commit. Reads merge
- * log and journal, from any process sharing the file (see sqlite/pending-log.ts).
+ * log and journal, from any process sharing the file (see sqlite/pending-log.ts and sqlite/log-index.ts).
  *
  * @example
  * ```ts

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { ParleyClient, ParleyHttp, type WebSocketFactory } from '../../client/index.ts';
+import { PARLEYD_NODE_ARGS } from '../../bin/parleyd-node-args.ts';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -41,7 +42,7 @@ export async function startServer(
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'parley-test-'));
   const flags = { ...TEST_FLAGS, host: '127.0.0.1', port: '0', 'data-dir': dataDir, ...options.flags };
   const entry = options.entry === 'dist' ? [join(ROOT, 'dist/bin/parleyd.js')] : ['--import', 'tsx', join(ROOT, 'bin/parleyd.ts')];
-  const args = [...entry, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])];
+  const args = [...PARLEYD_NODE_ARGS, ...entry, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])];
   const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   let stderr = '';

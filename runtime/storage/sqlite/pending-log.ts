@@ -9,9 +9,10 @@
  * `journal` later, all logged rows of an actor at once so they share pages (see
  * sqlite-writer.ts), and deleted from `jlog` in id order once everything below is copied.
  *
- * The writer thread and each reading connection keep one of these, fed by tailing `jlog` by id
- * and trimmed below its smallest id. A row may be in both tables for a while (copied, not yet
- * deleted); reads take a pid's logged rows from here and only older ones from `journal`.
+ * The writer thread keeps this (without the rows' data), fed by its own appends and by tailing
+ * `jlog` by id (rows of other processes), and trimmed below its smallest id. A row may be in both
+ * tables for a while (copied, not yet deleted). Reading connections keep a smaller LogIndex
+ * (log-index.ts) and take a pid's logged rows by it and only older ones from `journal`.
  * @internal
  */
 export interface LogRow {
@@ -20,8 +21,6 @@ export interface LogRow {
   readonly seq: number;
   readonly k: string | null;
   readonly dedup: string | null;
-  /** Empty in the writer thread, which never reads data back from here. */
-  readonly data: Uint8Array;
   /** Bytes of data, kept apart so the writer can account for rows whose data it does not hold. */
   readonly size: number;
 }
@@ -53,6 +52,11 @@ export class PendingLog {
   /** Id of the oldest row held, or undefined when empty. */
   get oldestId(): number | undefined {
     return this.head < this.fifo.length ? this.fifo[this.head]!.id : undefined;
+  }
+
+  /** Id of the row `n` places after the oldest one held, if there are that many. */
+  idAt(n: number): number | undefined {
+    return this.fifo[this.head + n]?.id;
   }
 
   add(row: LogRow): void {
@@ -97,9 +101,16 @@ export class PendingLog {
     return true;
   }
 
-  /** Rows in id order, oldest first (do not add or trim while iterating). */
-  *inIdOrder(): IterableIterator<LogRow> {
-    for (let i = this.head; i < this.fifo.length; i++) yield this.fifo[i]!;
+  /** Rows in id order, oldest first, from the first with id >= fromId (do not add or trim while iterating). */
+  *inIdOrder(fromId = 0): IterableIterator<LogRow> {
+    let lo = this.head;
+    let hi = this.fifo.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.fifo[mid]!.id < fromId) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.fifo.length; i++) yield this.fifo[i]!;
   }
 
   copiedSeq(pid: string): number {

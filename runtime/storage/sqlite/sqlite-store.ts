@@ -7,7 +7,7 @@ import type { Logger } from '../../log.ts';
 import type { AppendResult, Journal, JournalEvent, Snapshot } from '../journal.ts';
 import type { KeyValueRecord, KeyValueStore, KeyValueWrite } from '../key-value.ts';
 import { StoreCodes, type Store } from '../store.ts';
-import { PendingLog, type LogRow } from './pending-log.ts';
+import { LogIndex, type LoggedRow } from './log-index.ts';
 import { applySchema, decodeKey, encodeKey } from './schema.ts';
 import { WAL_GROWING, decodeResponse, encodeRequest, type CheckpointerInit, type LogMoveOptions, type WireEvent, type WriteOp, type WriteResult, type WriterInit, type WriterResponse } from './writer-protocol.ts';
 
@@ -62,8 +62,9 @@ const TRIM_ROWS_PER_TURN = 2_000;
 /**
  * When the append log moves into the indexed journal (see sqlite-writer.ts). The longer rows wait,
  * the more rows of one actor share a B-tree page when they move, so the disk bytes per event fall
- * with the wait; memory bounds it: every reading process holds the log's rows (their data
- * included) in its index, here at most 32 MiB or 100,000 rows, whichever comes first.
+ * with the wait; memory bounds it: the writer holds the log's rows (without data) in its index,
+ * here at most 32 MiB of data or 100,000 rows, whichever comes first; a reading process holds only
+ * their seqs, ids and keys (log-index.ts).
  */
 const LOG_MOVE: LogMoveOptions = { atRows: 100_000, atBytes: 32 * 1024 * 1024, afterMs: 30_000, chunk: 500, chunkMs: 2 };
 const WAL_CHECKPOINTER_AT_BYTES = 4 * 1024 * 1024;
@@ -99,7 +100,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
   private broken: Error | undefined;
   private closing: Promise<void> | undefined;
   private readonly stmts;
-  private readonly pending = new PendingLog();
+  private readonly pending = new LogIndex();
   private trimTarget = 0;
   private trimScheduled = false;
   private readonly dataVersion;
@@ -122,9 +123,9 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       kvGet: this.db.prepare<[string, string, string], { v: string }>('SELECT v FROM kv WHERE tbl = ? AND part = ? AND k = ?'),
       kvList: this.db.prepare<[string, string, number], { k: string; v: string }>('SELECT k, v FROM kv WHERE tbl = ? AND part = ? ORDER BY k LIMIT ?'),
       logBounds: this.db.prepare<[], { lo: number | null; hi: number | null }>('SELECT (SELECT min(id) FROM jlog) AS lo, (SELECT max(id) FROM jlog) AS hi'),
-      logTail: this.db.prepare<[number], Omit<LogRow, 'data'> & { data: Buffer | string }>(
-        'SELECT id, pid, seq, k, dedup, data, length(data) AS size FROM jlog WHERE id > ? ORDER BY id',
-      ),
+      logTail: this.db.prepare<[number], LoggedRow & { pid: string }>('SELECT id, pid, seq, k FROM jlog WHERE id > ? ORDER BY id'),
+      logRow: this.db.prepare<[number], Pick<Row, 'dedup' | 'data'>>('SELECT dedup, data FROM jlog WHERE id = ?'),
+      journalRow: this.db.prepare<[string, number], Row>('SELECT seq, k, dedup, data FROM journal WHERE pid = ? AND seq = ?'),
     };
     this.dataVersion = this.db.prepare<[], { data_version: number }>('PRAGMA data_version');
     this.synchronous = options.durability === 'os' ? 'NORMAL' : 'FULL';
@@ -170,22 +171,20 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
 
   async read(persistenceId: string, afterSeq: number, limit: number): Promise<JournalEvent[]> {
     return this.readRows(() => {
-      const all = this.pending.rowsOf(persistenceId);
-      const firstLogged = all[0]?.seq ?? Infinity;
+      const firstLogged = this.pending.firstSeq(persistenceId);
       const stored = afterSeq + 1 >= firstLogged ? [] : this.stmts.read.all(persistenceId, afterSeq, limit).filter((r) => r.seq < firstLogged);
       if (stored.length >= limit) return stored;
-      return [...stored, ...all.filter((r) => r.seq > afterSeq).slice(0, limit - stored.length)];
+      return [...stored, ...this.loggedRows(persistenceId, this.pending.after(persistenceId, afterSeq, limit - stored.length))];
     });
   }
 
   async readBefore(persistenceId: string, beforeKey: bigint | undefined, limit: number): Promise<JournalEvent[]> {
     return this.readRows(() => {
       let before = beforeKey === undefined ? undefined : encodeKey(beforeKey);
-      const keyed = this.pending.rowsOf(persistenceId).filter((r) => r.k !== null);
-      const logged = keyed.filter((r) => before === undefined || r.k! < before).reverse().slice(0, limit);
+      const logged = this.loggedRows(persistenceId, this.pending.keyedBefore(persistenceId, before, limit));
       if (logged.length >= limit) return logged;
       // Older than every logged row, so no row comes twice.
-      const oldestLogged = keyed[0]?.k ?? undefined;
+      const oldestLogged = this.pending.oldestKey(persistenceId);
       if (oldestLogged !== undefined && (before === undefined || oldestLogged < before)) before = oldestLogged;
       const rest = limit - logged.length;
       const stored = before === undefined ? this.stmts.readLatest.all(persistenceId, rest) : this.stmts.readBefore.all(persistenceId, before, rest);
@@ -338,9 +337,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
       if (op.t !== 'append' || !r.ok || r.logId === undefined) continue;
       if (r.logId <= this.pending.lastId) continue; // a read fetched them first
       if (r.logId !== this.pending.lastId + 1) return;
-      op.events.forEach((e, j) =>
-        this.pending.add({ id: r.logId! + j, pid: op.pid, seq: e.seq, k: e.k ?? null, dedup: e.dedup ?? null, data: e.data, size: e.data.byteLength }),
-      );
+      op.events.forEach((e, j) => this.pending.add(r.logId! + j, op.pid, e.seq, e.k ?? null));
     }
   }
 
@@ -357,7 +354,7 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     if (version === this.seenVersion) return;
     this.seenVersion = version;
     const { lo, hi } = this.stmts.logBounds.get()!;
-    if (hi !== null && hi > this.pending.lastId) for (const row of this.stmts.logTail.all(this.pending.lastId)) this.pending.add({ ...row, data: toBytes(row.data) });
+    if (hi !== null && hi > this.pending.lastId) for (const row of this.stmts.logTail.iterate(this.pending.lastId)) this.pending.add(row.id, row.pid, row.seq, row.k);
     // Rows another process moved out: a pid's logged rows must stay its newest (see read()).
     this.trimLog(lo ?? this.pending.lastId + 1);
   }
@@ -371,6 +368,21 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     setImmediate(() => {
       this.trimScheduled = false;
       this.trimLog(this.trimTarget);
+    });
+  }
+
+  /**
+   * The stored rows behind logged ones, fetched by log id. A row the writer has moved and deleted
+   * since this connection's index last looked is in `journal` already (it is deleted only after it
+   * was copied, in an earlier commit), so that is where a miss is read.
+   */
+  private loggedRows(pid: string, logged: readonly LoggedRow[]): Row[] {
+    return logged.map((r) => {
+      const row = this.stmts.logRow.get(r.id);
+      if (row) return { seq: r.seq, k: r.k, dedup: row.dedup, data: row.data };
+      const moved = this.stmts.journalRow.get(pid, r.seq);
+      if (!moved) throw new CodedError(StoreCodes.UNAVAILABLE, `journal row ${pid}#${r.seq} is in neither the log nor the journal`);
+      return moved;
     });
   }
 
