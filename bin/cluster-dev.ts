@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { startEtcd } from '../runtime/services/index.ts';
+import { startEtcd } from '../services/index.ts';
 import { PARLEYD_NODE_ARGS } from './parleyd-node-args.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

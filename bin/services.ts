@@ -44,7 +44,7 @@ import {
   type RunningService,
   type ServiceProcessRecord,
   type ServiceState,
-} from '../runtime/services/index.ts';
+} from '../services/index.ts';
 
 const SERVICE_NAMES = ['etcd', 'redis', 'cassandra'] as const;
 type ServiceName = (typeof SERVICE_NAMES)[number];

@@ -45,7 +45,7 @@ export const SETTINGS = [
   { key: 'max_inflight_sends', type: 'int', default: 1_024, min: 1, doc: 'Sends in flight on one node, WebSocket and HTTP together, before new ones are refused with OVERLOADED (HTTP 503; load shedding).' },
   { key: 'heartbeat_interval_ms', type: 'int', default: 5_000, min: 100, doc: 'Heartbeat interval announced to clients in welcome.' },
   { key: 'presence_timeout_ms', type: 'int', default: 30_000, min: 300, doc: 'A device not heard from for this long is disconnected and counts as offline.' },
-  { key: 'fanout_timeout_ms', type: 'int', default: 5_000, min: 100, doc: 'Time a send waits for one member inbox before queueing the append for retry.' },
+  { key: 'fanout_timeout_ms', type: 'int', default: 5_000, min: 100, doc: "Time a channel waits for a member's user actor (a leave); a send waits twice this for its channel's ack, then gets TIMEOUT (resend with the same client_msg_id: the store answers duplicates)." },
   { key: 'actor_idle_ms', type: 'int', default: 120_000, min: 100, doc: 'Idle time after which a user or channel actor is passivated.' },
   {
     key: 'max_frame_bytes', type: 'int', default: 524_288, min: MAX_SEND_FRAME_BYTES,

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findExecutable } from '../runtime/services/install.ts';
+import { findExecutable } from '../services/install.ts';
 import { ROOT } from './support/server.ts';
 
 const PACKAGE = 'hello';

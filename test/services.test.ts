@@ -24,7 +24,7 @@ import {
   startEtcd,
   startRedis,
   type RunningService,
-} from '../runtime/services/index.ts';
+} from '../services/index.ts';
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 

@@ -2,7 +2,7 @@
  * A Parley cluster on this box as one benchmark target, the way the project's own tests and
  * `npm run cluster:dev` build one (test/support/cluster.ts, bin/cluster-dev.ts):
  *
- * - one private etcd on free loopback ports, started with runtime/services (startEtcd), in a
+ * - one private etcd on free loopback ports, started with services (startEtcd), in a
  *   temp dir, killed by pid on the way out (and by a watchdog if the harness dies);
  * - K parleyd processes (node ids n1..nK, node numbers 1..K), each with its own data dir and a
  *   gRPC port of the OS's choosing, all with `--etcd`, one `--cluster-prefix`, and ONE shared
@@ -18,7 +18,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import WebSocket from 'ws';
-import { findFreePort, startEtcd, type RunningService } from '../../runtime/services/index.ts';
+import { findFreePort, startEtcd, type RunningService } from '../../services/index.ts';
 import { spawnTracked, stopChild, trackPid, untrackPid } from './children.ts';
 import { encodeHello, newScan, scanServerFrame, ServerBody } from './parley-wire.ts';
 import { keepLog, NODE_ARGS, nodeHandle, ROOT, runParleyctl, waitForPort, type NodeHandle, type ProvisionedUser, type ServerLog, type TargetHandle, type TargetOptions } from './targets.ts';

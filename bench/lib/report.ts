@@ -315,23 +315,20 @@ function goalsFor(results: ResultEntry[]): string[] {
     lines.push(`| Parley: ${fmt(conn.sessions)} sessions all up after the hold | ${conn.all_up ? 'all up' : `${conn.closed} closed`} | ${ok(conn.all_up === true && (conn.sessions ?? 0) >= 19_000)}${(conn.sessions ?? 0) < 19_000 ? ' (run had fewer than 19,000)' : ''} |`);
     lines.push(`| Parley: ≤ 4 KiB server RSS per idle session | ${kib(conn.rss_per_session_bytes)} | ${ok(conn.rss_per_session_bytes <= 4096)} |`);
   }
-  for (const e of results.filter((r) => r.scenario === 'one-to-one' && r.target === 'parley' && (r.offered_rate ?? 0) >= 10_000)) {
-    lines.push(`| Parley 1:1 p99 ≤ 5 ms at ${fmt(e.offered_rate)} msg/s (${e.persistence.split(' (')[0]}) | ${fmt(e.latency_ms?.p99)} ms, ${e.errors} errors | ${ok((e.latency_ms?.p99 ?? Infinity) <= 5 && e.errors === 0)} |`);
+  // The message-path issue's goals: durable Parley against relays that store nothing, same run.
+  for (const e of results.filter((r) => r.scenario === 'one-to-one' && r.target === 'parley' && r.offered_rate === 1_000)) {
+    lines.push(`| Parley 1:1 at 1,000 msg/s: p99 ≤ 10 ms, nothing refused (${e.persistence.split(' (')[0]}) | ${fmt(e.latency_ms?.p99)} ms, ${e.errors} errors | ${ok((e.latency_ms?.p99 ?? Infinity) <= 10 && e.errors === 0)} |`);
   }
   const mp = find(results, 'max-throughput', 'parley');
-  if (mp) lines.push(`| Parley max-throughput ≥ 30,000 msg/s | ${fmt(mp.max_rate)} msg/s | ${ok((mp.max_rate ?? 0) >= 30_000)} |`);
-  const gp = find(results, 'group', 'parley');
-  if (gp) lines.push(`| Parley group of 100 ≥ 300,000 deliveries/s | ${fmt(gp.deliveries_per_s)} /s | ${ok((gp.deliveries_per_s ?? 0) >= 300_000)} |`);
   const ms = find(results, 'max-throughput', 'socketio');
-  if (mp && ms && ms.max_rate) lines.push(`| Parley ≥ 3x Socket.IO 1:1 max-throughput | ${((mp.max_rate ?? 0) / ms.max_rate).toFixed(2)}x (${fmt(mp.max_rate)} vs ${fmt(ms.max_rate)}) | ${ok((mp.max_rate ?? 0) >= 3 * ms.max_rate)} |`);
+  if (mp && ms && ms.max_rate) lines.push(`| Parley 1:1 max-throughput (p99 ≤ 50 ms) ≥ 0.5x Socket.IO | ${((mp.max_rate ?? 0) / ms.max_rate).toFixed(2)}x (${fmt(mp.max_rate)} vs ${fmt(ms.max_rate)}) | ${ok((mp.max_rate ?? 0) >= 0.5 * ms.max_rate)} |`);
+  const gp = find(results, 'group', 'parley');
   const gs = find(results, 'group', 'socketio');
-  if (gp && gs && gs.deliveries_per_s) lines.push(`| Parley ≥ 10x Socket.IO group deliveries/s | ${((gp.deliveries_per_s ?? 0) / gs.deliveries_per_s).toFixed(2)}x | ${ok((gp.deliveries_per_s ?? 0) >= 10 * gs.deliveries_per_s)} |`);
+  if (gp && gs && gs.deliveries_per_s) lines.push(`| Parley group of 100 deliveries/s (p99 ≤ 100 ms) ≥ 1.0x Socket.IO | ${((gp.deliveries_per_s ?? 0) / gs.deliveries_per_s).toFixed(2)}x (${fmt(gp.deliveries_per_s)} vs ${fmt(gs.deliveries_per_s)}) | ${ok((gp.deliveries_per_s ?? 0) >= gs.deliveries_per_s)} |`);
   const cs = find(results, 'connections', 'socketio');
   if (conn && cs && cs.rss_per_session_bytes && conn.rss_per_session_bytes !== null) {
     lines.push(`| Parley ≤ 1/5 of Socket.IO memory per connection | ${(conn.rss_per_session_bytes / cs.rss_per_session_bytes).toFixed(2)} of it (${kib(conn.rss_per_session_bytes)} vs ${kib(cs.rss_per_session_bytes)}) | ${ok(conn.rss_per_session_bytes * 5 <= cs.rss_per_session_bytes)} |`);
   }
-  const mu = find(results, 'max-throughput', 'uws-raw');
-  if (mp && mu && mu.max_rate) lines.push(`| Parley ≥ 40% of raw uWS max-throughput | ${(((mp.max_rate ?? 0) / mu.max_rate) * 100).toFixed(1)}% (${fmt(mp.max_rate)} vs ${fmt(mu.max_rate)}) | ${ok((mp.max_rate ?? 0) >= 0.4 * mu.max_rate)} |`);
   return lines;
 }
 
@@ -432,7 +429,7 @@ export function writeReport(file: ResultFile, mdPath: string, preface: string[] 
     md.push('');
     const acks = msg.filter((e) => e.ack_latency_ms);
     if (acks.length) {
-      md.push('Parley `send_ack` (message durable in the channel and every member inbox), from scheduled send:', '');
+      md.push('Parley `send_ack` (message durable in the channel history; every member gets it), from scheduled send:', '');
       for (const e of acks) md.push(`- ${targetLabel(e)} ${e.scenario} @ ${fmt(e.offered_rate)}/s: p50 ${fmt(e.ack_latency_ms!.p50)} ms, p99 ${fmt(e.ack_latency_ms!.p99)} ms, max ${fmt(e.ack_latency_ms!.max)} ms`);
       md.push('');
     }

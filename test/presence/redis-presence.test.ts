@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findFreePort, startRedis, type RunningService } from '../../runtime/services/index.ts';
+import { findFreePort, startRedis, type RunningService } from '../../services/index.ts';
 import { connect, eventually, newUser, startServer, type ServerHandle } from '../support/server.ts';
 
 let redis: RunningService;

@@ -1,6 +1,6 @@
 /**
  * The storage contract against a real Cassandra 5.0 (one node per test file, started from
- * Maven Central's jars by runtime/services), plus what only a networked engine has: a crash
+ * Maven Central's jars by services), plus what only a networked engine has: a crash
  * between the commit and the event write, and the cluster going away and coming back.
  */
 import test from 'ava';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CodedError } from '../../runtime/errors.ts';
 import { silentLogger } from '../../runtime/log.ts';
-import { findFreePort, startCassandra, type RunningService } from '../../runtime/services/index.ts';
+import { findFreePort, startCassandra, type RunningService } from '../../services/index.ts';
 import { CassandraStore, type CassandraStoreOptions } from '../../runtime/storage/cassandra/cassandra-store.ts';
 import { openStore } from '../../runtime/storage/open-store.ts';
 import { StoreCodes } from '../../runtime/storage/store.ts';

@@ -3,7 +3,7 @@
  * (`aptInstall`, with `--reinstall` so that every run really unpacks them): test/services-apt
  * starts several at once. Usage: node --import tsx test/support/apt-install.ts PKG...
  */
-import { aptInstall } from '../../runtime/services/install.ts';
+import { aptInstall } from '../../services/install.ts';
 
 try {
   await aptInstall('apt-install-test', process.argv.slice(2), { reinstall: true });

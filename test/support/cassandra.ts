@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findFreePort, startCassandra, type RunningService } from '../../runtime/services/index.ts';
+import { findFreePort, startCassandra, type RunningService } from '../../services/index.ts';
 
 export interface TestCassandra {
   readonly service: RunningService;

@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findFreePort, startEtcd, type RunningService } from '../../runtime/services/index.ts';
+import { findFreePort, startEtcd, type RunningService } from '../../services/index.ts';
 import { startServer, type ServerHandle } from './server.ts';
 
 /** A node of a test cluster: its process handle plus the id it registered under. */

@@ -1,13 +1,13 @@
 /**
  * A throwaway single-node etcd for tests that also need to crash and restart it on the same
- * data: wraps `startEtcd` from runtime/services (which installs Debian's etcd-server when
+ * data: wraps `startEtcd` from services (which installs Debian's etcd-server when
  * missing and waits for GET /health). Client port `port`, peer port `port + 1`; give each test
  * file its own port from 24000-24999 so files can run in parallel.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEtcd, type RunningService } from '../../runtime/services/index.ts';
+import { startEtcd, type RunningService } from '../../services/index.ts';
 
 export interface TestEtcd {
   /** `http://127.0.0.1:<port>` */

@@ -43,7 +43,7 @@ function quote(value: string): string {
 
 export function cassandraYaml(layout: CassandraLayout): string {
   const d = layout.dataDir;
-  return `# Written by runtime/services/cassandra-config.ts at every start; edits are lost.
+  return `# Written by services/cassandra-config.ts at every start; edits are lost.
 cluster_name: ${quote(layout.clusterName)}
 num_tokens: ${layout.numTokens}
 initial_token: ${quote(evenMurmur3Tokens(layout.numTokens).join(','))}

@@ -232,7 +232,7 @@ export async function mavenCopyDependencies(options: MavenCopyOptions): Promise<
 
 function pomXml(artifact: MavenArtifact): string {
   return `<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by runtime/services/install.ts only to resolve jars; never built. -->
+<!-- Written by services/install.ts only to resolve jars; never built. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>local.services</groupId>

@@ -1,6 +1,7 @@
 /**
  * Local services for tests and development: real etcd, Redis and Cassandra 5.0 as plain
- * processes on 127.0.0.1, without Docker and without systemd.
+ * processes on 127.0.0.1, without Docker and without systemd. Tools, not runtime: parleyd never
+ * imports this folder (it lived under runtime/ until the message-path issue moved it out).
  *
  * Purpose: a test starts a private instance in a fresh temp dir on a port of its own, talks to
  * it, and stops it by pid; `bin/services.ts` (the project's launcher CLI) uses the same
@@ -32,7 +33,7 @@
  * import { mkdtemp } from 'node:fs/promises';
  * import { tmpdir } from 'node:os';
  * import { join } from 'node:path';
- * import { findFreePort, startEtcd } from '../runtime/services/index.ts';
+ * import { findFreePort, startEtcd } from '../services/index.ts';
  *
  * const etcd = await startEtcd({ dataDir: await mkdtemp(join(tmpdir(), 'etcd-')), port: await findFreePort() });
  * try {

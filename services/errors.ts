@@ -1,4 +1,4 @@
-import { CodedError } from '../errors.ts';
+import { CodedError } from '../runtime/errors.ts';
 
 /**
  * Codes of everything that can go wrong while installing, starting or stopping a local
