@@ -1,3 +1,5 @@
+import { SmallMap } from './small-map.ts';
+
 /** A device of the user, connected through one session. */
 export interface Device {
   readonly session: string;
@@ -10,7 +12,7 @@ export interface Device {
  * message) never hold one.
  */
 export class Devices {
-  private map: Map<string, Device> | undefined;
+  private map: SmallMap<string, Device> | undefined;
 
   get size(): number {
     return this.map?.size ?? 0;
@@ -21,12 +23,12 @@ export class Devices {
   }
 
   *sessions(): IterableIterator<string> {
-    if (this.map) for (const d of this.map.values()) yield d.session;
+    if (this.map) for (const [, d] of this.map) yield d.session;
   }
 
   /** Registers the device's session; returns the session it replaces, if another. */
   register(deviceId: string, session: string, nowMs: number): Device | undefined {
-    this.map ??= new Map();
+    this.map ??= new SmallMap();
     const prior = this.map.get(deviceId);
     this.map.set(deviceId, { session, touchedMs: nowMs });
     return prior;

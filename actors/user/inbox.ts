@@ -19,6 +19,8 @@
  * (channel-actor.ts), so a rebuilt inbox never takes what was sent after it.
  */
 
+import { SmallMap } from './small-map.ts';
+
 export interface Segment {
   readonly channelId: string;
   /** Channel seq of the first message. */
@@ -66,7 +68,7 @@ export interface InboxState {
 export class Inbox {
   head = 0;
   rowSeq = 0;
-  readonly lastSeen = new Map<string, number>();
+  readonly lastSeen = new SmallMap<string, number>();
   private recent: Segment[] = [];
 
   get open(): Segment | undefined {

@@ -1,5 +1,6 @@
 import { deferReply, type Actor, type ActorContext, type ActorKind } from '../../runtime/actor/index.ts';
 import { codeOf } from '../../runtime/errors.ts';
+import type { Store } from '../../runtime/storage/index.ts';
 import { sessions, type ChatDeps } from '../chat-deps.ts';
 import { lossesSoFar } from '../node-losses.ts';
 import { Journals, Tables } from '../tables.ts';
@@ -7,7 +8,7 @@ import { Contacts } from './contacts.ts';
 import { CURSOR_FLUSH_MS, Cursors } from './cursors.ts';
 import { Devices, sessionNode } from './devices.ts';
 import { Inbox, decodeRow, decodeSnapshot } from './inbox.ts';
-import { InboxFeed } from './inbox-feed.ts';
+import { InboxFeed, type InboxFeedOwner } from './inbox-feed.ts';
 import type { SessionMessage } from '../session/session-messages.ts';
 import type { PublishedMessage, UserMessage } from './user-messages.ts';
 import { UserPresence } from './user-presence.ts';
@@ -20,11 +21,11 @@ import { UserPresence } from './user-presence.ts';
  * Presence: online while at least one device is connected. Sessions report clean and silent
  * closes at once; devices whose session stopped touching (its node died) expire on a timer.
  */
-class UserActor implements Actor<UserMessage> {
+class UserActor implements Actor<UserMessage>, InboxFeedOwner {
   private epoch = 0;
   /** The node-loss count as of the last check of every channel's head (see heal). */
   private checkedLoss = 0;
-  private readonly inbox = new Inbox();
+  readonly inbox = new Inbox();
   private readonly feed: InboxFeed;
   private readonly devices = new Devices();
   private readonly cursors: Cursors;
@@ -40,23 +41,39 @@ class UserActor implements Actor<UserMessage> {
     this.cursors = new Cursors(id, deps.store.kv, deps.log);
     this.contacts = new Contacts(id, deps.store.kv);
     this.presence = new UserPresence(id, deps, this.contacts);
-    this.feed = new InboxFeed({
-      userId: id,
-      store: deps.store,
-      inbox: this.inbox,
-      epoch: () => this.epoch,
-      checkedLoss: () => this.checkedLoss,
-      deliver: (first, messages) => this.deliver(first, messages),
-      failed: (err) => {
-        this.failed = true;
-        this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox write failed; the user actor restarts from storage');
-        this.ctx.stop();
-      },
-    });
+    this.feed = new InboxFeed(this);
   }
 
   private get id(): string {
     return this.ctx.address.key;
+  }
+
+  // ---- InboxFeedOwner (the feed calls back through these)
+
+  get userId(): string {
+    return this.id;
+  }
+
+  get store(): Store {
+    return this.deps.store;
+  }
+
+  inboxEpoch(): number {
+    return this.epoch;
+  }
+
+  inboxCheckedLoss(): number {
+    return this.checkedLoss;
+  }
+
+  inboxDelivered(firstInboxSeq: number, messages: readonly PublishedMessage[]): void {
+    this.deliver(firstInboxSeq, messages);
+  }
+
+  inboxFailed(err: unknown): void {
+    this.failed = true;
+    this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox write failed; the user actor restarts from storage');
+    this.ctx.stop();
   }
 
   /**
