@@ -25,17 +25,17 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
  *  3. LOCAL_SERIAL read of the intent and roll it forward (see below), then return the epoch.
  *
  * append(pid, E, events N+1..N+k):
- *  1. For events with a dedupKey: claim `dedup (pid, key) -> seq` with `IF NOT EXISTS`. A claim
- *     already there is a duplicate only if the journal holds an event with that dedupKey at the
- *     claimed seq; otherwise it is the leftover of an append that never committed and is taken
- *     over with `IF seq = old`. Any duplicate: the other claims go back, nothing is committed,
- *     and the stored events are the answer.
+ *  1. For events with a dedupKey: one read of `dedup (pid, key) -> seq` (no Paxos round). A row
+ *     there is a duplicate when the journal holds an event with that dedupKey at its seq (rows an
+ *     older version of this store claimed before a commit that never came are not). Any
+ *     duplicate: nothing is committed, and the stored events are the answer.
  *  2. The commit point, one LWT: `UPDATE heads SET seq=N+k, intent_from=N+1, intent=<events>,
  *     intent_token=T WHERE pid=? IF epoch=E AND seq=N`.
  *     - Not applied and epoch != E: FENCED. Not applied and seq != N: SEQ_CONFLICT (or the
  *       stored duplicate, for a retried dedupKey).
  *     - Outcome unknown: a LOCAL_SERIAL read of intent_token says whether it committed.
- *  3. Write the events to `events`/`events_by_key` (plain idempotent writes, in seq order).
+ *  3. Write the events to `events`/`events_by_key`, and their dedup rows (plain idempotent
+ *     writes, events in seq order).
  *  4. Resolve.
  *
  * Why a fenced epoch can't land: step 2 is a Paxos round on the row acquire also goes through.
@@ -48,8 +48,13 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
  * applied would answer "not applied" for our own write, so its unknown outcomes are settled by a
  * serial read instead.
  *
- * Crash windows. Before step 2 applies: nothing is committed (at most an orphan dedup claim,
- * which step 1 of a later append recognises). Between 2 and 3: the events are committed (they
+ * Why a read is enough for dedup: appends of one pid run one at a time in this store, and only the
+ * owner can commit (above). Every committed event's dedup row is written in step 3 before the
+ * append resolves, or by the roll-forward that the next append, the next acquire or a read runs
+ * first. So when step 1 runs, every event committed before it has its dedup row. (A dedup claim
+ * was one Paxos round per event: with the head it made a 1:1 message two rounds.)
+ *
+ * Crash windows. Before step 2 applies: nothing is committed. Between 2 and 3: the events are committed (they
  * are in the head row, at quorum) but not yet in `events`; readers see the journal end at N
  * (a prefix, never a hole, since later events need a later commit). The intent is rolled forward
  * by: the next `acquire` (a new owner always acquires first), any operation of this store on that
@@ -471,17 +476,13 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     const from = events[0]!.seq;
     const to = from + events.length - 1;
 
-    const claims: { dedupKey: string; seq: number }[] = [];
-    const duplicates: JournalEvent[] = [];
-    for (const e of events) {
-      if (e.dedupKey === undefined) continue;
-      const outcome = await this.claimDedup(pid, epoch, e.dedupKey, e.seq);
-      if (outcome.duplicate) duplicates.push(outcome.duplicate);
-      else claims.push({ dedupKey: e.dedupKey, seq: e.seq });
-    }
+    // Dedup is a read, not a claim: every committed event's dedup row is written with the event
+    // (writeEvents, and the roll-forward of an intent), before its append resolves.
+    const duplicates = await this.storedDuplicates(pid, events);
     if (duplicates.length > 0) {
-      // Nothing is written: the claims taken for the other events go back.
-      await this.releaseClaims(pid, claims);
+      // Like SQLite, a stale owner is told it is fenced before it is told anything else.
+      const head = await this.readHead(pid, true);
+      if (head?.epoch !== epoch) throw fenced(pid, epoch, head?.epoch);
       return { ok: false, duplicates };
     }
 
@@ -515,7 +516,6 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
           return { ok: false, duplicates: stored };
         }
       }
-      await this.releaseClaims(pid, claims);
       throw refusal ?? new CodedError(StoreCodes.SEQ_CONFLICT, `${pid}: expected seq ${numberOrNone(commit.row?.['seq'], 1)}, got ${from}`);
     }
 
@@ -531,46 +531,28 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   }
 
   /**
-   * Claims a dedup key for `seq`. A claim that is already there is a duplicate only when the
-   * journal holds an event with this dedup key at the claimed seq; anything else is left over
-   * from an append that never committed (its writer was fenced, refused or died) and is taken over.
+   * The stored events whose dedup keys `events` carry again. A dedup row counts only when the
+   * journal holds an event with that key at the seq it names: rows left by the claims of an
+   * older version of this store (taken before a commit that never came) are not duplicates.
    */
-  private async claimDedup(pid: string, epoch: number, dedupKey: string, seq: number): Promise<{ duplicate?: JournalEvent }> {
-    for (let attempt = 0; attempt < 10; attempt++) {
-      let rs: cassandra.types.ResultSet;
-      try {
-        rs = await this.lwt(`INSERT INTO ${this.ks}.dedup (pid, dedup_key, seq) VALUES (?, ?, ?) IF NOT EXISTS`, [pid, dedupKey, BigInt(seq)]);
-      } catch (err) {
-        // Claiming again is safe: if the lost attempt did apply, we find our own claim.
-        if (isCasTimeout(err)) continue;
-        throw toStoreError(err);
-      }
-      if (rs.wasApplied()) return {};
-      const claimed = toNumber(rs.first()['seq']);
-      if (claimed === seq) return {};
-      const [stored] = await this.fetchSeqs(pid, [claimed]);
-      if (stored?.dedupKey === dedupKey) {
-        // Like SQLite, a stale owner is told it is fenced before it is told anything else.
-        const head = await this.readHead(pid, true);
-        if (head?.epoch !== epoch) throw fenced(pid, epoch, head?.epoch);
-        return { duplicate: stored };
-      }
-      const taken = await this.lwt(`UPDATE ${this.ks}.dedup SET seq = ? WHERE pid = ? AND dedup_key = ? IF seq = ?`, [BigInt(seq), pid, dedupKey, BigInt(claimed)]).catch((err: unknown) => {
-        if (isCasTimeout(err)) return undefined;
-        throw toStoreError(err);
-      });
-      if (taken?.wasApplied()) return {};
+  private async storedDuplicates(pid: string, events: readonly JournalEvent[]): Promise<JournalEvent[]> {
+    const keys = [...new Set(events.map((e) => e.dedupKey).filter((k): k is string => k !== undefined))];
+    if (keys.length === 0) return [];
+    const found: { key: string; seq: number }[] = [];
+    for (let i = 0; i < keys.length; i += IN_CHUNK) {
+      const chunk = keys.slice(i, i + IN_CHUNK);
+      const rs = await this.query(`SELECT dedup_key, seq FROM ${this.ks}.dedup WHERE pid = ? AND dedup_key IN ?`, [pid, chunk], chunk.length);
+      for (const row of rs.rows) found.push({ key: row['dedup_key'] as string, seq: toNumber(row['seq']) });
     }
-    throw new CodedError(StoreCodes.UNAVAILABLE, `${pid}: could not claim a dedup key against contention`);
-  }
-
-  /** Best effort: a claim left behind is recognised as an orphan by the next claimer anyway. */
-  private async releaseClaims(pid: string, claims: readonly { dedupKey: string; seq: number }[]): Promise<void> {
-    for (const c of claims) {
-      const [stored] = await this.fetchSeqs(pid, [c.seq]).catch(() => [undefined]);
-      if (stored?.dedupKey === c.dedupKey) continue;
-      await this.lwt(`DELETE FROM ${this.ks}.dedup WHERE pid = ? AND dedup_key = ? IF seq = ?`, [pid, c.dedupKey, BigInt(c.seq)]).catch(() => undefined);
+    if (found.length === 0) return [];
+    const stored = new Map((await this.fetchSeqs(pid, found.map((f) => f.seq))).map((e) => [e.seq, e]));
+    const byKey = new Map<string, JournalEvent>();
+    for (const f of found) {
+      const e = stored.get(f.seq);
+      if (e?.dedupKey === f.key) byKey.set(f.key, e);
     }
+    // In the order of the events that repeat them, as the contract asks.
+    return keys.map((k) => byKey.get(k)).filter((e): e is JournalEvent => e !== undefined);
   }
 
   /**
@@ -605,6 +587,10 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
       }
     }
     await flush();
+    // One partition per dedup key: plain idempotent writes, all at once.
+    await Promise.all(
+      events.filter((e) => e.dedupKey !== undefined).map((e) => this.exec(`INSERT INTO ${this.ks}.dedup (pid, dedup_key, seq) VALUES (?, ?, ?)`, [pid, e.dedupKey!, BigInt(e.seq)], true)),
+    );
     for (const bucket of keyedBuckets) {
       const known = `${pid}\u0000${bucket}`;
       if (this.knownKeyBuckets.has(known)) continue;
