@@ -143,6 +143,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--nodes <n>', 'Parley nodes: more than 1 starts a cluster on this box (etcd, one shared SQLite file, one secret file) and each session picks its node by asking GET /v1/servers; peers stay one process', int('--nodes', 1), 1)
     .option('--connect-rate <n>', 'sessions started per second over all workers (0: as fast as --connect-concurrency allows)', int('--connect-rate'), 0)
     .addOption(new Option('--durability <d>', 'Parley SQLite durability').choices(['fsync', 'os']).default('fsync'))
+    .option('--store <url>', 'Parley store (default: SQLite in a fresh data dir), e.g. cassandra://127.0.0.1:29042/parley_bench?replication=simple:1; users are provisioned into it under a prefix of their own')
+    .option('--redis <url>', 'Parley presence in Redis (every node), e.g. redis://127.0.0.1:26379')
     .option('--text-bytes <n>', 'message text size', int('--text-bytes', 1), 64)
     .option('--heartbeat-ms <n>', 'heartbeat interval per session', int('--heartbeat-ms', 100), 5_000)
     .option('--ack-every <n>', 'Parley: ack deliveries every N (0: never)', int('--ack-every'), 32)
@@ -207,6 +209,8 @@ export async function main(argv: string[]): Promise<number> {
     connectRate: o.connectRate as number,
     giveUpPct: o.connectGiveUp as number,
     durability: o.durability as 'fsync' | 'os',
+    ...(typeof o.store === 'string' ? { store: o.store } : {}),
+    ...(typeof o.redis === 'string' ? { redis: o.redis } : {}),
     textBytes: o.textBytes as number,
     heartbeatMs: o.heartbeatMs as number,
     ackEvery: o.ackEvery as number,

@@ -84,7 +84,7 @@ export async function startParleyCluster(o: ClusterOptions): Promise<TargetHandl
   const sharedDir = join(base, 'shared');
   mkdirSync(sharedDir, { recursive: true });
   const dbPath = join(sharedDir, 'parley.db');
-  const store = `sqlite:${dbPath}`;
+  const store = o.store ?? `sqlite:${dbPath}`;
   const secret = randomBytes(48).toString('base64url');
   const secretFile = join(base, 'secret');
   writeFileSync(secretFile, secret + '\n', { mode: 0o600 });
@@ -138,6 +138,7 @@ export async function startParleyCluster(o: ClusterOptions): Promise<TargetHandl
         etcd: etcdUrl,
         'cluster-prefix': CLUSTER_PREFIX,
         store,
+        ...(o.redis ? { redis: o.redis } : {}),
         'secret-file': secretFile,
         'log-level': 'info',
         durability: o.durability,
@@ -224,7 +225,7 @@ export async function startParleyCluster(o: ClusterOptions): Promise<TargetHandl
         etcd_url: etcdUrl,
         etcd_pid: etcd.pid,
         prefix: CLUSTER_PREFIX,
-        store: 'sqlite, one file shared by every node (one-box cluster mode)',
+        store: o.store ? `${o.store.split(':')[0]}, shared by every node` : 'sqlite, one file shared by every node (one-box cluster mode)',
         secret: '--secret-file, one file for every node and for parleyctl',
         tokens,
         formed_s: formedS,

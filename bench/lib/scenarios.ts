@@ -50,6 +50,10 @@ export interface BenchConfig {
   /** A worker stops starting sessions once more than this % of its started ones failed (0: never). */
   readonly giveUpPct: number;
   readonly durability: 'fsync' | 'os';
+  /** Parley's store URL; SQLite in the data dir when absent. */
+  readonly store?: string;
+  /** Parley's Redis URL for presence; in-process when absent. */
+  readonly redis?: string;
   readonly textBytes: number;
   readonly heartbeatMs: number;
   readonly ackEvery: number;
@@ -318,7 +322,16 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function persistenceOf(target: TargetName, cfg: BenchConfig): string {
   const build = cfg.parleydEntry ? `, entry ${cfg.parleydEntry}` : '';
-  return target === 'parley' ? `sqlite, durability=${cfg.durability} (every message and inbox entry stored before send_ack${build})` : 'none (relay only)';
+  if (target !== 'parley') return 'none (relay only)';
+  const presence = cfg.redis ? ', presence in Redis' : '';
+  const promise = `every message durable in its channel history before send_ack${presence}${build}`;
+  if (cfg.store?.startsWith('cassandra:')) return `cassandra, ${storeLabel(cfg.store)} (${promise})`;
+  return `sqlite, durability=${cfg.durability} (${promise})`;
+}
+
+/** A store URL without its credentials, for reports. */
+function storeLabel(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//');
 }
 
 function latencyOf(r: RunSummary): LatencyMs {
@@ -444,6 +457,8 @@ export async function withTarget<T>(name: TargetName, cfg: BenchConfig, users: n
   const options = {
     users: name === 'parley' ? users : 0,
     durability: cfg.durability,
+    ...(cfg.store ? { store: cfg.store } : {}),
+    ...(cfg.redis ? { redis: cfg.redis } : {}),
     serverFlags: name === 'parley' ? cfg.serverFlags : {},
     serverNodeArgs: cfg.serverNodeArgs,
     ...(cfg.parleydEntry ? { parleydEntry: cfg.parleydEntry } : {}),

@@ -2,6 +2,7 @@
  * Starts the servers under test as child processes on 127.0.0.1 with a port of the OS's choosing:
  * parleyd (after provisioning its users with parleyctl), the Socket.IO peer and the raw uWS peer.
  */
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
@@ -103,6 +104,10 @@ export interface TargetOptions {
   /** Parley: users to provision before the node starts. */
   readonly users: number;
   readonly durability: 'fsync' | 'os';
+  /** Parley's store URL (SQLite in the data dir when absent); users are provisioned into it. */
+  readonly store?: string;
+  /** Parley's Redis URL for presence. */
+  readonly redis?: string;
   readonly serverFlags?: Record<string, string>;
   /** Extra Node.js arguments for the server process (e.g. --cpu-prof for diagnosis). */
   readonly serverNodeArgs?: readonly string[];
@@ -197,9 +202,11 @@ export async function runParleyctl(
   const out = join(dataDir, 'users.jsonl');
   const t0 = performance.now();
   const more = [...(extra.store ? ['--store', extra.store] : []), ...(extra.secretFile ? ['--secret-file', extra.secretFile] : [])];
+  // A store that outlives the run (Cassandra) still holds the usernames of earlier runs.
+  const prefix = extra.store && !extra.store.startsWith('sqlite:') ? `b${randomBytes(4).toString('hex')}_` : 'bench';
   const proc = spawnTracked(
     process.execPath,
-    [...NODE_ARGS, join(ROOT, 'bin/parleyctl.ts'), 'users', 'provision', '--data-dir', dataDir, '--count', String(count), '--prefix', 'bench', '--out', out, '--quiet', ...more],
+    [...NODE_ARGS, join(ROOT, 'bin/parleyctl.ts'), 'users', 'provision', '--data-dir', dataDir, '--count', String(count), '--prefix', prefix, '--out', out, '--quiet', ...more],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     'parleyctl',
   );
@@ -239,7 +246,7 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     if (name === 'parley') {
       const entry = o.parleydEntry ? resolvePath(ROOT, o.parleydEntry) : join(ROOT, 'bin/parleyd.ts');
       dataDir = mkdtempSync(join(tmpdir(), 'parley-bench-'));
-      if (o.users > 0) ({ users, figures: provision } = await runParleyctl(dataDir, o.users));
+      if (o.users > 0) ({ users, figures: provision } = await runParleyctl(dataDir, o.users, o.store ? { store: o.store } : {}));
       const flags: Record<string, string> = {
         host: '127.0.0.1',
         port: '0',
@@ -248,6 +255,8 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
         durability: o.durability,
         'send-rate': '10000000',
         'send-burst': '10000000',
+        ...(o.store ? { store: o.store } : {}),
+        ...(o.redis ? { redis: o.redis } : {}),
         ...o.serverFlags,
       };
       proc = spawnTracked(
