@@ -1,6 +1,6 @@
 import { ActorSystem, type ActorRef } from '../runtime/actor/index.ts';
 import { codeOf } from '../runtime/errors.ts';
-import { Gateway, type Connection, type ConnectionHandler } from '../runtime/gateway/index.ts';
+import { Gateway, type Connection, type ConnectionHandler, type CorsPolicy } from '../runtime/gateway/index.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Store } from '../runtime/storage/index.ts';
 import { decodeClientFrame, encodeServerFrame } from '../proto/client-codec.ts';
@@ -33,6 +33,8 @@ export interface ChatNodeOptions {
   readonly port: number;
   /** The WebSocket URL clients are sent to; derived from host and port when absent. */
   readonly publicUrl?: string;
+  /** Browser origins allowed (runtime/gateway/cors.ts); none when absent. */
+  readonly cors?: CorsPolicy;
   readonly store: Store;
   readonly signer: TokenSigner;
   readonly passwordCost: PasswordCost;
@@ -112,6 +114,7 @@ export class ChatNode {
       maxHttpBodyBytes: o.limits.maxHttpBodyBytes,
       idleTimeoutMs: o.timings.presenceTimeoutMs,
       statusForCode: httpStatusFor,
+      ...(o.cors ? { cors: o.cors } : {}),
       onConnection: (conn) => this.onConnection(conn),
       router: httpApi({
         deps: this.deps,

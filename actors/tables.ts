@@ -55,6 +55,15 @@ export interface UserProfile {
   readonly username: string;
   readonly password_hash: string;
   readonly created_at_ms: number;
+  /** Shown instead of the username where set (PATCH /v1/users/me); absent: the username. */
+  readonly display_name?: string;
+}
+
+/** What anyone signed in may see of a user (GET /v1/users). */
+export interface PublicProfile {
+  readonly user_id: string;
+  readonly username: string;
+  readonly display_name: string;
 }
 
 export interface ChannelMeta {

@@ -17,6 +17,7 @@ import { StoredDeviceNodes } from '../actors/user/device-nodes.ts';
 import { Snowflake } from '../actors/ids/snowflake.ts';
 import { CloseCodes } from '../actors/session/session-actor.ts';
 import { KvPresenceDirectory, RedisPresenceDirectory } from '../runtime/presence/index.ts';
+import { CorsPolicy } from '../runtime/gateway/index.ts';
 import type { Config } from '../config/config.ts';
 
 export interface RunningNode {
@@ -89,6 +90,8 @@ function nodeNumberError(err: unknown, config: Config): Error | undefined {
 }
 
 export async function assembleNode(config: Config, log: Logger): Promise<RunningNode> {
+  // Bad settings fail here, before anything is opened.
+  const cors = CorsPolicy.parse(config.cors_origins);
   const store: Store = await openStore(config.store, { log, dataDir: config.data_dir, durability: config.durability });
   const etcd = config.etcd ? createEtcdClient({ hosts: config.etcd.split(',').map((h) => h.trim()) }) : undefined;
 
@@ -156,6 +159,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     host: config.host,
     port: config.port,
     ...(config.public_url ? { publicUrl: config.public_url } : {}),
+    cors,
     store,
     signer,
     passwordCost: { logN: config.scrypt_log_n, r: 8, p: 1 },

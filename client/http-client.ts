@@ -34,6 +34,13 @@ type Fetch = (input: string, init?: { method?: string; headers?: Record<string, 
   text(): Promise<string>;
 }>;
 
+/** What anyone signed in may see of a user. */
+export interface UserProfile {
+  readonly user_id: string;
+  readonly username: string;
+  readonly display_name: string;
+}
+
 export class ParleyHttp {
   private readonly fetchImpl: Fetch;
 
@@ -113,11 +120,31 @@ export class ParleyHttp {
     return this.request('GET', '/v1/servers');
   }
 
+  /** A user by exact username (the directory); rejects with NOT_FOUND (404) when there is none. */
+  findUser(username: string): Promise<UserProfile> {
+    return this.request('GET', `/v1/users?username=${encodeURIComponent(username)}`);
+  }
+
+  /** A user's public profile; `me` for yourself. */
+  user(userId: string): Promise<UserProfile> {
+    return this.request('GET', `/v1/users/${encodeURIComponent(userId)}`);
+  }
+
+  /** The name others see instead of your username: 1-64 code points. */
+  setDisplayName(displayName: string): Promise<UserProfile> {
+    return this.request('PATCH', '/v1/users/me', { display_name: displayName });
+  }
+
+  /** Ends a friendship (or a pending request) both ways. */
+  unfriend(userId: string): Promise<object> {
+    return this.request('DELETE', `/v1/friends/${encodeURIComponent(userId)}`);
+  }
+
   addFriend(userId: string): Promise<{ status: 'pending' | 'friends' }> {
     return this.request('POST', '/v1/friends', { user_id: userId });
   }
 
-  friends(): Promise<{ friends: { user_id: string; username: string; online: boolean; last_active_at_ms: number }[] }> {
+  friends(): Promise<{ friends: { user_id: string; username: string; display_name: string; online: boolean; last_active_at_ms: number }[] }> {
     return this.request('GET', '/v1/friends');
   }
 

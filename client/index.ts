@@ -16,6 +16,6 @@
  * await client.send(channelId, 'hello'); // resolves once durable
  * ```
  */
-export { ParleyApiError, ParleyHttp, type LoginResult, type ServerInfo, type TokenGrant } from './http-client.ts';
+export { ParleyApiError, ParleyHttp, type LoginResult, type ServerInfo, type TokenGrant, type UserProfile } from './http-client.ts';
 export { ParleyClient, ParleyError, type ParleyClientOptions, type WebSocketFactory, type WebSocketLike } from './parley-client.ts';
 export type { Delivery, Message, Presence, SendAck, Welcome } from '../proto/client-frames.ts';

@@ -11,6 +11,7 @@ export interface Config {
   durability: 'fsync' | 'os';
   node_id: string;
   node_number: number | undefined;
+  cors_origins: string | undefined;
   public_url: string | undefined;
   secret_file: string | undefined;
   token_ttl_s: number;

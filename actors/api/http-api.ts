@@ -76,6 +76,27 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       const userId = await accounts.signup(b.username, b.password);
       return { status: 201, body: { user_id: userId } };
     })
+    // The directory: find anyone by exact username, or see a user's public profile.
+    .add('GET', '/v1/users', async (req) => {
+      authenticate(req);
+      const username = req.query.get('username');
+      if (!username) throw reject(ChatCodes.INVALID_ARGUMENT, 'username is required (GET /v1/users?username=NAME)');
+      const id = await accounts.byUsername(username);
+      const profile = id === undefined ? undefined : await accounts.publicProfile(id);
+      if (!profile) throw reject(ChatCodes.NOT_FOUND, 'no such user');
+      return { status: 200, body: profile };
+    })
+    .add('PATCH', '/v1/users/me', async (req) => {
+      const me = authenticate(req);
+      return { status: 200, body: await accounts.setDisplayName(me, body(req).display_name) };
+    })
+    .add('GET', '/v1/users/:id', async (req) => {
+      const me = authenticate(req);
+      const id = req.params.id === 'me' ? me : req.params.id!;
+      const profile = await accounts.publicProfile(id);
+      if (!profile) throw reject(ChatCodes.NOT_FOUND, 'no such user');
+      return { status: 200, body: profile };
+    })
     .add('POST', '/v1/sessions', async (req) => {
       limitAuth(req);
       const b = body(req);
@@ -108,6 +129,19 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       }
       return { status: 200, body: { status: mutual ? 'friends' : 'pending' } };
     })
+    // Unfriend: no longer friends either way (whoever asked first), and presence stops flowing.
+    .add('DELETE', '/v1/friends/:userId', async (req) => {
+      const me = authenticate(req);
+      const other = req.params.userId!;
+      if (other === me) throw reject(ChatCodes.INVALID_ARGUMENT, 'user_id must be someone else');
+      await kv.write([
+        { op: 'delete', table: Tables.friend, partition: me, key: other },
+        { op: 'delete', table: Tables.friend, partition: other, key: me },
+      ]);
+      users(deps, me).tell({ type: 'friendsChanged' });
+      users(deps, other).tell({ type: 'friendsChanged' });
+      return { status: 200, body: {} };
+    })
     .add('GET', '/v1/friends', async (req) => {
       const me = authenticate(req);
       const added = await kv.list(Tables.friend, me);
@@ -117,6 +151,7 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       const friends = ids.map((id, i) => ({
         user_id: id,
         username: profiles[i]?.username ?? '',
+        display_name: profiles[i]?.display_name ?? profiles[i]?.username ?? '',
         online: states.get(id)?.online ?? false,
         last_active_at_ms: states.get(id)?.lastActiveAtMs ?? 0,
       }));

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { KeyValueStore } from '../../runtime/storage/index.ts';
 import { ChatCodes, reject } from '../errors.ts';
-import { Tables, type UserProfile } from '../tables.ts';
+import { Tables, type PublicProfile, type UserProfile } from '../tables.ts';
 import { hashPassword, verifyPassword, type PasswordCost } from './password.ts';
 
 const USERNAME = /^[a-z0-9_.-]{3,32}$/;
 export const MIN_PASSWORD_LENGTH = 8;
 const MAX_PASSWORD_LENGTH = 1024;
+export const MAX_DISPLAY_NAME = 64;
 
 /** Signup and login. Usernames are unique through the store's putIfAbsent. */
 export class Accounts {
@@ -64,6 +65,29 @@ export class Accounts {
   async profile(userId: string): Promise<UserProfile | undefined> {
     const raw = await this.kv.get(Tables.user, userId, 'profile');
     return raw ? (JSON.parse(raw) as UserProfile) : undefined;
+  }
+
+  /** The user with this username, if any (exact match; usernames are lower case). */
+  async byUsername(username: string): Promise<string | undefined> {
+    return USERNAME.test(username) ? this.kv.get(Tables.username, username, '') : undefined;
+  }
+
+  async publicProfile(userId: string): Promise<PublicProfile | undefined> {
+    const p = await this.profile(userId);
+    return p && { user_id: userId, username: p.username, display_name: p.display_name ?? p.username };
+  }
+
+  /** Sets the name shown for the user: 1-64 code points, not all white space, no control characters. */
+  async setDisplayName(userId: string, name: unknown): Promise<PublicProfile> {
+    const length = typeof name === 'string' ? [...name].length : 0;
+    if (typeof name !== 'string' || length < 1 || length > MAX_DISPLAY_NAME || name.trim().length === 0 || /\p{Cc}/u.test(name)) {
+      throw reject(ChatCodes.INVALID_ARGUMENT, `display_name must be 1-${MAX_DISPLAY_NAME} characters (code points), not only spaces, without control characters`);
+    }
+    const profile = await this.profile(userId);
+    if (!profile) throw reject(ChatCodes.NOT_FOUND, 'no such user');
+    const next: UserProfile = { ...profile, display_name: name };
+    await this.kv.write([{ op: 'put', table: Tables.user, partition: userId, key: 'profile', value: JSON.stringify(next) }]);
+    return { user_id: userId, username: profile.username, display_name: name };
   }
 
   async exists(userId: string): Promise<boolean> {

@@ -2,6 +2,7 @@ import type uWSTypes from 'uWebSockets.js';
 import { isCoded } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Connection, ConnectionHandler } from './connection.ts';
+import { CorsPolicy, PREFLIGHT_HEADERS } from './cors.ts';
 import { errorBody, HttpError, type HttpRequest, type HttpResponse, type HttpRouter } from './http.ts';
 import { nativeUws } from './uws.ts';
 
@@ -21,6 +22,8 @@ export interface GatewayOptions {
   readonly idleTimeoutMs: number;
   /** Maps an error code to an HTTP status (codes the application defines). */
   readonly statusForCode: (code: string) => number;
+  /** Browser origins allowed to call the API and open sockets (default: none, see cors.ts). */
+  readonly cors?: CorsPolicy;
   readonly onConnection: (connection: Connection) => ConnectionHandler;
 }
 
@@ -122,9 +125,11 @@ export class Gateway {
   private nextId = 1;
   private sweeper: NodeJS.Timeout | undefined;
   private readonly uws = nativeUws();
+  private readonly cors: CorsPolicy;
   boundPort = 0;
 
   constructor(private readonly options: GatewayOptions) {
+    this.cors = options.cors ?? CorsPolicy.OFF;
     this.app = this.uws.App();
     this.app.ws<SocketData>(options.wsPath, {
       maxPayloadLength: options.maxPayloadBytes,
@@ -134,6 +139,10 @@ export class Gateway {
       sendPingsAutomatically: false,
       compression: this.uws.DISABLED,
       upgrade: (res, req, context) => {
+        if (!this.cors.allowsUpgrade(req.getHeader('origin'))) {
+          res.writeStatus(statusLine(403)).writeHeader('content-type', 'application/json').end(JSON.stringify(errorBody('FORBIDDEN', 'origin not allowed')));
+          return;
+        }
         res.upgrade<SocketData>(
           { remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString() },
           req.getHeader('sec-websocket-key'),
@@ -232,6 +241,13 @@ export class Gateway {
     const authorization = req.getHeader('authorization');
     const declaredLength = req.getHeader('content-length');
     const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const origin = req.getHeader('origin');
+    const allowOrigin = this.cors.allowOriginHeader(origin);
+    const corsHeaders = (): void => {
+      if (allowOrigin === undefined) return;
+      res.writeHeader('access-control-allow-origin', allowOrigin);
+      res.writeHeader('vary', 'Origin');
+    };
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
@@ -240,10 +256,23 @@ export class Gateway {
       if (aborted) return;
       res.cork(() => {
         res.writeStatus(statusLine(r.status));
+        corsHeaders();
         res.writeHeader('content-type', 'application/json');
         res.end(r.body === undefined ? '' : JSON.stringify(r.body));
       });
     };
+    // A browser's preflight: answered here for an allowed origin, refused for another one; an
+    // OPTIONS without an Origin is nobody's preflight and goes to the router like any method.
+    if (method === 'OPTIONS' && origin.length > 0) {
+      if (allowOrigin === undefined) return reply({ status: 403, body: errorBody('FORBIDDEN', 'origin not allowed') });
+      res.cork(() => {
+        res.writeStatus(statusLine(204));
+        corsHeaders();
+        for (const [k, v] of PREFLIGHT_HEADERS) res.writeHeader(k, v);
+        res.end();
+      });
+      return;
+    }
     const found = this.options.router.match(method, path);
     if (found === 'not_found') return reply({ status: 404, body: errorBody('NOT_FOUND', `no route ${method} ${path}`) });
     if (found === 'method_not_allowed') return reply({ status: 405, body: errorBody('METHOD_NOT_ALLOWED', `${method} not allowed on ${path}`) });
@@ -255,6 +284,7 @@ export class Gateway {
       aborted = true;
       res.cork(() => {
         res.writeStatus(statusLine(413));
+        corsHeaders();
         res.writeHeader('content-type', 'application/json');
         res.end(JSON.stringify(errorBody('PAYLOAD_TOO_LARGE', `body over ${max} bytes`)), true);
       });
