@@ -1,5 +1,5 @@
 import { decodeServerFrame, encodeClientFrame } from '../proto/client-codec.ts';
-import type { ClientBody, ClientBodyName, Delivery, Message, Presence, SendAck, ServerFrame, Welcome } from '../proto/client-frames.ts';
+import type { ClientBody, ClientBodyName, Delivery, Message, Presence, SendAck, ServerFrame, TypingNotice, Welcome } from '../proto/client-frames.ts';
 import type { TokenGrant } from './http-client.ts';
 
 /** The part of the WebSocket API we use: the browser's, React Native's and the `ws` package's. */
@@ -59,6 +59,8 @@ interface Events {
   token: TokenGrant;
   delivery: Delivery;
   presence: Presence;
+  /** Another member is typing in one of your channels: show it for `expires_in_ms`. */
+  typing: TypingNotice;
   /** A socket closed; `willReconnect` tells whether the client tries again. */
   disconnect: { code: number; reason: string; willReconnect: boolean };
   error: ParleyError;
@@ -205,6 +207,15 @@ export class ParleyClient {
     const f = await this.request('history', { channel_id: channelId, before_message_id: options.before ?? '', limit: options.limit ?? 50 });
     if (f.body !== 'history_result') throw unexpected(f);
     return f.history_result;
+  }
+
+  /**
+   * Tells the channel's other members that you are typing; call it on every keystroke (the
+   * server forwards one notice per second while you keep typing). Nothing is stored. Not being a
+   * member comes back as an `error` event with code FORBIDDEN.
+   */
+  typing(channelId: string): void {
+    if (this.ready) this.frame(this.nextRef++, 'typing', { channel_id: channelId });
   }
 
   async presence(userIds: string[]): Promise<Presence[]> {
@@ -355,7 +366,11 @@ export class ParleyClient {
     }
     if (f.ref !== 0) {
       const r = this.requests.get(f.ref);
-      if (!r) return;
+      if (!r) {
+        // The answer to a frame that waits for none (typing): only a refusal comes back.
+        if (f.body === 'error') this.emit('error', new ParleyError(f.error.code, f.error.message));
+        return;
+      }
       this.requests.delete(f.ref);
       clearTimeout(r.timer);
       if (f.body === 'error') r.reject(new ParleyError(f.error.code, f.error.message));
@@ -375,6 +390,9 @@ export class ParleyClient {
         return;
       case 'presence':
         this.emit('presence', f.presence);
+        return;
+      case 'typing':
+        this.emit('typing', f.typing);
         return;
       case 'error':
         this.emit('error', new ParleyError(f.error.code, f.error.message));

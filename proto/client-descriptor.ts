@@ -15,7 +15,8 @@ export const clientDescriptor = {
                     "sync",
                     "history",
                     "presence_query",
-                    "heartbeat"
+                    "heartbeat",
+                    "typing"
                   ]
                 }
               },
@@ -51,6 +52,10 @@ export const clientDescriptor = {
                 "heartbeat": {
                   "type": "Heartbeat",
                   "id": 8
+                },
+                "typing": {
+                  "type": "Typing",
+                  "id": 10
                 }
               }
             },
@@ -134,6 +139,14 @@ export const clientDescriptor = {
             "Heartbeat": {
               "fields": {}
             },
+            "Typing": {
+              "fields": {
+                "channel_id": {
+                  "type": "string",
+                  "id": 1
+                }
+              }
+            },
             "ServerFrame": {
               "oneofs": {
                 "body": {
@@ -145,7 +158,8 @@ export const clientDescriptor = {
                     "history_result",
                     "presence",
                     "presence_result",
-                    "error"
+                    "error",
+                    "typing"
                   ]
                 }
               },
@@ -185,6 +199,10 @@ export const clientDescriptor = {
                 "error": {
                   "type": "Error",
                   "id": 9
+                },
+                "typing": {
+                  "type": "TypingNotice",
+                  "id": 11
                 }
               }
             },
@@ -275,6 +293,22 @@ export const clientDescriptor = {
                 "has_more": {
                   "type": "bool",
                   "id": 2
+                }
+              }
+            },
+            "TypingNotice": {
+              "fields": {
+                "channel_id": {
+                  "type": "string",
+                  "id": 1
+                },
+                "user_id": {
+                  "type": "string",
+                  "id": 2
+                },
+                "expires_in_ms": {
+                  "type": "uint32",
+                  "id": 3
                 }
               }
             },

@@ -7,6 +7,7 @@ export interface Sync { after_inbox_seq: number; limit: number }
 export interface History { channel_id: string; before_message_id: string; limit: number }
 export interface PresenceQuery { user_ids: string[] }
 export type Heartbeat = Record<string, never>;
+export interface Typing { channel_id: string }
 
 export interface Message {
   message_id: string;
@@ -24,6 +25,7 @@ export interface SyncResult { deliveries: Delivery[]; has_more: boolean }
 export interface HistoryResult { messages: Message[]; has_more: boolean }
 export interface Presence { user_id: string; online: boolean; last_active_at_ms: number }
 export interface PresenceResult { presences: Presence[] }
+export interface TypingNotice { channel_id: string; user_id: string; expires_in_ms: number }
 export interface ErrorBody { code: string; message: string }
 
 interface ClientBodies {
@@ -34,6 +36,7 @@ interface ClientBodies {
   history: History;
   presence_query: PresenceQuery;
   heartbeat: Heartbeat;
+  typing: Typing;
 }
 interface ServerBodies {
   welcome: Welcome;
@@ -44,6 +47,7 @@ interface ServerBodies {
   presence: Presence;
   presence_result: PresenceResult;
   error: ErrorBody;
+  typing: TypingNotice;
 }
 
 type Framed<B> = { [K in keyof B]: { ref: number; body: K } & { [P in K]: B[K] } }[keyof B];

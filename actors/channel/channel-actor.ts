@@ -8,7 +8,9 @@ import { messageBytesOf } from '../stored-message.ts';
 import { Journals, MAX_GROUP_MEMBERS, Tables, type ChannelMeta, type MembershipRow } from '../tables.ts';
 import type { ChannelInfo, ChannelMessage, HistoryPage } from './channel-messages.ts';
 import { SendPipeline } from './send-pipeline.ts';
+import { TypingThrottle } from './typing-throttle.ts';
 import type { UserMessage } from '../user/user-messages.ts';
+import type { TypingNotice } from '../../proto/client-frames.ts';
 
 const HISTORY_MAX = 100;
 const NOTIFY_RETRY_MS = 1_000;
@@ -30,6 +32,7 @@ class ChannelActor implements Actor<ChannelMessage> {
   private sends: SendPipeline | undefined;
   /** Members a notification could not reach (mailbox full, link down): told the head again later. */
   private readonly unnotified = new Set<string>();
+  private typingThrottle: TypingThrottle | undefined;
 
   constructor(
     private readonly ctx: ActorContext<ChannelMessage>,
@@ -95,6 +98,15 @@ class ChannelActor implements Actor<ChannelMessage> {
       case 'info':
         this.requireMember(m.requesterId);
         return this.info();
+      case 'typing':
+        this.requireMember(m.userId);
+        (this.typingThrottle ??= new TypingThrottle(this.id)).typed(m.userId, (notice) => this.tellTyping(notice));
+        this.scheduleTypingFlush();
+        return undefined;
+      case 'typingFlush':
+        this.typingThrottle?.flush((notice) => this.tellTyping(notice));
+        this.scheduleTypingFlush();
+        return undefined;
       case 'isMember':
         return this.meta !== undefined && this.members.has(m.userId);
       case 'announce':
@@ -128,6 +140,23 @@ class ChannelActor implements Actor<ChannelMessage> {
       }
     }
     if (this.unnotified.size > 0 && !this.ctx.timers.has('retryNotify')) this.ctx.timers.once('retryNotify', NOTIFY_RETRY_MS, { type: 'retryNotify' });
+  }
+
+  /** A typing notice to every other member (ephemeral: one a busy member misses is not retried). */
+  private tellTyping(notice: TypingNotice): void {
+    for (const member of this.members) {
+      if (member === notice.user_id) continue;
+      try {
+        users(this.deps, member).tell({ type: 'typing', notice });
+      } catch {
+        // The next notice comes within a second.
+      }
+    }
+  }
+
+  private scheduleTypingFlush(): void {
+    const inMs = this.typingThrottle?.nextFlushInMs;
+    if (inMs !== undefined && !this.ctx.timers.has('typingFlush')) this.ctx.timers.once('typingFlush', inMs, { type: 'typingFlush' });
   }
 
   private requireMeta(): ChannelMeta {

@@ -14,6 +14,13 @@ export type ChannelMessage =
   | { type: 'removeMember'; actorId: string; userId: string }
   /** Reply: ChannelInfo. */
   | { type: 'info'; requesterId: string }
+  /**
+   * A member is typing: the other members' devices are told, at most once per user per second.
+   * Reply: void; FORBIDDEN for a non-member.
+   */
+  | { type: 'typing'; userId: string }
+  /** Internal: send the typing notices that came due. */
+  | { type: 'typingFlush' }
   /** Reply: boolean: whether the user is a member. */
   | { type: 'isMember'; userId: string }
   /**

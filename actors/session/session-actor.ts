@@ -85,6 +85,9 @@ class SessionActor implements Actor<SessionMessage> {
       case 'presence':
         this.write(0, 'presence', m.presence);
         return undefined;
+      case 'typing':
+        this.write(0, 'typing', m.notice);
+        return undefined;
       case 'presenceSnapshot':
         for (const p of m.presences) this.write(0, 'presence', p);
         return undefined;
@@ -167,6 +170,15 @@ class SessionActor implements Actor<SessionMessage> {
           });
           this.conn.send(historyResultFrame(frame.ref, page.messages, page.has_more));
         });
+      case 'typing': {
+        const channelId = frame.typing.channel_id;
+        if (!channelId || channelId.length > MAX_CLIENT_ID) {
+          this.error(frame.ref, ChatCodes.INVALID_ARGUMENT, `channel_id must be 1-${MAX_CLIENT_ID} characters`);
+          return undefined;
+        }
+        // An ask, so that a refusal (not a member) reaches the client by ref; nothing on success.
+        return this.reply(frame.ref, () => channels(this.deps, channelId).ask<void>({ type: 'typing', userId: this.userId }));
+      }
       case 'presence_query':
         return this.reply(frame.ref, async () => {
           const presences = await users(this.deps, this.userId).ask<ServerBody<'presence'>[]>({ type: 'presenceQuery', userIds: frame.presence_query.user_ids });

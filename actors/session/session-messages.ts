@@ -1,4 +1,4 @@
-import type { ClientFrame, Presence } from '../../proto/client-frames.ts';
+import type { ClientFrame, Presence, TypingNotice } from '../../proto/client-frames.ts';
 
 /** Messages a session actor handles: frames from its socket and pushes from user actors. */
 export type SessionMessage =
@@ -6,6 +6,8 @@ export type SessionMessage =
   /** Inbox entries firstInboxSeq.. in order: whole chat.v1.Message bytes, shared by every device. */
   | { type: 'deliver'; firstInboxSeq: number; messages: readonly Uint8Array[] }
   | { type: 'presence'; presence: Presence }
+  /** Another member is typing in one of the user's channels. */
+  | { type: 'typing'; notice: TypingNotice }
   /** Friends' current presence, after the user actor moved (one message, however many friends). */
   | { type: 'presenceSnapshot'; presences: readonly Presence[] }
   /** Another connection of the same device took over. */

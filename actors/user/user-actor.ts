@@ -144,6 +144,9 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
       case 'presenceChanged':
         this.push({ type: 'presence', presence: m.presence });
         return undefined;
+      case 'typing':
+        this.push({ type: 'typing', notice: m.notice });
+        return undefined;
       case 'friendsChanged':
         this.contacts.friendsChanged();
         return undefined;

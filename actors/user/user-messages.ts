@@ -1,4 +1,4 @@
-import type { Presence } from '../../proto/client-frames.ts';
+import type { Presence, TypingNotice } from '../../proto/client-frames.ts';
 import type { DeliveryBytes } from '../../proto/message-bytes.ts';
 
 /** A message a channel made durable, as its members' user actors get it. */
@@ -30,6 +30,8 @@ export type UserMessage =
   /** From a session: the device is still there. */
   | { type: 'touch'; deviceId: string; session: string }
   | { type: 'ack'; deviceId: string; inboxSeq: number }
+  /** From a channel: another member is typing there (to this user's devices; never stored). */
+  | { type: 'typing'; notice: TypingNotice }
   /** From another user actor: a friend's presence changed. */
   | { type: 'presenceChanged'; presence: Presence }
   /** The friend list changed (someone added or removed us); reload it when next needed. */

@@ -150,6 +150,28 @@ function fakePresence(userId: string, fakeFriend: string): Envelope {
   return { kind: 'tell', targetKind: 'user', targetKey: userId, correlationId: 0, hops: 0, payload: encodePayload(message), senderNode: 'intruder' };
 }
 
+test.serial('typing crosses nodes: members on other nodes get the notice, the typist devices do not', async (t) => {
+  const a = await newUser(n1, 'ta');
+  const b = await newUser(n2, 'tb');
+  const c = await newUser(n3, 'tc');
+  const { channel_id: group } = await a.http.createGroup('typing', [b.userId, c.userId]);
+  const da = await device(a, 'ta1', n1);
+  const da2 = await device(a, 'ta2', n3);
+  const db = await device(b, 'tb1', n2);
+  const dc = await device(c, 'tc1', n3);
+  const notices = new Map<Device, string[]>();
+  for (const d of [da, da2, db, dc]) {
+    const list: string[] = [];
+    notices.set(d, list);
+    d.client.on('typing', (n) => list.push(`${n.channel_id}/${n.user_id}`));
+  }
+  da.client.typing(group);
+  t.true(await eventually(() => notices.get(db)!.length === 1 && notices.get(dc)!.length === 1, 10_000), 'b (n2) and c (n3) get it');
+  await sleep(300);
+  t.deepEqual(notices.get(db), [`${group}/${a.userId}`]);
+  t.deepEqual(notices.get(da)!.concat(notices.get(da2)!), [], 'not to the typist devices, on either node');
+});
+
 test.serial('inter-node gRPC without the cluster secret is refused and delivers nothing', async (t) => {
   const victim = await newUser(n1, 'v');
   const dv = await device(victim, 'v1', n1);
