@@ -36,6 +36,8 @@ export const Tables = {
   member: 'member',
   /** user -> channels they are in (key = channel id). */
   userChannel: 'user_channel',
+  /** channel -> read marks (key = user id, value = the channel_seq read up to). */
+  readMark: 'read_mark',
   /** user -> device cursors (key = device id). */
   cursor: 'cursor',
   /** node -> users with a device connected there (cluster only), for takeover after a crash. */

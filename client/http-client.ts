@@ -156,8 +156,14 @@ export class ParleyHttp {
     return this.request('POST', '/v1/channels', { name, member_ids: memberIds });
   }
 
-  channels(): Promise<{ channels: { channel_id: string; kind: 'dm' | 'group'; name: string; member_ids: string[] }[] }> {
+  /** Your channels, each with its head (`last_seq`), your read mark and how many messages of others are after it. */
+  channels(): Promise<{ channels: { channel_id: string; kind: 'dm' | 'group'; name: string; member_ids: string[]; last_seq: number; last_read_seq: number; unread_count: number }[] }> {
     return this.request('GET', '/v1/channels');
+  }
+
+  /** Every member's read mark in a channel (members only). */
+  reads(channelId: string): Promise<{ reads: { user_id: string; channel_seq: number }[] }> {
+    return this.request('GET', `/v1/channels/${encodeURIComponent(channelId)}/reads`);
   }
 
   addMember(channelId: string, userId: string): Promise<object> {

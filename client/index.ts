@@ -18,4 +18,4 @@
  */
 export { ParleyApiError, ParleyHttp, type LoginResult, type ServerInfo, type TokenGrant, type UserProfile } from './http-client.ts';
 export { ParleyClient, ParleyError, type ParleyClientOptions, type WebSocketFactory, type WebSocketLike } from './parley-client.ts';
-export type { Delivery, Message, Presence, SendAck, TypingNotice, Welcome } from '../proto/client-frames.ts';
+export type { Delivery, Message, Presence, ReadReceipt, SendAck, TypingNotice, Welcome } from '../proto/client-frames.ts';

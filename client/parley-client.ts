@@ -1,5 +1,5 @@
 import { decodeServerFrame, encodeClientFrame } from '../proto/client-codec.ts';
-import type { ClientBody, ClientBodyName, Delivery, Message, Presence, SendAck, ServerFrame, TypingNotice, Welcome } from '../proto/client-frames.ts';
+import type { ClientBody, ClientBodyName, Delivery, Message, Presence, ReadReceipt, SendAck, ServerFrame, TypingNotice, Welcome } from '../proto/client-frames.ts';
 import type { TokenGrant } from './http-client.ts';
 
 /** The part of the WebSocket API we use: the browser's, React Native's and the `ws` package's. */
@@ -61,6 +61,8 @@ interface Events {
   presence: Presence;
   /** Another member is typing in one of your channels: show it for `expires_in_ms`. */
   typing: TypingNotice;
+  /** A member (or you, on another device) has read a channel up to `channel_seq`. */
+  readReceipt: ReadReceipt;
   /** A socket closed; `willReconnect` tells whether the client tries again. */
   disconnect: { code: number; reason: string; willReconnect: boolean };
   error: ParleyError;
@@ -207,6 +209,15 @@ export class ParleyClient {
     const f = await this.request('history', { channel_id: channelId, before_message_id: options.before ?? '', limit: options.limit ?? 50 });
     if (f.body !== 'history_result') throw unexpected(f);
     return f.history_result;
+  }
+
+  /**
+   * Marks the channel read up to `channelSeq` (a message's channel_seq): stored, and the other
+   * members and your other devices get a receipt. A lower mark than the stored one is ignored.
+   * Not being a member comes back as an `error` event with code FORBIDDEN.
+   */
+  markRead(channelId: string, channelSeq: number): void {
+    if (this.ready) this.frame(this.nextRef++, 'read', { channel_id: channelId, channel_seq: channelSeq });
   }
 
   /**
@@ -393,6 +404,9 @@ export class ParleyClient {
         return;
       case 'typing':
         this.emit('typing', f.typing);
+        return;
+      case 'read_receipt':
+        this.emit('readReceipt', f.read_receipt);
         return;
       case 'error':
         this.emit('error', new ParleyError(f.error.code, f.error.message));

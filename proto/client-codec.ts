@@ -56,6 +56,9 @@ function numbersInClientFrame(f: Mutable): void {
     case 'sync':
       (f.sync as Mutable).after_inbox_seq = num((f.sync as Mutable).after_inbox_seq);
       break;
+    case 'read':
+      (f.read as Mutable).channel_seq = num((f.read as Mutable).channel_seq);
+      break;
   }
 }
 
@@ -80,6 +83,9 @@ function numbersInServerFrame(f: Mutable): void {
       break;
     case 'presence':
       fixPresence(f.presence as Mutable);
+      break;
+    case 'read_receipt':
+      (f.read_receipt as Mutable).channel_seq = num((f.read_receipt as Mutable).channel_seq);
       break;
     case 'presence_result':
       for (const p of (f.presence_result as { presences: Mutable[] }).presences) fixPresence(p);

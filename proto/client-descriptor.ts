@@ -16,6 +16,7 @@ export const clientDescriptor = {
                     "history",
                     "presence_query",
                     "heartbeat",
+                    "read",
                     "typing"
                   ]
                 }
@@ -52,6 +53,10 @@ export const clientDescriptor = {
                 "heartbeat": {
                   "type": "Heartbeat",
                   "id": 8
+                },
+                "read": {
+                  "type": "Read",
+                  "id": 9
                 },
                 "typing": {
                   "type": "Typing",
@@ -139,6 +144,18 @@ export const clientDescriptor = {
             "Heartbeat": {
               "fields": {}
             },
+            "Read": {
+              "fields": {
+                "channel_id": {
+                  "type": "string",
+                  "id": 1
+                },
+                "channel_seq": {
+                  "type": "uint64",
+                  "id": 2
+                }
+              }
+            },
             "Typing": {
               "fields": {
                 "channel_id": {
@@ -159,6 +176,7 @@ export const clientDescriptor = {
                     "presence",
                     "presence_result",
                     "error",
+                    "read_receipt",
                     "typing"
                   ]
                 }
@@ -199,6 +217,10 @@ export const clientDescriptor = {
                 "error": {
                   "type": "Error",
                   "id": 9
+                },
+                "read_receipt": {
+                  "type": "ReadReceipt",
+                  "id": 10
                 },
                 "typing": {
                   "type": "TypingNotice",
@@ -293,6 +315,22 @@ export const clientDescriptor = {
                 "has_more": {
                   "type": "bool",
                   "id": 2
+                }
+              }
+            },
+            "ReadReceipt": {
+              "fields": {
+                "channel_id": {
+                  "type": "string",
+                  "id": 1
+                },
+                "user_id": {
+                  "type": "string",
+                  "id": 2
+                },
+                "channel_seq": {
+                  "type": "uint64",
+                  "id": 3
                 }
               }
             },

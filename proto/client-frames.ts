@@ -8,6 +8,7 @@ export interface History { channel_id: string; before_message_id: string; limit:
 export interface PresenceQuery { user_ids: string[] }
 export type Heartbeat = Record<string, never>;
 export interface Typing { channel_id: string }
+export interface Read { channel_id: string; channel_seq: number }
 
 export interface Message {
   message_id: string;
@@ -26,6 +27,7 @@ export interface HistoryResult { messages: Message[]; has_more: boolean }
 export interface Presence { user_id: string; online: boolean; last_active_at_ms: number }
 export interface PresenceResult { presences: Presence[] }
 export interface TypingNotice { channel_id: string; user_id: string; expires_in_ms: number }
+export interface ReadReceipt { channel_id: string; user_id: string; channel_seq: number }
 export interface ErrorBody { code: string; message: string }
 
 interface ClientBodies {
@@ -36,6 +38,7 @@ interface ClientBodies {
   history: History;
   presence_query: PresenceQuery;
   heartbeat: Heartbeat;
+  read: Read;
   typing: Typing;
 }
 interface ServerBodies {
@@ -47,6 +50,7 @@ interface ServerBodies {
   presence: Presence;
   presence_result: PresenceResult;
   error: ErrorBody;
+  read_receipt: ReadReceipt;
   typing: TypingNotice;
 }
 

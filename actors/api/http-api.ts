@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { codeOf } from '../../runtime/errors.ts';
 import { HttpError, HttpRouter, type HttpRequest } from '../../runtime/gateway/index.ts';
 import { KeyedRateLimiter } from '../../runtime/limits/token-bucket.ts';
 import type { SendAck } from '../../proto/client-frames.ts';
@@ -6,7 +7,7 @@ import { decodeMessage } from '../../proto/client-codec.ts';
 import type { Accounts } from '../auth/accounts.ts';
 import type { Revocations } from '../auth/revocations.ts';
 import type { TokenClaims, TokenSigner } from '../auth/tokens.ts';
-import type { ChannelInfo, HistoryPage } from '../channel/channel-messages.ts';
+import type { ChannelInfo, ChannelReads, HistoryPage, ReadState } from '../channel/channel-messages.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
 import type { SendAllowance } from '../limits/send-allowance.ts';
@@ -186,14 +187,26 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       const me = authenticate(req);
       const mine = await kv.list(Tables.userChannel, me);
       const list = await Promise.all(
-        mine.map(async (r): Promise<ChannelInfo | undefined> => {
+        mine.map(async (r): Promise<(ChannelInfo & ReadState) | undefined> => {
           const [meta, members] = await Promise.all([kv.get(Tables.channel, r.key, 'meta'), kv.list(Tables.member, r.key)]);
           if (!meta) return undefined;
           const m = JSON.parse(meta) as ChannelMeta;
-          return { channel_id: r.key, kind: m.kind, name: m.name, member_ids: members.map((x) => x.key) };
+          // Left meanwhile: not listed. Any other failure fails the list (retryable), rather than show wrong counts.
+          const state = await channels(deps, r.key)
+            .ask<ReadState>({ type: 'readState', userId: me })
+            .catch((err: unknown) => {
+              if (codeOf(err) === ChatCodes.FORBIDDEN) return undefined;
+              throw err;
+            });
+          if (!state) return undefined;
+          return { channel_id: r.key, kind: m.kind, name: m.name, member_ids: members.map((x) => x.key), ...state };
         }),
       );
       return { status: 200, body: { channels: list.filter((c) => c !== undefined) } };
+    })
+    .add('GET', '/v1/channels/:id/reads', async (req) => {
+      const me = authenticate(req);
+      return { status: 200, body: await channels(deps, req.params.id!).ask<ChannelReads>({ type: 'reads', requesterId: me }) };
     })
     .add('POST', '/v1/channels/:id/members', async (req) => {
       const me = authenticate(req);

@@ -4,13 +4,14 @@ import { ThrottledLog } from '../../runtime/log.ts';
 import type { KeyValueWrite } from '../../runtime/storage/index.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
-import { messageBytesOf } from '../stored-message.ts';
+import { messageBytesOf, messageOf } from '../stored-message.ts';
 import { Journals, MAX_GROUP_MEMBERS, Tables, type ChannelMeta, type MembershipRow } from '../tables.ts';
-import type { ChannelInfo, ChannelMessage, HistoryPage } from './channel-messages.ts';
+import type { ChannelInfo, ChannelMessage, HistoryPage, ReadState } from './channel-messages.ts';
 import { SendPipeline } from './send-pipeline.ts';
 import { TypingThrottle } from './typing-throttle.ts';
+import { ReadMarks } from './read-marks.ts';
 import type { UserMessage } from '../user/user-messages.ts';
-import type { TypingNotice } from '../../proto/client-frames.ts';
+import type { ReadReceipt, TypingNotice } from '../../proto/client-frames.ts';
 
 const HISTORY_MAX = 100;
 const NOTIFY_RETRY_MS = 1_000;
@@ -25,6 +26,9 @@ const NOTIFY_RETRY_MS = 1_000;
  * every member's user actor, which puts them in the inbox (actors/user). Nothing per member is
  * written here: a member that misses the notification finds the message by its channel seq.
  */
+/** How far back unread messages are told apart by sender (see readState). */
+const UNREAD_SCAN = 10_000;
+
 class ChannelActor implements Actor<ChannelMessage> {
   private meta: ChannelMeta | undefined;
   private members = new Set<string>();
@@ -33,6 +37,7 @@ class ChannelActor implements Actor<ChannelMessage> {
   /** Members a notification could not reach (mailbox full, link down): told the head again later. */
   private readonly unnotified = new Set<string>();
   private typingThrottle: TypingThrottle | undefined;
+  private marks: ReadMarks | undefined;
 
   constructor(
     private readonly ctx: ActorContext<ChannelMessage>,
@@ -103,6 +108,15 @@ class ChannelActor implements Actor<ChannelMessage> {
         (this.typingThrottle ??= new TypingThrottle(this.id)).typed(m.userId, (notice) => this.tellTyping(notice));
         this.scheduleTypingFlush();
         return undefined;
+      case 'read':
+        this.requireMember(m.userId);
+        return deferReply(this.read(m.userId, m.seq, m.session));
+      case 'readState':
+        this.requireMember(m.userId);
+        return deferReply(this.readState(m.userId));
+      case 'reads':
+        this.requireMember(m.requesterId);
+        return deferReply(this.readMarks.all().then((all) => ({ reads: all.filter(([u]) => this.members.has(u)).map(([u, s]) => ({ user_id: u, channel_seq: s })) })));
       case 'typingFlush':
         this.typingThrottle?.flush((notice) => this.tellTyping(notice));
         this.scheduleTypingFlush();
@@ -140,6 +154,41 @@ class ChannelActor implements Actor<ChannelMessage> {
       }
     }
     if (this.unnotified.size > 0 && !this.ctx.timers.has('retryNotify')) this.ctx.timers.once('retryNotify', NOTIFY_RETRY_MS, { type: 'retryNotify' });
+  }
+
+  private get readMarks(): ReadMarks {
+    return (this.marks ??= new ReadMarks(this.id, this.deps.store.kv));
+  }
+
+  private async read(userId: string, seq: number, exceptSession: string | undefined): Promise<void> {
+    const at = Math.min(seq, this.sends?.head ?? 0);
+    if (!(await this.readMarks.advance(userId, at))) return;
+    const receipt: ReadReceipt = { channel_id: this.id, user_id: userId, channel_seq: at };
+    for (const member of this.members) {
+      try {
+        users(this.deps, member).tell({ type: 'readReceipt', receipt, ...(exceptSession ? { exceptSession } : {}) });
+      } catch {
+        // A receipt a busy member misses is still in GET /v1/channels/{id}/reads.
+      }
+    }
+  }
+
+  /**
+   * Unread = messages after the mark sent by others, counted from the history: exactly for the
+   * last UNREAD_SCAN messages, and every message older than those counts as unread.
+   */
+  private async readState(userId: string): Promise<ReadState> {
+    const head = this.sends?.head ?? 0;
+    const mark = Math.min(await this.readMarks.of(userId), head);
+    let from = Math.max(mark, head - UNREAD_SCAN);
+    let unread = from - mark;
+    while (from < head) {
+      const page = await this.deps.store.journal.read(this.pid, from, Math.min(500, head - from));
+      if (page.length === 0) break;
+      for (const e of page) if (messageOf(this.id, e).sender_id !== userId) unread++;
+      from = page[page.length - 1]!.seq;
+    }
+    return { last_seq: head, last_read_seq: mark, unread_count: unread };
   }
 
   /** A typing notice to every other member (ephemeral: one a busy member misses is not retried). */

@@ -19,6 +19,15 @@ export type ChannelMessage =
    * Reply: void; FORBIDDEN for a non-member.
    */
   | { type: 'typing'; userId: string }
+  /**
+   * Moves a member's read mark forward (at most to the head); when it moved, every member's
+   * devices but `session` get a receipt. Reply: void; FORBIDDEN for a non-member.
+   */
+  | { type: 'read'; userId: string; seq: number; session?: string }
+  /** Reply: ReadState for a member. */
+  | { type: 'readState'; userId: string }
+  /** Reply: ChannelReads; FORBIDDEN for a non-member. */
+  | { type: 'reads'; requesterId: string }
   /** Internal: send the typing notices that came due. */
   | { type: 'typingFlush' }
   /** Reply: boolean: whether the user is a member. */
@@ -39,6 +48,20 @@ export interface ChannelInfo {
 }
 
 /** A page of history: whole chat.v1.Message bytes, newest first (see actors/stored-message.ts). */
+/** A member's place in a channel (GET /v1/channels). */
+export interface ReadState {
+  /** The channel's head channel_seq. */
+  last_seq: number;
+  /** The member's read mark. */
+  last_read_seq: number;
+  /** Messages after the mark sent by others. */
+  unread_count: number;
+}
+
+export interface ChannelReads {
+  reads: { user_id: string; channel_seq: number }[];
+}
+
 export interface HistoryPage {
   messages: Uint8Array[];
   has_more: boolean;

@@ -88,6 +88,9 @@ class SessionActor implements Actor<SessionMessage> {
       case 'typing':
         this.write(0, 'typing', m.notice);
         return undefined;
+      case 'readReceipt':
+        this.write(0, 'read_receipt', m.receipt);
+        return undefined;
       case 'presenceSnapshot':
         for (const p of m.presences) this.write(0, 'presence', p);
         return undefined;
@@ -170,6 +173,15 @@ class SessionActor implements Actor<SessionMessage> {
           });
           this.conn.send(historyResultFrame(frame.ref, page.messages, page.has_more));
         });
+      case 'read': {
+        const { channel_id: channelId, channel_seq: seq } = frame.read;
+        if (!channelId || channelId.length > MAX_CLIENT_ID) {
+          this.error(frame.ref, ChatCodes.INVALID_ARGUMENT, `channel_id must be 1-${MAX_CLIENT_ID} characters`);
+          return undefined;
+        }
+        // Answered only when refused (not a member), like typing.
+        return this.reply(frame.ref, () => channels(this.deps, channelId).ask<void>({ type: 'read', userId: this.userId, seq, session: this.key }));
+      }
       case 'typing': {
         const channelId = frame.typing.channel_id;
         if (!channelId || channelId.length > MAX_CLIENT_ID) {

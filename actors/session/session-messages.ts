@@ -1,4 +1,4 @@
-import type { ClientFrame, Presence, TypingNotice } from '../../proto/client-frames.ts';
+import type { ClientFrame, Presence, ReadReceipt, TypingNotice } from '../../proto/client-frames.ts';
 
 /** Messages a session actor handles: frames from its socket and pushes from user actors. */
 export type SessionMessage =
@@ -8,6 +8,8 @@ export type SessionMessage =
   | { type: 'presence'; presence: Presence }
   /** Another member is typing in one of the user's channels. */
   | { type: 'typing'; notice: TypingNotice }
+  /** A member of one of the user's channels (maybe the user, on another device) read up to a seq. */
+  | { type: 'readReceipt'; receipt: ReadReceipt }
   /** Friends' current presence, after the user actor moved (one message, however many friends). */
   | { type: 'presenceSnapshot'; presences: readonly Presence[] }
   /** Another connection of the same device took over. */

@@ -147,6 +147,9 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
       case 'typing':
         this.push({ type: 'typing', notice: m.notice });
         return undefined;
+      case 'readReceipt':
+        this.push({ type: 'readReceipt', receipt: m.receipt }, m.exceptSession);
+        return undefined;
       case 'friendsChanged':
         this.contacts.friendsChanged();
         return undefined;
@@ -185,8 +188,9 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     });
   }
 
-  private push(message: SessionMessage): void {
+  private push(message: SessionMessage, exceptSession?: string): void {
     for (const session of this.devices.sessions()) {
+      if (session === exceptSession) continue;
       try {
         sessions(this.deps, session).tell(message);
       } catch (err) {

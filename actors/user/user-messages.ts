@@ -1,4 +1,4 @@
-import type { Presence, TypingNotice } from '../../proto/client-frames.ts';
+import type { Presence, ReadReceipt, TypingNotice } from '../../proto/client-frames.ts';
 import type { DeliveryBytes } from '../../proto/message-bytes.ts';
 
 /** A message a channel made durable, as its members' user actors get it. */
@@ -32,6 +32,8 @@ export type UserMessage =
   | { type: 'ack'; deviceId: string; inboxSeq: number }
   /** From a channel: another member is typing there (to this user's devices; never stored). */
   | { type: 'typing'; notice: TypingNotice }
+  /** From a channel: a member's read mark moved; to every device but `exceptSession` (the reader's own). */
+  | { type: 'readReceipt'; receipt: ReadReceipt; exceptSession?: string }
   /** From another user actor: a friend's presence changed. */
   | { type: 'presenceChanged'; presence: Presence }
   /** The friend list changed (someone added or removed us); reload it when next needed. */

@@ -12,6 +12,7 @@ import { GrpcTransport } from '../../runtime/transport/grpc-transport.ts';
 import { CLUSTER_SECRET_HEADER, NODE_ID_HEADER } from '../../runtime/transport/cluster-secret.ts';
 import { CONNECT_PATH, connectMethod, type Batch } from '../../runtime/transport/grpc-wire.ts';
 import type { Envelope } from '../../runtime/transport/transport.ts';
+import { ParleyHttp } from '../../client/index.ts';
 import { startCluster, type ClusterNode, type TestCluster } from '../support/cluster.ts';
 import { eventually, newUser, type TestUser } from '../support/server.ts';
 import { befriend, checkConnections, checkDeliveries, openDevice, percentiles, placement, sleep, waitForView, warnings, type Device } from './support.ts';
@@ -170,6 +171,22 @@ test.serial('typing crosses nodes: members on other nodes get the notice, the ty
   await sleep(300);
   t.deepEqual(notices.get(db), [`${group}/${a.userId}`]);
   t.deepEqual(notices.get(da)!.concat(notices.get(da2)!), [], 'not to the typist devices, on either node');
+});
+
+test.serial('read receipts cross nodes and the mark is read back through any node', async (t) => {
+  const a = await newUser(n1, 'ra');
+  const b = await newUser(n2, 'rb');
+  const { channel_id: group } = await a.http.createGroup('reads', [b.userId]);
+  await a.http.postMessage(group, 'r1', 'hello');
+  const da = await device(a, 'ra1', n1);
+  const db = await device(b, 'rb1', n2);
+  const got: number[] = [];
+  da.client.on('readReceipt', (r) => got.push(r.channel_seq));
+  db.client.markRead(group, 1);
+  t.true(await eventually(() => got.length === 1, 10_000), 'a (n1) gets b\'s (n2) receipt');
+  t.deepEqual(got, [1]);
+  const viaN3 = new ParleyHttp(n3.baseUrl, a.token);
+  t.deepEqual((await viaN3.reads(group)).reads, [{ user_id: b.userId, channel_seq: 1 }]);
 });
 
 test.serial('inter-node gRPC without the cluster secret is refused and delivers nothing', async (t) => {
