@@ -38,6 +38,8 @@ class ChannelActor implements Actor<ChannelMessage> {
   private readonly unnotified = new Set<string>();
   private typingThrottle: TypingThrottle | undefined;
   private marks: ReadMarks | undefined;
+  /** Per member, the unread count as of a head, for a mark (see readState). */
+  private unreadCounts: Map<string, { mark: number; head: number; unread: number }> | undefined;
 
   constructor(
     private readonly ctx: ActorContext<ChannelMessage>,
@@ -175,19 +177,24 @@ class ChannelActor implements Actor<ChannelMessage> {
 
   /**
    * Unread = messages after the mark sent by others, counted from the history: exactly for the
-   * last UNREAD_SCAN messages, and every message older than those counts as unread.
+   * last UNREAD_SCAN messages, and every message older than those counts as unread. A member's
+   * count is kept between calls, so the next one reads only what came since (while the mark
+   * stays where it was).
    */
   private async readState(userId: string): Promise<ReadState> {
     const head = this.sends?.head ?? 0;
     const mark = Math.min(await this.readMarks.of(userId), head);
-    let from = Math.max(mark, head - UNREAD_SCAN);
-    let unread = from - mark;
+    const known = this.unreadCounts?.get(userId);
+    const fromKnown = known !== undefined && known.mark === mark && known.head <= head;
+    let from = fromKnown ? known.head : Math.max(mark, head - UNREAD_SCAN);
+    let unread = fromKnown ? known.unread : from - mark;
     while (from < head) {
       const page = await this.deps.store.journal.read(this.pid, from, Math.min(500, head - from));
       if (page.length === 0) break;
       for (const e of page) if (messageOf(this.id, e).sender_id !== userId) unread++;
       from = page[page.length - 1]!.seq;
     }
+    (this.unreadCounts ??= new Map()).set(userId, { mark, head: from, unread });
     return { last_seq: head, last_read_seq: mark, unread_count: unread };
   }
 
