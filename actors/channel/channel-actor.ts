@@ -15,6 +15,8 @@ import type { ReadReceipt, TypingNotice } from '../../proto/client-frames.ts';
 
 const HISTORY_MAX = 100;
 const NOTIFY_RETRY_MS = 1_000;
+/** How far back unread messages are told apart by sender (see readState). */
+const UNREAD_SCAN = 10_000;
 
 /**
  * One channel (a DM is a channel of two, a group one of at most 100): membership, message order,
@@ -26,9 +28,6 @@ const NOTIFY_RETRY_MS = 1_000;
  * every member's user actor, which puts them in the inbox (actors/user). Nothing per member is
  * written here: a member that misses the notification finds the message by its channel seq.
  */
-/** How far back unread messages are told apart by sender (see readState). */
-const UNREAD_SCAN = 10_000;
-
 class ChannelActor implements Actor<ChannelMessage> {
   private meta: ChannelMeta | undefined;
   private members = new Set<string>();
@@ -166,13 +165,8 @@ class ChannelActor implements Actor<ChannelMessage> {
     const at = Math.min(seq, this.sends?.head ?? 0);
     if (!(await this.readMarks.advance(userId, at))) return;
     const receipt: ReadReceipt = { channel_id: this.id, user_id: userId, channel_seq: at };
-    for (const member of this.members) {
-      try {
-        users(this.deps, member).tell({ type: 'readReceipt', receipt, ...(exceptSession ? { exceptSession } : {}) });
-      } catch {
-        // A receipt a busy member misses is still in GET /v1/channels/{id}/reads.
-      }
-    }
+    // A receipt a busy member misses is still in GET /v1/channels/{id}/reads.
+    this.tellEphemeral(this.members, { type: 'readReceipt', receipt, ...(exceptSession ? { exceptSession } : {}) });
   }
 
   /**
@@ -198,14 +192,18 @@ class ChannelActor implements Actor<ChannelMessage> {
     return { last_seq: head, last_read_seq: mark, unread_count: unread };
   }
 
-  /** A typing notice to every other member (ephemeral: one a busy member misses is not retried). */
+  /** A typing notice to every other member; one a busy member misses is followed within a second. */
   private tellTyping(notice: TypingNotice): void {
-    for (const member of this.members) {
-      if (member === notice.user_id) continue;
+    this.tellEphemeral([...this.members].filter((m) => m !== notice.user_id), { type: 'typing', notice });
+  }
+
+  /** Tells members something nothing depends on: unlike notify, a member that cannot take it now is not told again. */
+  private tellEphemeral(to: Iterable<string>, message: UserMessage): void {
+    for (const member of to) {
       try {
-        users(this.deps, member).tell({ type: 'typing', notice });
+        users(this.deps, member).tell(message);
       } catch {
-        // The next notice comes within a second.
+        // Ephemeral by design (see the callers).
       }
     }
   }

@@ -3,7 +3,7 @@ import { codeOf } from '../../runtime/errors.ts';
 import type { Connection } from '../../runtime/gateway/index.ts';
 import { encodeServerFrame } from '../../proto/client-codec.ts';
 import { deliveryFrame, historyResultFrame, syncResultFrame, type DeliveryBytes } from '../../proto/message-bytes.ts';
-import type { HistoryPage } from '../channel/channel-messages.ts';
+import type { ChannelMessage, HistoryPage } from '../channel/channel-messages.ts';
 import type { ClientFrame, Message, SendAck, ServerBody, ServerBodyName } from '../../proto/client-frames.ts';
 import type { Revocations } from '../auth/revocations.ts';
 import type { TokenSigner } from '../auth/tokens.ts';
@@ -173,30 +173,27 @@ class SessionActor implements Actor<SessionMessage> {
           });
           this.conn.send(historyResultFrame(frame.ref, page.messages, page.has_more));
         });
-      case 'read': {
-        const { channel_id: channelId, channel_seq: seq } = frame.read;
-        if (!channelId || channelId.length > MAX_CLIENT_ID) {
-          this.error(frame.ref, ChatCodes.INVALID_ARGUMENT, `channel_id must be 1-${MAX_CLIENT_ID} characters`);
-          return undefined;
-        }
-        // Answered only when refused (not a member), like typing.
-        return this.reply(frame.ref, () => channels(this.deps, channelId).ask<void>({ type: 'read', userId: this.userId, seq, session: this.key }));
-      }
-      case 'typing': {
-        const channelId = frame.typing.channel_id;
-        if (!channelId || channelId.length > MAX_CLIENT_ID) {
-          this.error(frame.ref, ChatCodes.INVALID_ARGUMENT, `channel_id must be 1-${MAX_CLIENT_ID} characters`);
-          return undefined;
-        }
-        // An ask, so that a refusal (not a member) reaches the client by ref; nothing on success.
-        return this.reply(frame.ref, () => channels(this.deps, channelId).ask<void>({ type: 'typing', userId: this.userId }));
-      }
+      case 'read':
+        return this.tellChannel(frame.ref, frame.read.channel_id, { type: 'read', userId: this.userId, seq: frame.read.channel_seq, session: this.key });
+      case 'typing':
+        return this.tellChannel(frame.ref, frame.typing.channel_id, { type: 'typing', userId: this.userId });
       case 'presence_query':
         return this.reply(frame.ref, async () => {
           const presences = await users(this.deps, this.userId).ask<ServerBody<'presence'>[]>({ type: 'presenceQuery', userIds: frame.presence_query.user_ids });
           this.write(frame.ref, 'presence_result', { presences });
         });
     }
+  }
+
+  /**
+   * A frame that gets no answer when it works (read, typing): asked rather than told, so that a
+   * refusal (a bad channel id, not a member) reaches the client by the frame's ref.
+   */
+  private tellChannel(ref: number, channelId: string, message: ChannelMessage): void {
+    this.reply(ref, async () => {
+      validateChannelId(channelId);
+      await channels(this.deps, channelId).ask<void>(message);
+    });
   }
 
   /** Runs a request outside this actor's turn (reads and asks do not block pushes) and reports failures by ref. */
@@ -373,10 +370,14 @@ function clamp(n: number, min: number, max: number, fallback: number): number {
 }
 
 /** The limits of a send, shared by the WebSocket and HTTP paths. */
-export function validateSend(channelId: unknown, clientMsgId: unknown, text: unknown): void {
+export function validateChannelId(channelId: unknown): void {
   if (typeof channelId !== 'string' || channelId.length === 0 || channelId.length > MAX_CLIENT_ID) {
-    throw reject(ChatCodes.INVALID_ARGUMENT, 'channel_id is required');
+    throw reject(ChatCodes.INVALID_ARGUMENT, `channel_id must be 1-${MAX_CLIENT_ID} characters`);
   }
+}
+
+export function validateSend(channelId: unknown, clientMsgId: unknown, text: unknown): void {
+  validateChannelId(channelId);
   if (typeof clientMsgId !== 'string' || clientMsgId.length === 0 || clientMsgId.length > MAX_CLIENT_ID) {
     throw reject(ChatCodes.INVALID_ARGUMENT, `client_msg_id must be 1-${MAX_CLIENT_ID} characters`);
   }
