@@ -51,7 +51,9 @@ export class ParleyHttp {
     /** A request not answered by then fails with TIMEOUT instead of waiting forever. */
     private readonly timeoutMs = 30_000,
   ) {
-    this.fetchImpl = fetchImpl ?? (globalThis.fetch as unknown as Fetch);
+    // Called as a method of globalThis: browsers throw "Illegal invocation" when fetch runs with
+    // any other `this` (e.g. as `this.fetchImpl(...)`); Node does not care, so only a browser shows it.
+    this.fetchImpl = fetchImpl ?? ((input, init) => (globalThis.fetch as unknown as Fetch).call(globalThis, input, init));
   }
 
   setToken(token: string): void {
