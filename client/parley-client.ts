@@ -29,7 +29,12 @@ export interface ParleyClientOptions {
    */
   readonly refreshToken?: () => Promise<TokenGrant>;
   readonly deviceId: string;
-  /** Resume point: the last inbox_seq this device acknowledged. */
+  /**
+   * The last inbox_seq the app has (e.g. kept from `lastAcked` across restarts). Given (above 0),
+   * the client hands out nothing after it with a hole: entries the server skips past are read with
+   * `sync` first. Absent or 0: the app keeps no seq, and the first connection starts where the
+   * server resumes this device (after its stored cursor) without replaying older entries.
+   */
   readonly lastInboxSeq?: number;
   /** Defaults to the platform's global WebSocket. */
   readonly WebSocket?: WebSocketFactory;
@@ -94,11 +99,23 @@ const MIN_REFRESH_DELAY_MS = 1_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Close codes after which reconnecting would be refused again. */
 const FINAL_CLOSES = new Set([1008, 4001]);
+/** Entries asked for per `sync` while filling a hole (the server answers at most 500). */
+const FILL_PAGE = 200;
+/** Live deliveries kept while a fill runs; later ones are dropped and read by the fill instead. */
+const MAX_HELD = 1_000;
+/** Failed fill pages on one connection before the client reconnects to resume from its last ack. */
+const FILL_RETRIES = 3;
+/** Our own close when a fill keeps failing: not final, so the reconnect logic resumes. */
+const CLOSE_FILL_FAILED = 4000;
 
 /**
  * A Parley connection with resume. Guarantees to the app:
- * - deliveries arrive in inbox_seq order, each once per client object, across reconnects
- *   (hello resumes after the last acknowledged seq; repeats are dropped);
+ * - deliveries arrive in inbox_seq order, each once per client object, with no hole, across
+ *   reconnects (hello resumes after the last acknowledged seq; repeats are dropped). A delivery or
+ *   a welcome that skips past what this client handed out (or past an explicit `lastInboxSeq`) is
+ *   preceded by the missing range, read with `sync`; deliveries arriving meanwhile wait and follow
+ *   in order. If the socket closes before the hole is filled, nothing after it is handed out: the
+ *   next connection resumes from the last ack;
  * - a `send` is retried with the same client_msg_id after a reconnect until it is acked or
  *   refused (and a few times on a retryable server answer), so it yields exactly one message
  *   however often the network fails;
@@ -122,7 +139,26 @@ export class ParleyClient {
   private currentToken: string;
   private tokenExpiresAtMs: number | undefined;
   private acked: number;
+  /** The highest inbox_seq handed to the app (or jumped to on a first welcome): no hole below it. */
   private received: number;
+  /**
+   * Whether `received` is a position the app has: an explicit `lastInboxSeq`, or anything this
+   * client handed out or started from. Until then a welcome's resume point is taken as the start,
+   * not as a hole: an app that keeps no seq must not get the device's whole history again.
+   */
+  private positionKnown: boolean;
+  /** A fill is reading the hole up to `fillUpTo` with sync; deliveries past it wait in `held`. */
+  private filling = false;
+  private fillUpTo = 0;
+  /** Bumped when a connection ends: a fill of an earlier connection must not touch the state. */
+  private fillGeneration = 0;
+  private fillTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly held = new Map<number, Delivery>();
+  /**
+   * @internal Test fault hook, never for apps: this many of the next delivery frames are discarded
+   * on arrival, as if lost, so tests can make a real hole in a connection's stream.
+   */
+  dropDeliveryFrames = 0;
   private readonly timeoutMs: number;
   private readonly sendRetries: number;
   /** The welcome of the current connection. */
@@ -135,6 +171,7 @@ export class ParleyClient {
     this.WS = ws;
     this.acked = o.lastInboxSeq ?? 0;
     this.received = this.acked;
+    this.positionKnown = this.acked > 0;
     this.timeoutMs = o.requestTimeoutMs ?? 10_000;
     this.sendRetries = o.sendRetries ?? 4;
     this.currentToken = o.token;
@@ -317,6 +354,13 @@ export class ParleyClient {
 
   private teardown(err: ParleyError): void {
     this.ready = false;
+    // A hole not yet filled stays unfilled: what was held is not handed out after it. The next
+    // hello resumes from the last ack (never past what was handed out), so it all comes again.
+    this.fillGeneration++;
+    this.filling = false;
+    this.fillUpTo = this.received;
+    this.held.clear();
+    clearTimeout(this.fillTimer);
     clearInterval(this.heartbeat);
     for (const r of this.requests.values()) {
       clearTimeout(r.timer);
@@ -394,10 +438,11 @@ export class ParleyClient {
         this.onWelcome(f.welcome);
         return;
       case 'delivery':
-        if (f.delivery.inbox_seq <= this.received) return; // already seen before a reconnect
-        this.received = f.delivery.inbox_seq;
-        this.emit('delivery', f.delivery);
-        if (this.o.autoAck ?? true) this.scheduleAck();
+        if (this.dropDeliveryFrames > 0) {
+          this.dropDeliveryFrames--;
+          return;
+        }
+        this.take(f.delivery);
         return;
       case 'presence':
         this.emit('presence', f.presence);
@@ -419,16 +464,93 @@ export class ParleyClient {
   private onWelcome(w: Welcome): void {
     this.welcome = w;
     // The server resumes after this device's stored cursor when it is ahead of our seq: entries up
-    // to it will not come (sync reads them), and a later session resumes there too.
+    // to it will not be pushed. With no known position (the app keeps no seq) that is where the app
+    // starts; otherwise the entries in between are a hole, filled with sync before anything later.
     const resumed = w.resumed_after_inbox_seq ?? 0;
-    if (resumed > this.received) this.received = resumed;
-    if (resumed > this.acked) this.acked = resumed;
     this.ready = true;
+    if (!this.positionKnown) {
+      if (resumed > this.received) this.received = resumed;
+      if (resumed > this.acked) this.acked = resumed;
+      this.positionKnown = true;
+    } else if (resumed > this.received) {
+      this.startFill(resumed);
+    }
     this.attempts = 0;
     clearInterval(this.heartbeat);
     this.heartbeat = setInterval(() => this.frame(0, 'heartbeat', {}), w.heartbeat_interval_ms || 5_000);
     for (const s of this.sends.values()) this.transmitSend(s);
     this.emit('welcome', w);
+  }
+
+  /**
+   * Hands a pushed delivery to the app if it is the next one; one that skips ahead, or comes while
+   * a fill runs, waits in `held` (bounded: past MAX_HELD it is dropped and the fill reads it).
+   */
+  private take(d: Delivery): void {
+    const seq = d.inbox_seq;
+    if (seq <= this.received) return; // handed out already (a resend after a reconnect, or synced)
+    if (!this.filling && seq === this.received + 1) return this.handOut(d);
+    if (this.held.size < MAX_HELD) {
+      this.held.set(seq, d);
+      this.startFill(seq - 1);
+    } else {
+      this.startFill(seq);
+    }
+  }
+
+  private handOut(d: Delivery): void {
+    this.received = d.inbox_seq;
+    this.positionKnown = true;
+    this.held.delete(d.inbox_seq);
+    this.emit('delivery', d);
+    if (this.o.autoAck ?? true) this.scheduleAck();
+  }
+
+  /** Makes sure everything up to `upTo` is read before anything later is handed out. */
+  private startFill(upTo: number): void {
+    if (upTo > this.fillUpTo) this.fillUpTo = upTo;
+    if (this.filling) return;
+    this.filling = true;
+    void this.fill(this.fillGeneration, 0);
+  }
+
+  /**
+   * Reads the hole page by page with sync and hands it out, interleaved with held deliveries that
+   * come next, then the rest of what was held. Bound to one connection (generation): when it ends,
+   * teardown drops the held deliveries and the next hello resumes from the last ack.
+   */
+  private async fill(generation: number, failures: number): Promise<void> {
+    try {
+      // Each hand-out runs the app's listeners, which may close the client: check the generation.
+      for (;;) {
+        for (let d = this.held.get(this.received + 1); d && generation === this.fillGeneration; d = this.held.get(this.received + 1)) this.handOut(d);
+        if (generation !== this.fillGeneration) return;
+        if (this.received >= this.fillUpTo) break;
+        const page = await this.sync(this.received, Math.min(FILL_PAGE, this.fillUpTo - this.received));
+        if (generation !== this.fillGeneration) return;
+        const before = this.received;
+        for (const d of page.deliveries) if (d.inbox_seq === this.received + 1 && generation === this.fillGeneration) this.handOut(d);
+        // The inbox is gap-free up to its head, and the hole is below it: a page that does not go
+        // on from where we are is a fault (a damaged store), not something to skip over.
+        if (this.received === before) throw new ParleyError('BAD_FRAME', `sync after ${before} did not return ${before + 1}`);
+        failures = 0;
+      }
+    } catch (err) {
+      if (generation !== this.fillGeneration || !this.ready) return;
+      if (failures + 1 < FILL_RETRIES) {
+        // Still holding what came after the hole; try the same page again shortly.
+        this.fillTimer = setTimeout(() => void this.fill(generation, failures + 1), 200 * 2 ** failures);
+        return;
+      }
+      // Keeps failing on a live socket: start over with a new connection, which resumes from the
+      // last ack, rather than hold on forever or hand out after the hole.
+      this.emit('error', new ParleyError(err instanceof ParleyError ? err.code : 'UNAVAILABLE', `could not read missing inbox entries: ${(err as Error).message}`));
+      this.ws?.close(CLOSE_FILL_FAILED, 'inbox fill failed');
+      return;
+    }
+    this.filling = false;
+    this.fillUpTo = this.received;
+    this.held.clear(); // only entries at or below `received` can be left: handed out already
   }
 
   private scheduleAck(): void {
