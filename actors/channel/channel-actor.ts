@@ -64,9 +64,11 @@ class ChannelActor implements Actor<ChannelMessage> {
 
   private async openPipeline(): Promise<SendPipeline> {
     const { journal } = this.deps.store;
+    // Ownership first: what an older activation was still writing is settled by the acquire
+    // (included, or hidden for good), so the head read after it is the one to append after.
+    const epoch = await journal.acquire(this.pid, this.deps.nodeId);
     const [latest] = await journal.readBefore(this.pid, undefined, 1);
     const head = await journal.highestSeq(this.pid);
-    const epoch = await journal.acquire(this.pid, this.deps.nodeId);
     return new SendPipeline({
       channelId: this.id,
       pid: this.pid,

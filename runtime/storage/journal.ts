@@ -5,7 +5,10 @@
  *   (SEQ_CONFLICT) unless its first is exactly the next one and the rest follow on.
  * - `acquire` hands out an ever-growing owner epoch per id. An append carries the epoch of the
  *   activation that writes it and is refused (FENCED) once a newer epoch was acquired: two
- *   activations of one actor can never both write, whatever the clocks say.
+ *   activations of one actor can never both have a write acknowledged, whatever the clocks say.
+ *   FENCED tells the activation to stop; like a timeout it does not say whether that append's
+ *   events were kept (an engine may have written them before the new owner read its head, and
+ *   then they are part of the journal for good), so a retry must carry the same dedup keys.
  * - An event may carry a `dedupKey`, unique per id. The check is part of the append: when any
  *   event's key is stored already, the append writes nothing and answers with the stored events
  *   (`duplicates`), so a writer learns of a retried request with no read of its own.

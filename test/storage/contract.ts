@@ -28,7 +28,7 @@ function uniqueId(prefix: string): string {
 }
 
 /** An event as these tests write and compare it: data as text (the journal stores its UTF-8 bytes). */
-interface TextEvent {
+export interface TextEvent {
   readonly seq: number;
   readonly data: string;
   readonly key?: bigint;

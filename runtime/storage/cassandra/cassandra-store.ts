@@ -8,61 +8,68 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
 
 /**
  * The networked engine: the same Journal and KeyValueStore as SQLite, on Cassandra (5.0, protocol
- * v4/v5), with fencing and gap-free seqs enforced by Cassandra's lightweight transactions rather
- * than by a single writer.
+ * v4/v5). Fencing and gap-free seqs cost one lightweight transaction per *activation*, not per
+ * append: an append is plain LOCAL_QUORUM writes and one LOCAL_QUORUM read.
  *
- * ## The append protocol (per persistence id, one `heads` partition)
+ * ## Write timestamps carry the epoch
  *
- * `heads` static columns: epoch, owner_token, seq (the committed head), intent_from, intent (the
- * events of the last committed append, JSON) and intent_token.
+ * Every journal cell (events, events_by_key, dedup) written by epoch E gets the write timestamp
+ * `EPOCH_TIME + 2E + 1`, and every deletion made for epoch E gets `EPOCH_TIME + 2E`. Cassandra
+ * keeps, per cell, the value with the highest timestamp, and a deletion hides every value with a
+ * lower one, whenever either arrives (a late replica write, a hint, a driver retry). So a newer
+ * epoch's writes always beat an older epoch's at the same seq, and a deletion made for epoch E
+ * removes every older epoch's writes in its range, including ones still on their way.
+ * (EPOCH_TIME is 2^52 µs, far above wall-clock timestamps, so it also beats rows written by the
+ * LWT-per-append layout this store used before.)
  *
- * acquire(pid):
- *  1. LOCAL_SERIAL read of (epoch).
- *  2. No row: `INSERT ... (epoch=1, seq=0, owner_token=T) IF NOT EXISTS`. Row with epoch e:
- *     `UPDATE ... SET epoch=e+1, owner_token=T IF epoch=e`. Not applied: someone else moved it,
- *     back to 1. Outcome unknown (timeout): a LOCAL_SERIAL read settles it (a serial read finishes
- *     any in-flight Paxos round) and owner_token tells whether the winner was us.
- *  3. LOCAL_SERIAL read of the intent and roll it forward (see below), then return the epoch.
+ * ## acquire(pid): one LWT, then a head scan and a claim
+ *  1. The epoch: a LOCAL_SERIAL read, then `UPDATE heads SET epoch=e+1 ... IF epoch=e` (or
+ *     `INSERT ... IF NOT EXISTS`); an unknown outcome is settled by a serial read and owner_token.
+ *  2. The head H: the last event of the last non-empty bucket (LOCAL_QUORUM reads, starting at
+ *     the bucket of the `seq` hint in `heads`).
+ *  3. The claim, for epoch E: a range deletion of seq > H in H's bucket and whole-partition
+ *     deletions (events and key index) of the next bucket. Whatever an older epoch writes past H,
+ *     now or later, is hidden. (Its index rows in H's own bucket stay, but `readBefore` keeps an
+ *     index row only when the event at its seq carries its key.)
  *
- * append(pid, E, events N+1..N+k):
- *  1. For events with a dedupKey: one read of `dedup (pid, key) -> seq` (no Paxos round). A row
- *     there is a duplicate when the journal holds an event with that dedupKey at its seq (rows an
- *     older version of this store claimed before a commit that never came are not). Any
- *     duplicate: nothing is committed, and the stored events are the answer.
- *  2. The commit point, one LWT: `UPDATE heads SET seq=N+k, intent_from=N+1, intent=<events>,
- *     intent_token=T WHERE pid=? IF epoch=E AND seq=N`.
- *     - Not applied and epoch != E: FENCED. Not applied and seq != N: SEQ_CONFLICT (or the
- *       stored duplicate, for a retried dedupKey).
- *     - Outcome unknown: a LOCAL_SERIAL read of intent_token says whether it committed.
- *  3. Write the events to `events`/`events_by_key`, and their dedup rows (plain idempotent
- *     writes, events in seq order).
- *  4. Resolve.
+ * ## append(pid, E, events N+1..N+k)
+ *  1. Dedup: one read of `dedup (pid, key) -> seq`; a row counts only when the journal holds an
+ *     event with that key at that seq. Any duplicate: nothing is written, the stored events are
+ *     the answer (after a read of the epoch: a stale owner hears FENCED first).
+ *  2. The seq check is local: this store knows the head of every pid it acquired or adopted
+ *     (appends per pid run one at a time here), so N+1 must follow it (SEQ_CONFLICT otherwise).
+ *     An epoch this store did not acquire is first compared with the stored one (FENCED when it
+ *     differs, nothing written) and then adopted with a head scan.
+ *  3. Writes, in this order: a claim of the next bucket before the first event lands in a new one
+ *     (so a reader who reaches a bucket's end never finds an older epoch's rows in the next), the
+ *     dedup rows, then the events with their index rows (one unlogged batch per bucket: a single
+ *     atomic mutation; buckets in seq order, so a reader sees a prefix, never a hole).
+ *  4. The check: a LOCAL_QUORUM read of `heads.epoch`. Still E: acked. Otherwise: FENCED.
  *
- * Why a fenced epoch can't land: step 2 is a Paxos round on the row acquire also goes through.
- * Once `epoch=E+1` is committed, no proposal conditioned on `epoch=E` can ever be applied, and
- * nothing reaches `events` before its step 2 was applied. Why a seq is never written twice: the
- * head moves N -> N+k only through `IF seq=N`, which can be true once; a second writer of N+1
- * (a retry, a duplicate request, a driver re-send) finds seq=N+k and is refused. Step 3 rewrites
- * the same values under the same keys, so repeating it is harmless. That is why the driver may
- * retry step 3 and the reads (`isIdempotent: true`) but never an LWT: an LWT re-sent after it
- * applied would answer "not applied" for our own write, so its unknown outcomes are settled by a
- * serial read instead.
+ * ## Why an acked write is never lost, and a stale one is never acked
+ * A's append is acked only if its check read, started after its writes completed at quorum, saw
+ * epoch E. B's acquire of E+1 completes its Paxos commit at quorum before B scans. If that commit
+ * had completed before A's check started, the two quorums intersect and A would have seen E+1. So
+ * B's commit, and hence B's scan, come after A's writes completed: B's head includes them, and
+ * B's claim starts after them. Writes of A that B's scan did not see are past B's head, hence
+ * inside B's claim and hidden; A's check after them can only see E+1 or later, so they are never
+ * acked. No clock is involved: a writer paused for minutes (GC, SIGSTOP) between its write and
+ * its check is caught by the check, and one paused before its write is hidden by the claim.
+ * FENCED from an append therefore means "stop: another activation owns this id"; like a timeout,
+ * it does not say whether the events were written (a new owner's scan may have included them,
+ * which is why the caller's retry must carry the same dedup key).
  *
- * Why a read is enough for dedup: appends of one pid run one at a time in this store, and only the
- * owner can commit (above). Every committed event's dedup row is written in step 3 before the
- * append resolves, or by the roll-forward that the next append, the next acquire or a read runs
- * first. So when step 1 runs, every event committed before it has its dedup row. (A dedup claim
- * was one Paxos round per event: with the head it made a 1:1 message two rounds.)
+ * Gap-free seqs: every owner writes from its head + 1 on, in seq order, one append at a time;
+ * rows past the head from older epochs are hidden by the claim; a seq is written by one append of
+ * one epoch (a second append at N+1 fails the local check). Why dedup rows are written before
+ * their events: a writer may die between the two, and an event must never be readable without
+ * its dedup row (a resend would then be stored twice); a dedup row without its event is ignored.
  *
- * Crash windows. Before step 2 applies: nothing is committed. Between 2 and 3: the events are committed (they
- * are in the head row, at quorum) but not yet in `events`; readers see the journal end at N
- * (a prefix, never a hole, since later events need a later commit). The intent is rolled forward
- * by: the next `acquire` (a new owner always acquires first), any operation of this store on that
- * pid after a failure (the pid is marked unsettled), and `highestSeq`, which never reports a seq
- * it can't read. The invariant that makes one intent column enough: an owner commits the next
- * append only after the previous one's events were written (appends per pid run one at a time
- * in this store, and an unsettled pid is rolled forward first), and a new owner rolls forward
- * before its first append. So an intent is never overwritten before it reached `events`.
+ * An unknown outcome (a write timed out): the pid keeps the append as *pending*; before anything
+ * else on that pid, this store writes it again (same cells, same timestamps: harmless) and treats
+ * it as written, so the caller's next append must follow it. An append that spans two buckets is
+ * atomic per bucket: a writer that dies between the two leaves the first part (never acked, like
+ * any unknown outcome), readable with no hole.
  */
 
 export type WriteConsistency = 'ONE' | 'TWO' | 'THREE' | 'QUORUM' | 'ALL' | 'LOCAL_QUORUM' | 'EACH_QUORUM' | 'LOCAL_ONE';
@@ -87,8 +94,15 @@ export interface CassandraStoreOptions {
   readonly connectTimeoutMs?: number;
   readonly credentials?: { readonly username: string; readonly password: string };
   readonly log: Logger;
-  /** @internal Fault injection for tests: runs after an append committed, before its events are written. */
-  readonly faults?: { readonly afterCommit?: (persistenceId: string) => Promise<void> };
+  /**
+   * @internal Fault injection for tests: `beforeWrite` runs when an append has passed its checks
+   * and is about to write; `afterWrite` after its writes completed, before the epoch check. A
+   * hook that throws is a failure at that point (a lost answer, a writer that died).
+   */
+  readonly faults?: {
+    readonly beforeWrite?: (persistenceId: string) => Promise<void>;
+    readonly afterWrite?: (persistenceId: string) => Promise<void>;
+  };
 }
 
 /** Keys are Cassandra bigints. */
@@ -124,21 +138,39 @@ const CONSISTENCY: Record<WriteConsistency | SerialConsistency, number> = {
 type Row = cassandra.types.Row;
 type Params = readonly unknown[];
 
-interface Intent {
-  readonly from: number;
-  readonly events: readonly JournalEvent[];
-}
-
-/** The static columns of a `heads` partition. */
+/** The static columns of a `heads` partition this store reads. */
 interface Head {
   readonly epoch?: number;
   readonly ownerToken?: string;
-  readonly seq: number;
-  readonly intent?: Intent;
-  readonly intentToken?: string;
+  /** A seq at or below the head, in its bucket or the one after: where a head scan starts. */
+  readonly hint: number;
+  /** Left by the LWT-per-append layout (an append it committed but may not have written). */
+  readonly legacyIntent?: readonly JournalEvent[];
 }
 
-/** The `intent` column: events as JSON with keys as decimal strings (JSON has no 64-bit integers). */
+/** What this store knows of a pid it acquired (or adopted): appends of that epoch go through it. */
+interface Owned {
+  readonly epoch: number;
+  /** The last seq written by this epoch or found by its scan. */
+  head: number;
+  /** Buckets up to this one are claimed for the epoch (see the class comment). */
+  claimed: number;
+  /** An append whose outcome is unknown: written again before anything else on the pid. */
+  pending?: readonly JournalEvent[];
+}
+
+/**
+ * Write timestamps of journal cells: epoch E writes at EPOCH_TIME + 2E + 1 and deletes at
+ * EPOCH_TIME + 2E (see the class comment). 2^52 µs is the year 2112: above any wall-clock
+ * timestamp, and with room for 2^51 epochs below 2^53, so they stay exact as JS numbers.
+ */
+const EPOCH_TIME = 2 ** 52;
+const writeTime = (epoch: number): bigint => BigInt(EPOCH_TIME + 2 * epoch + 1);
+const claimTime = (epoch: number): bigint => BigInt(EPOCH_TIME + 2 * epoch);
+/** Pids whose head this store keeps; beyond that the oldest is forgotten (and adopted again if used). */
+const OWNED_LIMIT = 200_000;
+
+/** The legacy `intent` column: events as JSON with keys as decimal strings. */
 type WireIntentEvent = [seq: number, data: string, key: string | null, dedup: string | null];
 
 export class CassandraStore implements Store, Journal, KeyValueStore {
@@ -148,14 +180,9 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   private readonly ks: string;
   private readonly cl: number;
   private readonly serial: number;
-  /**
-   * Pids whose last committed intent may not be in `events` yet, with a generation so that a
-   * roll-forward that started before a newer failure does not clear it.
-   */
-  private readonly unsettled = new Map<string, number>();
-  private unsettledGeneration = 0;
-  private readonly settling = new Map<string, Promise<void>>();
-  /** Appends per pid run one after another (see the invariant above). */
+  /** Pids acquired or adopted here, oldest first (a Map keeps insertion order). */
+  private readonly owned = new Map<string, Owned>();
+  /** Appends per pid run one after another: the local seq check and `pending` rely on it. */
   private readonly appendChains = new Map<string, Promise<unknown>>();
   /** (pid, bucket) pairs known to be listed in key_buckets. */
   private readonly knownKeyBuckets = new Set<string>();
@@ -232,7 +259,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
         throw err;
       }
       // A round of ours whose answer was lost (timeout, contention) did win: the token says so.
-      if (head?.ownerToken === token.toString()) return this.finishAcquire(persistenceId, head.epoch!);
+      if (head?.ownerToken === token.toString()) return this.claim(persistenceId, head.epoch!, head);
       const current = head?.epoch;
       const next = current === undefined ? 1 : current + 1;
       const statement =
@@ -259,22 +286,68 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
           return false;
         },
       );
-      if (applied) return this.finishAcquire(persistenceId, next);
+      if (applied) return this.claim(persistenceId, next, head);
     }
   }
 
   /**
-   * No older epoch can commit from now on, so the intent read now is the last one it left. Its
-   * own roll-forward, not one already running: that one may have read the head before.
+   * Steps 2 and 3 of acquire: the epoch is committed, so no older one can have a write acked from
+   * now on; find the head and hide whatever older epochs wrote, or will write, past it.
    */
-  private async finishAcquire(persistenceId: string, epoch: number): Promise<number> {
-    try {
-      await this.rollForward(persistenceId);
-    } catch (err) {
-      this.markUnsettled(persistenceId);
-      throw toStoreError(err);
+  private async claim(pid: string, epoch: number, head: Head | undefined): Promise<number> {
+    if (head?.legacyIntent) {
+      await this.writeEvents(pid, epoch, head.legacyIntent);
+      await this.exec(`UPDATE ${this.ks}.heads USING TIMESTAMP ? SET intent = null, intent_from = null WHERE pid = ?`, [claimTime(epoch), pid], true);
     }
+    const last = await this.scanHead(pid, head?.hint ?? 0);
+    const bucket = this.bucketOf(last + 1);
+    const at = claimTime(epoch);
+    await Promise.all([
+      this.exec(`DELETE FROM ${this.ks}.events USING TIMESTAMP ? WHERE pid = ? AND bucket = ? AND seq > ?`, [at, pid, bucket, BigInt(last)], true),
+      this.claimBuckets(pid, epoch, bucket + 1, bucket + 1),
+      this.exec(`UPDATE ${this.ks}.heads USING TIMESTAMP ? SET seq = ? WHERE pid = ?`, [at, BigInt(last), pid], true),
+    ]);
+    this.own(pid, { epoch, head: last, claimed: bucket + 1 });
     return epoch;
+  }
+
+  /** Hides every older epoch's rows in whole buckets (their events and index rows). */
+  private async claimBuckets(pid: string, epoch: number, from: number, to: number): Promise<void> {
+    const at = claimTime(epoch);
+    const statements: { query: string; params: Params }[] = [];
+    for (let b = from; b <= to; b++) {
+      statements.push({ query: `DELETE FROM ${this.ks}.events USING TIMESTAMP ? WHERE pid = ? AND bucket = ?`, params: [at, pid, b] });
+      statements.push({ query: `DELETE FROM ${this.ks}.events_by_key USING TIMESTAMP ? WHERE pid = ? AND bucket = ?`, params: [at, pid, b] });
+    }
+    await Promise.all(statements.map((st) => this.exec(st.query, st.params, true)));
+  }
+
+  private own(pid: string, owned: Owned): void {
+    this.owned.delete(pid);
+    if (this.owned.size >= OWNED_LIMIT) this.owned.delete(this.owned.keys().next().value!);
+    this.owned.set(pid, owned);
+  }
+
+  /**
+   * The last seq of a journal: the last event of the last non-empty bucket, starting from the
+   * hint's bucket (at most one past the last non-empty one, or any bucket at or before it).
+   */
+  private async scanHead(pid: string, hint: number): Promise<number> {
+    let bucket = this.bucketOf(Math.max(1, hint));
+    let found = 0;
+    for (;;) {
+      const rs = await this.query(`SELECT seq FROM ${this.ks}.events WHERE pid = ? AND bucket = ? ORDER BY seq DESC LIMIT 1`, [pid, bucket], 1);
+      const row = rs.first();
+      if (row) {
+        found = toNumber(row['seq']);
+        if (found !== this.bucketEnd(bucket)) return found;
+        bucket += 1;
+      } else if (found > 0 || bucket === 0) {
+        return found;
+      } else {
+        bucket -= 1;
+      }
+    }
   }
 
   async append(persistenceId: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult> {
@@ -284,7 +357,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   }
 
   async read(persistenceId: string, afterSeq: number, limit: number): Promise<JournalEvent[]> {
-    await this.settleIfNeeded(persistenceId);
+    await this.settlePending(persistenceId);
     const out: JournalEvent[] = [];
     let cursor = Math.max(0, Math.floor(afterSeq));
     while (out.length < limit) {
@@ -308,7 +381,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   }
 
   async readBefore(persistenceId: string, beforeKey: bigint | undefined, limit: number): Promise<JournalEvent[]> {
-    await this.settleIfNeeded(persistenceId);
+    await this.settlePending(persistenceId);
     if (limit <= 0) return [];
     if (beforeKey !== undefined && beforeKey <= MIN_KEY) return [];
     const bound = beforeKey !== undefined && beforeKey > MAX_KEY ? undefined : beforeKey;
@@ -320,39 +393,42 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
       hint === undefined ? [persistenceId] : [persistenceId, hint],
       5_000,
     );
-    const found: { key: bigint; seq: number; bucket: number }[] = [];
+    const out: JournalEvent[] = [];
+    let oldest: { key: bigint; bucket: number } | undefined;
     for (const dirRow of directory.rows) {
       const bucket = dirRow['bucket'] as number;
-      while (found.length < limit) {
-        const want = Math.min(limit - found.length, PAGE);
-        const last = found.length > 0 && found[found.length - 1]!.bucket === bucket ? found[found.length - 1]!.key : bound;
+      let last = bound;
+      while (out.length < limit) {
+        const want = Math.min(limit - out.length, PAGE);
         const rs =
           last === undefined
             ? await this.query(`SELECT key, seq FROM ${this.ks}.events_by_key WHERE pid = ? AND bucket = ? LIMIT ?`, [persistenceId, bucket, want], want)
             : await this.query(`SELECT key, seq FROM ${this.ks}.events_by_key WHERE pid = ? AND bucket = ? AND key < ? LIMIT ?`, [persistenceId, bucket, last, want], want);
-        for (const row of rs.rows) found.push({ key: row['key'] as bigint, seq: toNumber(row['seq']), bucket });
-        if (rs.rows.length < want) break;
+        const page = rs.rows.map((row) => ({ key: row['key'] as bigint, seq: toNumber(row['seq']) }));
+        const bySeq = new Map((await this.fetchSeqs(persistenceId, page.map((f) => f.seq))).map((e) => [e.seq, e]));
+        for (const f of page) {
+          // An index row counts only when its event carries its key: rows an older epoch wrote
+          // past the head it lost point at seqs that are hidden or hold another event now.
+          const e = bySeq.get(f.seq);
+          if (e?.key === f.key) out.push(e);
+        }
+        if (page.length > 0) {
+          last = page[page.length - 1]!.key;
+          oldest = { key: last, bucket };
+        }
+        if (page.length < want) break;
       }
-      if (found.length >= limit) break;
+      if (out.length >= limit) break;
     }
-    const bySeq = new Map((await this.fetchSeqs(persistenceId, found.map((f) => f.seq))).map((e) => [e.seq, e]));
-    const out = found.map((f) => bySeq.get(f.seq)).filter((e): e is JournalEvent => e !== undefined);
-    const oldest = found[found.length - 1];
     if (oldest) this.rememberHint(persistenceId, oldest.key, oldest.bucket);
     return out;
   }
 
   async highestSeq(persistenceId: string): Promise<number> {
-    await this.settleIfNeeded(persistenceId);
+    await this.settlePending(persistenceId);
     const head = await this.readHead(persistenceId, false);
-    if (!head || head.seq === 0) return 0;
-    // A head whose last events are not readable yet belongs to an append that committed but
-    // whose writer died or is still writing: finish it rather than report a seq nobody can read.
-    if (head.intent && head.intent.from + head.intent.events.length - 1 === head.seq) {
-      const present = await this.query(`SELECT seq FROM ${this.ks}.events WHERE pid = ? AND bucket = ? AND seq = ?`, [persistenceId, this.bucketOf(head.seq), BigInt(head.seq)], 1);
-      if (present.rows.length === 0) await this.writeEvents(persistenceId, head.intent.events);
-    }
-    return head.seq;
+    if (!head) return 0;
+    return this.scanHead(persistenceId, head.hint);
   }
 
   async saveSnapshot(persistenceId: string, epoch: number, snapshot: Snapshot): Promise<void> {
@@ -467,67 +543,87 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   // ---- Append internals
 
   private async appendNow(pid: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult> {
-    await this.settleIfNeeded(pid);
+    const owned = await this.ownedFor(pid, epoch);
+    await this.settle(pid, owned);
     if (events.length === 0) {
-      const head = await this.readHead(pid, true);
-      if (head?.epoch !== epoch) throw fenced(pid, epoch, head?.epoch);
+      await this.checkEpoch(pid, epoch);
       return { ok: true };
     }
     const from = events[0]!.seq;
     const to = from + events.length - 1;
 
-    // Dedup is a read, not a claim: every committed event's dedup row is written with the event
-    // (writeEvents, and the roll-forward of an intent), before its append resolves.
+    // Dedup is a read, not a claim: every event's dedup row is written before the event.
     const duplicates = await this.storedDuplicates(pid, events);
     if (duplicates.length > 0) {
       // Like SQLite, a stale owner is told it is fenced before it is told anything else.
-      const head = await this.readHead(pid, true);
-      if (head?.epoch !== epoch) throw fenced(pid, epoch, head?.epoch);
+      await this.checkEpoch(pid, epoch);
       return { ok: false, duplicates };
     }
+    if (from !== owned.head + 1) throw new CodedError(StoreCodes.SEQ_CONFLICT, `${pid}: expected seq ${owned.head + 1}, got ${from}`);
 
-    const token = cassandra.types.Uuid.random();
-    const commit = await this.lwt(
-      `UPDATE ${this.ks}.heads SET seq = ?, intent_from = ?, intent = ?, intent_token = ? WHERE pid = ? IF epoch = ? AND seq = ?`,
-      [BigInt(to), BigInt(from), encodeIntent(events), token, pid, BigInt(epoch), BigInt(from - 1)],
-    ).then(
-      (rs) => ({ applied: rs.wasApplied(), row: rs.first() as Row | undefined }),
-      async (err: unknown) => {
-        // Unknown outcome: the serial read completes any Paxos round still in flight, so after it
-        // our proposal either is the committed intent or can never be.
-        const head = await this.readHead(pid, true).catch((readErr: unknown) => {
-          this.markUnsettled(pid);
-          throw toStoreError(readErr);
-        });
-        if (head?.intentToken === token.toString()) return { applied: true, row: undefined };
-        throw toStoreError(err);
-      },
-    );
+    await this.fault('beforeWrite', pid);
+    owned.pending = events;
+    await this.writeEvents(pid, epoch, events, owned);
+    await this.fault('afterWrite', pid);
+    // The writes are done (so on any failure from here the append counts as written, see
+    // settle); only the check decides whether they may be acked.
+    await this.checkEpoch(pid, epoch);
+    owned.head = to;
+    owned.pending = undefined;
+    return { ok: true };
+  }
 
-    if (!commit.applied) {
-      const current = commit.row?.['epoch'];
-      const refusal = current === null || current === undefined || toNumber(current) !== epoch
-        ? fenced(pid, epoch, current === null || current === undefined ? undefined : toNumber(current))
-        : undefined;
-      if (!refusal && events[0]!.dedupKey !== undefined) {
-        // A retry of an append that did commit (same seqs, same dedup keys): answer like the first.
-        const stored = await this.fetchSeqs(pid, events.map((e) => e.seq));
-        if (stored.length === events.length && stored.every((e, i) => e.dedupKey !== undefined && e.dedupKey === events[i]!.dedupKey)) {
-          return { ok: false, duplicates: stored };
-        }
-      }
-      throw refusal ?? new CodedError(StoreCodes.SEQ_CONFLICT, `${pid}: expected seq ${numberOrNone(commit.row?.['seq'], 1)}, got ${from}`);
-    }
-
+  /** A test's fault hook; what it throws is a failure of the store at that point. */
+  private async fault(at: 'beforeWrite' | 'afterWrite', pid: string): Promise<void> {
     try {
-      await this.options.faults?.afterCommit?.(pid);
-      await this.writeEvents(pid, events);
+      await this.options.faults?.[at]?.(pid);
     } catch (err) {
-      // Committed, so it will be rolled forward; the caller only learns it is not yet readable.
-      this.markUnsettled(pid);
       throw toStoreError(err);
     }
-    return { ok: true };
+  }
+
+  /**
+   * This store's record of the pid for `epoch`. An epoch it did not acquire (another store
+   * object, a restarted process, or one never handed out) is compared with the stored one before
+   * anything is written, then adopted with a head scan.
+   */
+  private async ownedFor(pid: string, epoch: number): Promise<Owned> {
+    const known = this.owned.get(pid);
+    if (known?.epoch === epoch) return known;
+    const head = await this.readHead(pid, false);
+    if (head?.epoch !== epoch) throw fenced(pid, epoch, head?.epoch);
+    const last = await this.scanHead(pid, head.hint);
+    const adopted: Owned = { epoch, head: last, claimed: this.bucketOf(last + 1) };
+    this.own(pid, adopted);
+    return adopted;
+  }
+
+  /** Step 4: FENCED (and forgotten here) unless the stored epoch is still `epoch`. */
+  private async checkEpoch(pid: string, epoch: number): Promise<void> {
+    const head = await this.readHead(pid, false);
+    if (head?.epoch === epoch) return;
+    if (this.owned.get(pid)?.epoch === epoch) this.owned.delete(pid);
+    throw fenced(pid, epoch, head?.epoch);
+  }
+
+  /**
+   * Writes an append whose outcome is unknown again, and from then on counts it as written: its
+   * cells may be in Cassandra, and writing other events at its seqs under the same timestamp
+   * would mix the two, cell by cell.
+   */
+  private async settle(pid: string, owned: Owned): Promise<void> {
+    const pending = owned.pending;
+    if (!pending) return;
+    await this.writeEvents(pid, owned.epoch, pending, owned);
+    owned.head = Math.max(owned.head, pending[pending.length - 1]!.seq);
+    owned.pending = undefined;
+  }
+
+  /** Before a read on this store: an append of ours with an unknown outcome is settled first. */
+  private async settlePending(pid: string): Promise<void> {
+    this.ensureOpen();
+    const owned = this.owned.get(pid);
+    if (owned?.pending) await this.serialize(pid, () => this.settle(pid, owned));
   }
 
   /**
@@ -556,12 +652,36 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   }
 
   /**
-   * Writes committed events to `events` and `events_by_key`. The two tables share the partition
-   * key, so one unlogged batch per bucket is one atomic mutation. Batches go in seq order, one
-   * after another, so a reader sees a prefix of the append, never a hole in it.
+   * Step 3: writes events of `epoch` (claims of new buckets, dedup rows, then events with their
+   * index rows). The two event tables share the partition key, so one unlogged batch per bucket
+   * is one atomic mutation. Batches go in seq order, one after another, so a reader sees a prefix
+   * of the append, never a hole in it.
    */
-  private async writeEvents(pid: string, events: readonly JournalEvent[]): Promise<void> {
-    const keyedBuckets = new Set<number>();
+  private async writeEvents(pid: string, epoch: number, events: readonly JournalEvent[], owned?: Owned): Promise<void> {
+    const at = writeTime(epoch);
+    const lastBucket = this.bucketOf(events[events.length - 1]!.seq);
+    if (owned && lastBucket + 1 > owned.claimed) {
+      // The next bucket is claimed before any event lands in this one, so a reader that reaches
+      // this bucket's end finds no older epoch's rows in the next.
+      await Promise.all([
+        this.claimBuckets(pid, epoch, owned.claimed + 1, lastBucket + 1),
+        this.exec(`UPDATE ${this.ks}.heads USING TIMESTAMP ? SET seq = ? WHERE pid = ?`, [claimTime(epoch), BigInt(lastBucket * this.bucketSize + 1), pid], true),
+      ]);
+      owned.claimed = lastBucket + 1;
+    }
+    const keyed = new Set(events.filter((e) => e.key !== undefined).map((e) => this.bucketOf(e.seq)));
+    // Dedup rows first: an event must never be readable without its dedup row. One partition
+    // per dedup key; plain idempotent writes, all at once, with the directory rows of new buckets.
+    await Promise.all([
+      ...events
+        .filter((e) => e.dedupKey !== undefined)
+        .map((e) => this.exec(`INSERT INTO ${this.ks}.dedup (pid, dedup_key, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`, [pid, e.dedupKey!, BigInt(e.seq), at], true)),
+      ...[...keyed].filter((b) => !this.knownKeyBuckets.has(`${pid}\u0000${b}`)).map((b) => this.exec(`INSERT INTO ${this.ks}.key_buckets (pid, bucket) VALUES (?, ?)`, [pid, b], true)),
+    ]);
+    for (const b of keyed) {
+      if (this.knownKeyBuckets.size >= HINT_LIMIT * 10) this.knownKeyBuckets.clear();
+      this.knownKeyBuckets.add(`${pid}\u0000${b}`);
+    }
     let batch: { query: string; params: Params }[] = [];
     let batchBucket = -1;
     let batchBytes = 0;
@@ -578,53 +698,14 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
       batchBucket = bucket;
       batchBytes += bytes;
       batch.push({
-        query: `INSERT INTO ${this.ks}.events (pid, bucket, seq, data, key, dedup) VALUES (?, ?, ?, ?, ?, ?)`,
-        params: [pid, bucket, BigInt(e.seq), text, e.key ?? null, e.dedupKey ?? null],
+        query: `INSERT INTO ${this.ks}.events (pid, bucket, seq, data, key, dedup) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
+        params: [pid, bucket, BigInt(e.seq), text, e.key ?? null, e.dedupKey ?? null, at],
       });
       if (e.key !== undefined) {
-        batch.push({ query: `INSERT INTO ${this.ks}.events_by_key (pid, bucket, key, seq) VALUES (?, ?, ?, ?)`, params: [pid, bucket, e.key, BigInt(e.seq)] });
-        keyedBuckets.add(bucket);
+        batch.push({ query: `INSERT INTO ${this.ks}.events_by_key (pid, bucket, key, seq) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`, params: [pid, bucket, e.key, BigInt(e.seq), at] });
       }
     }
     await flush();
-    // One partition per dedup key: plain idempotent writes, all at once.
-    await Promise.all(
-      events.filter((e) => e.dedupKey !== undefined).map((e) => this.exec(`INSERT INTO ${this.ks}.dedup (pid, dedup_key, seq) VALUES (?, ?, ?)`, [pid, e.dedupKey!, BigInt(e.seq)], true)),
-    );
-    for (const bucket of keyedBuckets) {
-      const known = `${pid}\u0000${bucket}`;
-      if (this.knownKeyBuckets.has(known)) continue;
-      await this.exec(`INSERT INTO ${this.ks}.key_buckets (pid, bucket) VALUES (?, ?)`, [pid, bucket], true);
-      if (this.knownKeyBuckets.size >= HINT_LIMIT * 10) this.knownKeyBuckets.clear();
-      this.knownKeyBuckets.add(known);
-    }
-  }
-
-  /** Writes the last committed intent of a pid into `events` (again: the writes are idempotent). */
-  private async rollForward(pid: string): Promise<void> {
-    const head = await this.readHead(pid, true);
-    if (head?.intent) await this.writeEvents(pid, head.intent.events);
-  }
-
-  private markUnsettled(pid: string): void {
-    this.unsettled.set(pid, ++this.unsettledGeneration);
-  }
-
-  /** Rolls an unsettled pid forward before anything reads or appends it; concurrent callers share one run. */
-  private async settleIfNeeded(pid: string): Promise<void> {
-    this.ensureOpen();
-    const generation = this.unsettled.get(pid);
-    if (generation === undefined) return;
-    let run = this.settling.get(pid);
-    if (!run) {
-      run = this.rollForward(pid)
-        .then(() => {
-          if (this.unsettled.get(pid) === generation) this.unsettled.delete(pid);
-        })
-        .finally(() => this.settling.delete(pid));
-      this.settling.set(pid, run);
-    }
-    await run;
   }
 
   private serialize<T>(pid: string, run: () => Promise<T>): Promise<T> {
@@ -645,21 +726,19 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
 
   private async readHead(pid: string, serial: boolean): Promise<Head | undefined> {
     const rs = await this.query(
-      `SELECT epoch, owner_token, seq, intent_from, intent, intent_token FROM ${this.ks}.heads WHERE pid = ? LIMIT 1`,
+      `SELECT epoch, owner_token, seq, intent FROM ${this.ks}.heads WHERE pid = ? LIMIT 1`,
       [pid],
       1,
       serial ? this.serial : this.cl,
     );
     const row = rs.first();
     if (!row || row['epoch'] === null || row['epoch'] === undefined) return undefined;
-    const intentFrom = row['intent_from'] as bigint | null;
     const intentText = row['intent'] as string | null;
     return {
       epoch: toNumber(row['epoch']),
-      seq: toNumber(row['seq'] ?? 0n),
+      hint: toNumber(row['seq'] ?? 0n),
       ...(row['owner_token'] ? { ownerToken: String(row['owner_token']) } : {}),
-      ...(row['intent_token'] ? { intentToken: String(row['intent_token']) } : {}),
-      ...(intentFrom !== null && intentText !== null ? { intent: { from: toNumber(intentFrom), events: decodeIntent(intentText) } } : {}),
+      ...(intentText ? { legacyIntent: decodeIntent(intentText) } : {}),
     };
   }
 
@@ -886,11 +965,6 @@ function validateEvents(events: readonly JournalEvent[]): void {
       throw new CodedError(INVALID_ARGUMENT, `event key ${e.key} does not fit 64 bits`, { expected: true });
     }
   }
-}
-
-function encodeIntent(events: readonly JournalEvent[]): string {
-  const wire: WireIntentEvent[] = events.map((e) => [e.seq, dataToText(e.data), e.key === undefined ? null : e.key.toString(), e.dedupKey ?? null]);
-  return JSON.stringify(wire);
 }
 
 function decodeIntent(text: string): JournalEvent[] {

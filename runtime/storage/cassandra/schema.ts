@@ -9,14 +9,15 @@ import { CodedError, RuntimeCodes } from '../../errors.ts';
  *
  * Tables, and why they are shaped this way:
  *
- * - `heads` ((pid), snap_seq): per persistence id, static columns hold the owner epoch, the
- *   committed head seq and the *intent* of the last committed append (its events as JSON). Every
- *   append is one LWT on these static columns: `IF epoch = E AND seq = N`. That makes the head row
- *   the single commit point for fencing and gap-free seqs. Snapshots are clustering rows of the
- *   same partition, so saving one can be an LWT conditioned on the same static epoch (Cassandra
- *   only checks conditions within one partition).
+ * - `heads` ((pid), snap_seq): per persistence id, static columns hold the owner epoch (moved
+ *   only by the LWT of an acquire) and `seq`, a hint of where the head is (a head scan starts
+ *   there). `intent`, `intent_from` and `intent_token` are left from the layout that committed
+ *   every append with an LWT; an acquire writes a leftover intent out and clears it. Snapshots are
+ *   clustering rows of the same partition, so saving one can be an LWT conditioned on the same
+ *   static epoch (Cassandra only checks conditions within one partition).
  * - `events` ((pid, bucket), seq): the journal. bucket = floor((seq - 1) / bucket_size), so a
- *   partition never holds more than bucket_size events however long an actor lives.
+ *   partition never holds more than bucket_size events however long an actor lives. Journal
+ *   cells are written with the owner epoch in their write timestamp (see cassandra-store.ts).
  * - `events_by_key` ((pid, bucket), key): newest-first index for `readBefore`. It shares the
  *   partition key of `events`, so one unlogged batch writes an event and its index row as a
  *   single mutation (atomic, no batchlog). Bucketing by *seq* bucket rather than by key range
@@ -26,8 +27,9 @@ import { CodedError, RuntimeCodes } from '../../errors.ts';
  *   are not stored twice.
  * - `key_buckets` ((pid), bucket): which buckets hold keyed events, so `readBefore` walks only
  *   those (a pid with a million events has 100 rows here).
- * - `dedup` ((pid, dedup_key)): dedup key -> seq, claimed with `IF NOT EXISTS` before the
- *   append commits. One tiny partition per key, so no partition grows with the journal.
+ * - `dedup` ((pid, dedup_key)): dedup key -> seq, written (plainly) before the event it names;
+ *   a row counts only when the event at that seq carries that key. One tiny partition per key,
+ *   so no partition grows with the journal.
  * - `kv` ((tbl, part), k): the key-value store; a partition is read whole by `list`. `claim`
  *   is the token of the putIfAbsent that created a row, so a timed-out one can tell afterwards
  *   whether the row is its own.
