@@ -7,7 +7,10 @@ export type ChannelMessage =
    * FORBIDDEN to a creator the other member blocks (whether it exists yet or not).
    */
   | { type: 'create'; kind: 'dm' | 'group'; name: string; creatorId: string; memberIds: string[] }
-  /** Reply: SendAck, once the message is durable in the channel's history (every member then gets it). */
+  /**
+   * Reply: SendAck, once the message is durable in the channel's history (every member then gets
+   * it). FORBIDDEN in a DM while either member blocks the other.
+   */
   | { type: 'send'; senderId: string; clientMsgId: string; text: string }
   /** Reply: HistoryPage, newest first. */
   | { type: 'history'; requesterId: string; beforeMessageId?: string; limit: number }

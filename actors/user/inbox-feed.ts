@@ -12,7 +12,7 @@ type Arrival =
   | { readonly kind: 'head'; readonly channelId: string; readonly seq: number }
   | { readonly kind: 'joined'; readonly channelId: string; readonly atSeq: number }
   | { readonly kind: 'left'; readonly channelId: string; readonly atSeq: number; readonly done: (err?: unknown) => void }
-  /** Close the open segment durably (a block was added: see closeOpen). */
+  /** Close the open segment durably (a block was added: see closeOpen). No channel: '' keeps `a.channelId` readable for every arrival. */
   | { readonly kind: 'close'; readonly channelId: ''; readonly done: (err?: unknown) => void };
 
 /**
