@@ -8,6 +8,7 @@ export const ChatCodes = {
   NOT_FOUND: 'NOT_FOUND',
   ALREADY_EXISTS: 'ALREADY_EXISTS',
   GROUP_FULL: 'GROUP_FULL',
+  BLOCK_LIST_FULL: 'BLOCK_LIST_FULL',
   TEXT_TOO_LONG: 'TEXT_TOO_LONG',
   RATE_LIMITED: 'RATE_LIMITED',
   BAD_FRAME: 'BAD_FRAME',
@@ -38,6 +39,7 @@ export function httpStatusFor(code: string): number {
     case ChatCodes.ALREADY_EXISTS:
       return 409;
     case ChatCodes.GROUP_FULL:
+    case ChatCodes.BLOCK_LIST_FULL:
       return 422;
     case ChatCodes.RATE_LIMITED:
       return 429;

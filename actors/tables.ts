@@ -28,6 +28,13 @@ export const Tables = {
   user: 'user',
   /** user -> users they added (partition = user, key = other). Friends = both directions. */
   friend: 'friend',
+  /**
+   * user -> users they block (partition = blocker, key = blocked, value {at_ms}). Written by the
+   * blocker's user actor only, which holds the set in memory (actors/user/blocks.ts).
+   */
+  block: 'block',
+  /** The same blocks the other way (partition = blocked, key = blocker), written with them, for the blocked user's actor. */
+  blockedBy: 'blocked_by',
   /** sorted user pair -> DM channel id. */
   dm: 'dm',
   /** channel -> meta (key 'meta'). */
@@ -93,6 +100,8 @@ export interface StoredCursor {
 }
 
 export const MAX_GROUP_MEMBERS = 100;
+/** Users one user may block at once; the set is held in memory by its user actor. */
+export const MAX_BLOCKS = 1_000;
 export const MAX_TEXT_CODE_POINTS = 100_000;
 /** Longest client_msg_id, channel_id and device_id, in UTF-16 units. */
 export const MAX_CLIENT_ID = 128;

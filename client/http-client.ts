@@ -187,4 +187,23 @@ export class ParleyHttp {
     const qs = q.toString();
     return this.request('GET', `/v1/channels/${encodeURIComponent(channelId)}/messages${qs ? `?${qs}` : ''}`);
   }
+
+  /**
+   * Blocks a user: nothing they send reaches you (DM, groups, typing, read receipts), you appear
+   * offline to each other, a friendship ends, and neither can send in your DM until you unblock.
+   * Repeating it is harmless; at most 1,000 blocked users (BLOCK_LIST_FULL).
+   */
+  block(userId: string): Promise<object> {
+    return this.request('POST', '/v1/blocks', { user_id: userId });
+  }
+
+  /** Lifts a block (a friendship it ended stays ended); harmless when there is none. */
+  unblock(userId: string): Promise<object> {
+    return this.request('DELETE', `/v1/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  /** The users you block, e.g. to collapse their messages in a group's history. */
+  blocks(): Promise<{ blocked: string[] }> {
+    return this.request('GET', '/v1/blocks');
+  }
 }

@@ -12,7 +12,7 @@ import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
 import type { SendAllowance } from '../limits/send-allowance.ts';
 import { validateSend } from '../session/session-actor.ts';
-import { MAX_GROUP_MEMBERS, Tables, type ChannelMeta } from '../tables.ts';
+import { MAX_BLOCKS, MAX_GROUP_MEMBERS, Tables, type ChannelMeta } from '../tables.ts';
 
 export interface ServerInfo {
   node_id: string;
@@ -68,6 +68,21 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
     if (!(await accounts.exists(id))) throw reject(ChatCodes.NOT_FOUND, 'no such user');
     return id;
   };
+  /**
+   * Refuses contact between `me` and `others` (a friend request, adding to a group) while a
+   * block stands either way. Each side's user actor answers for its own blocks.
+   */
+  const requireNoBlocks = async (me: string, others: readonly string[]): Promise<void> => {
+    const rest = others.filter((o) => o !== me);
+    if (rest.length === 0) return;
+    const [mine, theirs] = await Promise.all([
+      users(deps, me).ask<string[]>({ type: 'blocking', userIds: [...rest] }),
+      Promise.all(rest.map((o) => users(deps, o).ask<string[]>({ type: 'blocking', userIds: [me] }))),
+    ]);
+    if (mine.length > 0) throw reject(ChatCodes.FORBIDDEN, `you have blocked ${mine[0]}; unblock them first`);
+    const by = rest.find((_, i) => theirs[i]!.length > 0);
+    if (by !== undefined) throw reject(ChatCodes.FORBIDDEN, `${by} does not accept this from you`);
+  };
 
   return new HttpRouter()
     .add('GET', '/healthz', () => ({ status: 200, body: { status: 'ok', ...o.health() } }))
@@ -122,6 +137,7 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
     .add('POST', '/v1/friends', async (req) => {
       const me = authenticate(req);
       const other = await userIdField(body(req), me);
+      await requireNoBlocks(me, [other]);
       await kv.write([{ op: 'put', table: Tables.friend, partition: me, key: other, value: JSON.stringify({ at_ms: Date.now() }) }]);
       const mutual = (await kv.get(Tables.friend, other, me)) !== undefined;
       if (mutual) {
@@ -158,6 +174,25 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       }));
       return { status: 200, body: { friends } };
     })
+    // Blocks (README "Blocks"): kept by the blocker's user actor, which applies them everywhere
+    // (its inbox, the other user's actor, their DM channel) before answering.
+    .add('POST', '/v1/blocks', async (req) => {
+      const me = authenticate(req);
+      const other = await userIdField(body(req), me);
+      await users(deps, me).ask<void>({ type: 'block', userId: other }, { timeoutMs: deps.timings.fanoutTimeoutMs * 3 });
+      return { status: 200, body: {} };
+    })
+    .add('DELETE', '/v1/blocks/:userId', async (req) => {
+      const me = authenticate(req);
+      const other = await userIdField({ user_id: req.params.userId }, me);
+      await users(deps, me).ask<void>({ type: 'unblock', userId: other }, { timeoutMs: deps.timings.fanoutTimeoutMs * 3 });
+      return { status: 200, body: {} };
+    })
+    .add('GET', '/v1/blocks', async (req) => {
+      const me = authenticate(req);
+      const rows = await kv.list(Tables.block, me, MAX_BLOCKS);
+      return { status: 200, body: { blocked: rows.map((r) => r.key) } };
+    })
     .add('POST', '/v1/dms', async (req) => {
       const me = authenticate(req);
       const other = await userIdField(body(req), me);
@@ -179,6 +214,7 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       if (memberIds.length > MAX_GROUP_MEMBERS) throw reject(ChatCodes.GROUP_FULL, `a group has at most ${MAX_GROUP_MEMBERS} members`);
       const exists = await Promise.all(memberIds.map((id) => accounts.exists(id)));
       if (exists.some((e) => !e)) throw reject(ChatCodes.NOT_FOUND, 'member_ids names an unknown user');
+      await requireNoBlocks(me, memberIds);
       const channelId = `g-${randomUUID()}`;
       await channels(deps, channelId).ask({ type: 'create', kind: 'group', name, creatorId: me, memberIds });
       return { status: 201, body: { channel_id: channelId } };
@@ -213,6 +249,7 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
       const b = body(req);
       const userId = b.user_id;
       if (typeof userId !== 'string' || !(await accounts.exists(userId))) throw reject(ChatCodes.NOT_FOUND, 'no such user');
+      await requireNoBlocks(me, [userId]);
       await channels(deps, req.params.id!).ask({ type: 'addMember', actorId: me, userId });
       return { status: 200, body: {} };
     })

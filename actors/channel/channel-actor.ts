@@ -1,7 +1,7 @@
 import { deferReply, type Actor, type ActorContext, type ActorKind } from '../../runtime/actor/index.ts';
 import { codeOf } from '../../runtime/errors.ts';
 import { ThrottledLog } from '../../runtime/log.ts';
-import type { KeyValueWrite } from '../../runtime/storage/index.ts';
+import type { KeyValueStore, KeyValueWrite } from '../../runtime/storage/index.ts';
 import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
 import { messageBytesOf, messageOf } from '../stored-message.ts';
@@ -37,6 +37,11 @@ class ChannelActor implements Actor<ChannelMessage> {
   private readonly unnotified = new Set<string>();
   private typingThrottle: TypingThrottle | undefined;
   private marks: ReadMarks | undefined;
+  /**
+   * A DM's members who block the other one; sends are refused both ways while it has any. Loaded
+   * with the channel, reloaded when a member's user actor says the pair's blocks changed.
+   */
+  private dmBlockers: Set<string> | undefined;
   /** Per member, the unread count as of a head, for a mark (see readState). */
   private unreadCounts: Map<string, { mark: number; head: number; unread: number }> | undefined;
 
@@ -59,6 +64,7 @@ class ChannelActor implements Actor<ChannelMessage> {
     if (!rawMeta) return; // not created (yet): every request but `create` gets NOT_FOUND
     this.meta = JSON.parse(rawMeta) as ChannelMeta;
     this.members = new Set((await kv.list(Tables.member, this.id)).map((r) => r.key));
+    if (this.meta.kind === 'dm') this.dmBlockers = await dmBlockersOf(kv, [...this.members]);
     this.sends = await this.openPipeline();
   }
 
@@ -96,6 +102,7 @@ class ChannelActor implements Actor<ChannelMessage> {
         return this.create(m.kind, m.name, m.creatorId, m.memberIds);
       case 'send':
         this.requireMember(m.senderId);
+        if (this.dmBlockers) this.refuseBlocked(m.senderId);
         return deferReply(this.sends!.submit(m.senderId, m.clientMsgId, m.text));
       case 'history':
         return this.history(m.requesterId, m.beforeMessageId, m.limit);
@@ -126,6 +133,8 @@ class ChannelActor implements Actor<ChannelMessage> {
         return undefined;
       case 'isMember':
         return this.meta !== undefined && this.members.has(m.userId);
+      case 'blocksChanged':
+        return this.reloadBlocks();
       case 'announce':
         if (this.sends) this.notify(this.members, { type: 'channelHead', channelId: this.id, seq: this.sends.head });
         return undefined;
@@ -226,14 +235,28 @@ class ChannelActor implements Actor<ChannelMessage> {
     return meta;
   }
 
+  /** The one check of a DM send while either member blocks the other. */
+  private refuseBlocked(senderId: string): void {
+    if (this.dmBlockers!.has(senderId)) throw reject(ChatCodes.FORBIDDEN, 'you have blocked this user; unblock them to send');
+    throw reject(ChatCodes.FORBIDDEN, 'this user does not accept your messages');
+  }
+
+  private async reloadBlocks(): Promise<void> {
+    if (this.meta?.kind !== 'dm') return; // not created (it loads them when it is) or a group
+    this.dmBlockers = await dmBlockersOf(this.deps.store.kv, [...this.members]);
+  }
+
   private info(): ChannelInfo {
     const meta = this.requireMeta();
     return { channel_id: this.id, kind: meta.kind, name: meta.name, member_ids: [...this.members].sort() };
   }
 
   private async create(kind: 'dm' | 'group', name: string, creatorId: string, memberIds: string[]): Promise<ChannelInfo> {
-    if (this.meta) return this.info();
     const members = [...new Set([creatorId, ...memberIds])];
+    // Opening a DM: refused to the one the other blocks; the blocker may open it (to read it).
+    const blockers = this.meta ? this.dmBlockers : kind === 'dm' ? await dmBlockersOf(this.deps.store.kv, members) : undefined;
+    if (blockers && [...blockers].some((b) => b !== creatorId)) throw reject(ChatCodes.FORBIDDEN, 'this user does not accept your messages');
+    if (this.meta) return this.info();
     if (members.length > MAX_GROUP_MEMBERS) throw reject(ChatCodes.GROUP_FULL, `a group has at most ${MAX_GROUP_MEMBERS} members`);
     const meta: ChannelMeta = { kind, name, creator_id: creatorId, created_at_ms: Date.now() };
     await this.deps.store.kv.write([
@@ -244,6 +267,7 @@ class ChannelActor implements Actor<ChannelMessage> {
     ]);
     this.meta = meta;
     this.members = new Set(members);
+    this.dmBlockers = blockers;
     this.sends = await this.openPipeline();
     return this.info();
   }
@@ -303,6 +327,15 @@ class ChannelActor implements Actor<ChannelMessage> {
     const rows = await this.deps.store.journal.readBefore(this.pid, before, n + 1);
     return { messages: rows.slice(0, n).map((e) => messageBytesOf(this.id, e)), has_more: rows.length > n };
   }
+}
+
+/** Members of a DM who block the other one; undefined when neither does. */
+async function dmBlockersOf(kv: KeyValueStore, members: readonly string[]): Promise<Set<string> | undefined> {
+  const [x, y] = members;
+  if (x === undefined || y === undefined) return undefined;
+  const [xy, yx] = await Promise.all([kv.get(Tables.block, x, y), kv.get(Tables.block, y, x)]);
+  const blockers = [...(xy === undefined ? [] : [x]), ...(yx === undefined ? [] : [y])];
+  return blockers.length > 0 ? new Set(blockers) : undefined;
 }
 
 export function channelKind(deps: ChatDeps): ActorKind<ChannelMessage> {

@@ -2,9 +2,15 @@ import type { SendAck } from '../../proto/client-frames.ts';
 
 /** Messages a channel actor handles, and what `ask` returns for each. */
 export type ChannelMessage =
-  /** Creates the channel if it does not exist yet; idempotent. Reply: ChannelInfo. */
+  /**
+   * Creates the channel if it does not exist yet; idempotent. Reply: ChannelInfo. A DM is
+   * FORBIDDEN to a creator the other member blocks (whether it exists yet or not).
+   */
   | { type: 'create'; kind: 'dm' | 'group'; name: string; creatorId: string; memberIds: string[] }
-  /** Reply: SendAck, once the message is durable in the channel's history (every member then gets it). */
+  /**
+   * Reply: SendAck, once the message is durable in the channel's history (every member then gets
+   * it). FORBIDDEN in a DM while either member blocks the other.
+   */
   | { type: 'send'; senderId: string; clientMsgId: string; text: string }
   /** Reply: HistoryPage, newest first. */
   | { type: 'history'; requesterId: string; beforeMessageId?: string; limit: number }
@@ -37,6 +43,11 @@ export type ChannelMessage =
    * node broke with it in flight) fills the gap from the history. Reply: void.
    */
   | { type: 'announce' }
+  /**
+   * From a user actor: one of this DM's members blocked or unblocked the other; reload the
+   * pair's blocks from the store (a group ignores it). Reply: void.
+   */
+  | { type: 'blocksChanged' }
   /** Internal: announce the head again to members a notification could not reach. */
   | { type: 'retryNotify' };
 

@@ -1,11 +1,14 @@
 import type { KeyValueStore } from '../../runtime/storage/index.ts';
 import { Tables } from '../tables.ts';
+import type { Blocks } from './blocks.ts';
 
 const COMEMBER_CACHE_MS = 10_000;
 
 /**
  * Who may see the user's presence: mutual friends (cached until the friend list changes) and
- * channel co-members (cached for a few seconds; membership changes reset it).
+ * channel co-members (cached for a few seconds; membership changes reset it). Users hidden by a
+ * block either way are never among the friends (blocking ends a friendship, but a request that
+ * raced with the block could still have made one).
  */
 export class Contacts {
   private friends: string[] | undefined;
@@ -14,6 +17,7 @@ export class Contacts {
   constructor(
     private readonly userId: string,
     private readonly kv: KeyValueStore,
+    private readonly blocks: Blocks,
   ) {}
 
   friendsChanged(): void {
@@ -25,11 +29,12 @@ export class Contacts {
   }
 
   async mutualFriends(): Promise<string[]> {
-    if (this.friends) return this.friends;
-    const added = await this.kv.list(Tables.friend, this.userId);
-    const back = await Promise.all(added.map((r) => this.kv.get(Tables.friend, r.key, this.userId)));
-    this.friends = added.filter((_, i) => back[i] !== undefined).map((r) => r.key);
-    return this.friends;
+    if (!this.friends) {
+      const added = await this.kv.list(Tables.friend, this.userId);
+      const back = await Promise.all(added.map((r) => this.kv.get(Tables.friend, r.key, this.userId)));
+      this.friends = added.filter((_, i) => back[i] !== undefined).map((r) => r.key);
+    }
+    return this.friends.some((f) => this.blocks.hides(f)) ? this.friends.filter((f) => !this.blocks.hides(f)) : this.friends;
   }
 
   async coMembers(): Promise<Set<string>> {

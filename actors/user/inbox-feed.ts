@@ -11,7 +11,9 @@ type Arrival =
   /** The channel's head is at least `seq`: take what is missing up to it. */
   | { readonly kind: 'head'; readonly channelId: string; readonly seq: number }
   | { readonly kind: 'joined'; readonly channelId: string; readonly atSeq: number }
-  | { readonly kind: 'left'; readonly channelId: string; readonly atSeq: number; readonly done: (err?: unknown) => void };
+  | { readonly kind: 'left'; readonly channelId: string; readonly atSeq: number; readonly done: (err?: unknown) => void }
+  /** Close the open segment durably (a block was added: see closeOpen). No channel: '' keeps `a.channelId` readable for every arrival. */
+  | { readonly kind: 'close'; readonly channelId: ''; readonly done: (err?: unknown) => void };
 
 /**
  * What the feed needs of the actor that owns it: methods on the actor rather than closures in an
@@ -29,12 +31,22 @@ export interface InboxFeedOwner {
   inboxDelivered(firstInboxSeq: number, messages: readonly PublishedMessage[]): void;
   /** A row could not be written: the actor must start over from storage. */
   inboxFailed(err: unknown): void;
+  /** Whether messages of this sender stay out of the inbox (the user blocks them). */
+  inboxRefuses(senderId: string): boolean;
+  /** Whether inboxRefuses can say yes at all (the user blocks anyone). */
+  inboxFiltering(): boolean;
 }
 
 /** Rows between snapshots: bounds what an activation replays. */
 const SNAPSHOT_EVERY_ROWS = 64;
 /** Messages read per page when filling a gap. */
 const FILL_PAGE = 500;
+/**
+ * While the user blocks anyone, the open segment takes at most this many messages, then a row
+ * starts a new one: an activation reads the open segment's messages to find where it must stop
+ * (see acceptedUpTo), and this bounds that read.
+ */
+const MAX_OPEN_WHILE_FILTERING = 500;
 
 /**
  * Feeds a user's inbox (inbox.ts): takes what channels publish, in order, fills gaps from their
@@ -60,7 +72,7 @@ export class InboxFeed {
 
   published(channelId: string, messages: readonly PublishedMessage[]): void {
     // The common case first: nothing queued, the messages extend the open segment.
-    if (this.queue.length === 0 && !this.busy && messages.length > 0) {
+    if (this.queue.length === 0 && !this.busy && messages.length > 0 && !this.filtersAny(messages)) {
       const first = this.o.inbox.tryExtend(channelId, messages[0]!.seq, messages.length);
       if (first !== undefined) return this.o.inboxDelivered(first, messages);
     }
@@ -79,15 +91,50 @@ export class InboxFeed {
     return new Promise((resolve, reject) => this.push({ kind: 'left', channelId, atSeq, done: (err) => (err === undefined ? resolve() : reject(err)) }));
   }
 
+  /**
+   * Closes the open segment durably, after what is queued now. Called when the user blocks
+   * someone: the stored open segment then holds nothing of theirs, and it never takes anything
+   * of theirs later, so an activation may extend it up to their first message (acceptedUpTo).
+   */
+  closeOpen(): Promise<void> {
+    return new Promise((resolve, reject) => this.push({ kind: 'close', channelId: '', done: (err) => (err === undefined ? resolve() : reject(err)) }));
+  }
+
+  /**
+   * The channel seq up to which the open segment may be extended at activation: the message
+   * before the first one after `after` whose sender the user blocks, or `head`. Reads at most
+   * the segment (MAX_OPEN_WHILE_FILTERING) plus what came since it was last taken.
+   */
+  async acceptedUpTo(channelId: string, after: number, head: number): Promise<number> {
+    for (let from = after; from < head; ) {
+      const page = await this.o.store.journal.read(Journals.channel(channelId), from, Math.min(FILL_PAGE, head - from));
+      if (page.length === 0) break;
+      for (const e of page) if (this.o.inboxRefuses(decodeMessage(messageBytesOf(channelId, e)).sender_id)) return e.seq - 1;
+      from = page[page.length - 1]!.seq;
+    }
+    return head;
+  }
+
   stop(reason: unknown): void {
     this.stopped = true;
-    for (const a of this.queue) if (a.kind === 'left') a.done(reason);
+    for (const a of this.queue) if (a.kind === 'left' || a.kind === 'close') a.done(reason);
     this.queue = [];
+  }
+
+  /**
+   * Whether these messages cannot simply extend the open segment because of blocks: one of
+   * them is from a blocked sender, or the segment is as long as it may get while filtering.
+   */
+  private filtersAny(messages: readonly PublishedMessage[]): boolean {
+    if (!this.o.inboxFiltering()) return false;
+    const open = this.o.inbox.open;
+    if (open && this.o.inbox.head - open.start + 1 >= MAX_OPEN_WHILE_FILTERING) return true;
+    return messages.some((m) => this.o.inboxRefuses(m.senderId));
   }
 
   private push(a: Arrival): void {
     if (this.stopped) {
-      if (a.kind === 'left') a.done(new Error('inbox stopped'));
+      if (a.kind === 'left' || a.kind === 'close') a.done(new Error('inbox stopped'));
       return;
     }
     this.queue.push(a);
@@ -101,6 +148,21 @@ export class InboxFeed {
       const a = this.queue[0]!;
       const last = inbox.lastSeen.get(a.channelId);
       switch (a.kind) {
+        case 'close':
+          this.queue.shift();
+          if (!inbox.open) {
+            a.done();
+            continue;
+          }
+          return this.io(() =>
+            this.writeRow(inbox.closingRow(), []).then(
+              () => a.done(),
+              (err: unknown) => {
+                a.done(err);
+                throw err;
+              },
+            ),
+          );
         case 'joined':
           inbox.lastSeen.set(a.channelId, Math.max(last ?? 0, a.atSeq));
           this.queue.shift();
@@ -135,8 +197,31 @@ export class InboxFeed {
             continue;
           }
           if (last === undefined || first > last + 1) return this.io(() => this.fill(a, last));
-          const fresh = first > last ? a.messages : a.messages.filter((m) => m.seq > last);
-          const at = inbox.tryExtend(a.channelId, fresh[0]!.seq, fresh.length);
+          let fresh = first > last ? a.messages : a.messages.filter((m) => m.seq > last);
+          if (this.o.inboxFiltering()) {
+            // Messages of blocked senders get no inbox seq: the channel moves on past them
+            // (lastSeen), and the entries before and after them stay consecutive. One that would
+            // follow on in the open segment closes it first (durably), since a rebuilt inbox
+            // extends an open segment over its channel's history as it stands.
+            const refused = leading(fresh, (m) => this.o.inboxRefuses(m.senderId));
+            if (refused > 0) {
+              const skipTo = fresh[refused - 1]!.seq;
+              if (refused < fresh.length) this.queue[0] = { ...a, messages: fresh.slice(refused) };
+              else this.queue.shift();
+              if (inbox.open?.channelId !== a.channelId) {
+                inbox.lastSeen.set(a.channelId, skipTo);
+                continue;
+              }
+              return this.io(() => this.writeRow(inbox.closingRow(), []).then(() => void inbox.lastSeen.set(a.channelId, skipTo)));
+            }
+            const accepted = leading(fresh, (m) => !this.o.inboxRefuses(m.senderId));
+            if (accepted < fresh.length) {
+              // Place the ones before the first blocked message; the rest waits its turn.
+              this.queue.splice(0, 1, { ...a, messages: fresh.slice(0, accepted) }, { ...a, messages: fresh.slice(accepted) });
+              fresh = fresh.slice(0, accepted);
+            }
+          }
+          const at = this.filtersAny(fresh) ? undefined : inbox.tryExtend(a.channelId, fresh[0]!.seq, fresh.length);
           if (at !== undefined) {
             this.queue.shift();
             this.o.inboxDelivered(at, fresh);
@@ -165,6 +250,8 @@ export class InboxFeed {
       if (last === undefined) break;
       const fresh = a.messages.filter((m) => m.seq > last);
       if (fresh.length > 0 && fresh[0]!.seq !== last + 1) break;
+      // A blocked sender's message is the pump's to skip, at its turn.
+      if (this.o.inboxFiltering() && fresh.some((m) => this.o.inboxRefuses(m.senderId))) break;
       taken++;
       if (fresh.length === 0) continue;
       const prev = runs[runs.length - 1];
@@ -219,7 +306,7 @@ export class InboxFeed {
    * the membership row's to say: absent, nothing is taken; present, nothing before its `at_seq`
    * (a member added late, or again).
    */
-  private async fill(a: Exclude<Arrival, { kind: 'joined' }>, last: number | undefined): Promise<void> {
+  private async fill(a: Exclude<Arrival, { kind: 'joined' | 'close' }>, last: number | undefined): Promise<void> {
     const inbox = this.o.inbox;
     const raw = await this.o.store.kv.get(Tables.userChannel, this.o.userId, a.channelId);
     if (raw === undefined) {
@@ -283,4 +370,11 @@ export class InboxFeed {
     const events = await this.o.store.journal.read(Journals.channel(p.channelId), p.from - 1, p.count);
     return events.map((e) => ({ inboxSeq: p.start + (e.seq - p.from), message: messageBytesOf(p.channelId, e) }));
   }
+}
+
+/** How many messages at the start of `messages` satisfy `test`. */
+function leading(messages: readonly PublishedMessage[], test: (m: PublishedMessage) => boolean): number {
+  let n = 0;
+  while (n < messages.length && test(messages[n]!)) n++;
+  return n;
 }

@@ -1,14 +1,17 @@
-import { deferReply, type Actor, type ActorContext, type ActorKind } from '../../runtime/actor/index.ts';
+import { deferReply, type Actor, type ActorContext, type ActorKind, type DeferredReply } from '../../runtime/actor/index.ts';
 import { codeOf } from '../../runtime/errors.ts';
 import type { Store } from '../../runtime/storage/index.ts';
-import { sessions, type ChatDeps } from '../chat-deps.ts';
+import { channels, sessions, users, type ChatDeps } from '../chat-deps.ts';
+import { ChatCodes, reject } from '../errors.ts';
 import { lossesSoFar } from '../node-losses.ts';
-import { Journals, Tables } from '../tables.ts';
+import { Journals, MAX_BLOCKS, Tables } from '../tables.ts';
+import { Blocks } from './blocks.ts';
 import { Contacts } from './contacts.ts';
 import { CURSOR_FLUSH_MS, Cursors } from './cursors.ts';
 import { Devices, sessionNode } from './devices.ts';
 import { Inbox, decodeRow, decodeSnapshot } from './inbox.ts';
 import { InboxFeed, type InboxFeedOwner } from './inbox-feed.ts';
+import type { Presence } from '../../proto/client-frames.ts';
 import type { SessionMessage } from '../session/session-messages.ts';
 import type { PublishedMessage, UserMessage } from './user-messages.ts';
 import { UserPresence } from './user-presence.ts';
@@ -16,7 +19,12 @@ import { UserPresence } from './user-presence.ts';
 /**
  * One user: the inbox (gap-free `inbox_seq`, see inbox.ts), the connected devices and a cursor
  * per device, presence. A shell around small parts: the inbox and its feed, Devices, Cursors,
- * Contacts (friends, co-members), UserPresence, and the node index below.
+ * Contacts (friends, co-members), Blocks, UserPresence, and the node index below.
+ *
+ * Blocks: this actor is the one place that decides what reaches the user from someone they
+ * block (nothing: no inbox entry, typing notice, read receipt or presence) and answers whether
+ * the user blocks someone; it writes the user's blocks and tells the blocked user's actor and
+ * the pair's DM channel before the HTTP call returns.
  *
  * Presence: online while at least one device is connected. Sessions report clean and silent
  * closes at once; devices whose session stopped touching (its node died) expire on a timer.
@@ -30,6 +38,7 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
   private readonly devices = new Devices();
   private readonly cursors: Cursors;
   private readonly contacts: Contacts;
+  private readonly blocks: Blocks;
   private readonly presence: UserPresence;
   private failed = false;
 
@@ -39,8 +48,9 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
   ) {
     const id = ctx.address.key;
     this.cursors = new Cursors(id, deps.store.kv, deps.log);
-    this.contacts = new Contacts(id, deps.store.kv);
-    this.presence = new UserPresence(id, deps, this.contacts);
+    this.blocks = new Blocks(id, deps.store.kv);
+    this.contacts = new Contacts(id, deps.store.kv, this.blocks);
+    this.presence = new UserPresence(id, deps, this.contacts, this.blocks);
     this.feed = new InboxFeed(this);
   }
 
@@ -70,6 +80,14 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     this.deliver(firstInboxSeq, messages);
   }
 
+  inboxRefuses(senderId: string): boolean {
+    return this.blocks.blocks(senderId);
+  }
+
+  inboxFiltering(): boolean {
+    return this.blocks.filtering;
+  }
+
   inboxFailed(err: unknown): void {
     this.failed = true;
     this.deps.log.warn({ user: this.id, code: codeOf(err) }, 'inbox write failed; the user actor restarts from storage');
@@ -85,6 +103,8 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     const { journal } = this.deps.store;
     const pid = Journals.inbox(this.id);
     this.epoch = await journal.acquire(pid, this.deps.nodeId);
+    // Before the inbox takes anything: messages of blocked senders must not get a place.
+    await this.blocks.load();
     const losses = await lossesSoFar(this.deps.store);
     const snap = await journal.loadSnapshot(pid);
     const saved = snap && decodeSnapshot(snap.data);
@@ -95,7 +115,13 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
       if (page.length < 500) break;
     }
     const open = this.inbox.open;
-    if (open) this.inbox.extendOpenTo(await journal.highestSeq(Journals.channel(open.channelId)));
+    if (open) {
+      const head = await journal.highestSeq(Journals.channel(open.channelId));
+      // Up to the first message of a blocked sender, if any: the feed skips it and takes the rest.
+      const upTo = this.blocks.filtering ? await this.feed.acceptedUpTo(open.channelId, this.inbox.lastSeen.get(open.channelId) ?? open.from - 1, head) : head;
+      this.inbox.extendOpenTo(upTo);
+      if (upTo < head) this.feed.channelHead(open.channelId, head);
+    }
     // Epochs grow by one per acquire: the one before ours saved a clean snapshot as it ended.
     const intact = saved?.clean === true && saved.epoch === this.epoch - 1 && saved.checkedLoss >= losses;
     if (!intact) await this.heal();
@@ -142,14 +168,23 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
       case 'flushCursors':
         return this.cursors.flush();
       case 'presenceChanged':
-        this.push({ type: 'presence', presence: m.presence });
+        // A change sent just before a block took effect on the sender's side is dropped here.
+        if (!this.blocks.hides(m.presence.user_id)) this.push({ type: 'presence', presence: m.presence });
         return undefined;
       case 'typing':
-        this.push({ type: 'typing', notice: m.notice });
+        if (!this.blocks.hides(m.notice.user_id)) this.push({ type: 'typing', notice: m.notice });
         return undefined;
       case 'readReceipt':
-        this.push({ type: 'readReceipt', receipt: m.receipt }, m.exceptSession);
+        if (!this.blocks.hides(m.receipt.user_id)) this.push({ type: 'readReceipt', receipt: m.receipt }, m.exceptSession);
         return undefined;
+      case 'block':
+        return this.block(m.userId);
+      case 'unblock':
+        return this.unblock(m.userId);
+      case 'blockedByChanged':
+        return this.blockedByChanged(m.userId, m.hidePresence);
+      case 'blocking':
+        return this.blocks.blockedAmong(m.userIds);
       case 'friendsChanged':
         this.contacts.friendsChanged();
         return undefined;
@@ -198,6 +233,53 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
         this.deps.log.debug({ user: this.id, code: codeOf(err) }, 'push to session skipped');
       }
     }
+  }
+
+  // ---- Blocks
+
+  /**
+   * Stored (with the friendship ended both ways), then in effect here at once; the open inbox
+   * segment is closed (inbox-feed.ts closeOpen). The two stop seeing each other's presence: if
+   * they did, both sides' devices are told the other is offline. Telling the other user's actor
+   * and the DM channel happens after this turn (an ask from inside it could wait on an actor
+   * that is asking us the same thing).
+   */
+  private async block(other: string): Promise<DeferredReply<void>> {
+    const already = this.blocks.blocks(other);
+    if (!already && this.blocks.count >= MAX_BLOCKS) throw reject(ChatCodes.BLOCK_LIST_FULL, `at most ${MAX_BLOCKS} users can be blocked at once`);
+    const visible = !already && !this.blocks.hides(other) && ((await this.contacts.mutualFriends()).includes(other) || (await this.contacts.coMembers()).has(other));
+    await this.blocks.add(other, Date.now());
+    this.contacts.friendsChanged();
+    await this.feed.closeOpen();
+    if (visible) this.push({ type: 'presence', presence: hiddenPresence(other) });
+    return deferReply(this.tellBlockChanged(other, visible));
+  }
+
+  private async unblock(other: string): Promise<DeferredReply<void>> {
+    await this.blocks.remove(other);
+    return deferReply(this.tellBlockChanged(other, false));
+  }
+
+  /** The other user's actor and the pair's DM channel reload the pair's blocks from the store. */
+  private async tellBlockChanged(other: string, hidePresence: boolean): Promise<void> {
+    const { kv } = this.deps.store;
+    const timeoutMs = this.deps.timings.fanoutTimeoutMs;
+    try {
+      const dm = await kv.get(Tables.dm, [this.id, other].sort().join(':'), '');
+      await Promise.all([
+        users(this.deps, other).ask<void>({ type: 'blockedByChanged', userId: this.id, hidePresence }, { timeoutMs }),
+        dm === undefined ? undefined : channels(this.deps, dm).ask<void>({ type: 'blocksChanged' }, { timeoutMs }),
+      ]);
+    } catch (err) {
+      // Stored, and in effect here; a repeat of the request tells them again (it is idempotent).
+      throw reject(ChatCodes.UNAVAILABLE, `the block is stored but could not be applied everywhere yet (${codeOf(err)}); retry`);
+    }
+  }
+
+  private async blockedByChanged(other: string, hidePresence: boolean): Promise<void> {
+    const on = await this.blocks.reloadFrom(other);
+    this.contacts.friendsChanged();
+    if (on && hidePresence) this.push({ type: 'presence', presence: hiddenPresence(other) });
   }
 
   // ---- Devices and presence
@@ -288,6 +370,11 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     if (!present && this.devices.anyOn(node)) return;
     await this.deps.deviceNodes.set(node, this.id, present);
   }
+}
+
+/** How a user hidden by a block appears: offline, never seen (as a stranger would). */
+function hiddenPresence(userId: string): Presence {
+  return { user_id: userId, online: false, last_active_at_ms: 0 };
 }
 
 export function userKind(deps: ChatDeps): ActorKind<UserMessage> {

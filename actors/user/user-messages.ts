@@ -38,6 +38,22 @@ export type UserMessage =
   | { type: 'presenceChanged'; presence: Presence }
   /** The friend list changed (someone added or removed us); reload it when next needed. */
   | { type: 'friendsChanged' }
+  /**
+   * From the HTTP API (ask): the user blocks `userId`. Reply: void, once stored and the other
+   * user's actor and their DM channel (if any) know; BLOCK_LIST_FULL past MAX_BLOCKS. Repeating
+   * it is harmless (and tells them again).
+   */
+  | { type: 'block'; userId: string }
+  /** From the HTTP API (ask): the user unblocks `userId`. Reply: void, once stored and told. */
+  | { type: 'unblock'; userId: string }
+  /**
+   * From another user's actor (ask): `userId` blocked or unblocked this user; reload that pair.
+   * `hidePresence`: the two saw each other's presence, so this user's devices are told
+   * `userId` is offline now. Reply: void.
+   */
+  | { type: 'blockedByChanged'; userId: string; hidePresence: boolean }
+  /** Reply: string[], those of `userIds` this user blocks. */
+  | { type: 'blocking'; userIds: string[] }
   /** Reply: Presence[] of those ids the user may see (friends or channel co-members). */
   | { type: 'presenceQuery'; userIds: string[] }
   /** Reply: the inbox head seq. */

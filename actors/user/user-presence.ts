@@ -3,6 +3,7 @@ import type { PresenceState } from '../../runtime/presence/index.ts';
 import type { Presence } from '../../proto/client-frames.ts';
 import { sessions, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
+import type { Blocks } from './blocks.ts';
 import type { Contacts } from './contacts.ts';
 
 const MAX_PRESENCE_QUERY = 500;
@@ -17,6 +18,7 @@ export class UserPresence {
     private readonly userId: string,
     private readonly deps: ChatDeps,
     private readonly contacts: Contacts,
+    private readonly blocks: Blocks,
   ) {}
 
   /** Records the transition and tells the friends who are online. */
@@ -61,7 +63,9 @@ export class UserPresence {
     const comembers = needComembers ? await this.contacts.coMembers() : new Set<string>();
     const allowed = wanted.filter((u) => u === this.userId || friends.has(u) || comembers.has(u));
     if (allowed.length < wanted.length) throw reject(ChatCodes.FORBIDDEN, 'presence is visible to friends and channel co-members only');
-    const states = await this.deps.presence.getMany(allowed);
+    // A co-member hidden by a block (either way) is shown offline, never seen: as to a stranger.
+    const visible = allowed.filter((u) => !this.blocks.hides(u));
+    const states = await this.deps.presence.getMany(visible);
     return allowed.map((u) => presenceOf(u, states));
   }
 
@@ -72,7 +76,7 @@ export class UserPresence {
 }
 
 /** A user's presence as clients see it; never seen means offline since the epoch. */
-function presenceOf(userId: string, states: ReadonlyMap<string, PresenceState>): Presence {
+export function presenceOf(userId: string, states: ReadonlyMap<string, PresenceState>): Presence {
   const s = states.get(userId);
   return { user_id: userId, online: s?.online ?? false, last_active_at_ms: s?.lastActiveAtMs ?? 0 };
 }

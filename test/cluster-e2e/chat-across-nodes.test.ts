@@ -189,6 +189,45 @@ test.serial('read receipts cross nodes and the mark is read back through any nod
   t.deepEqual((await viaN3.reads(group)).reads, [{ user_id: b.userId, channel_seq: 1 }]);
 });
 
+test.serial('a block set through one node holds for sends arriving on others: the DM refuses them, the blocker\'s inbox skips them', async (t) => {
+  const a = await newUser(n1, 'ka');
+  const b = await newUser(n2, 'kb');
+  const c = await newUser(n3, 'kc');
+  const dm = (await a.http.openDm(b.userId)).channel_id;
+  const { channel_id: group } = await c.http.createGroup('blocks', [a.userId, b.userId]);
+  // Set through a node that owns neither a's user actor nor the DM, when there is one; b's sends
+  // then arrive on the other nodes (WebSocket on one, HTTP on another).
+  const owners = [placement('user', a.userId, NODES), placement('channel', dm, NODES)];
+  const via = cluster.nodes.find((n) => !owners.includes(n.nodeId)) ?? n1;
+  const [wsNode, httpNode] = cluster.nodes.filter((n) => n !== via) as [ClusterNode, ClusterNode];
+  t.log({ aUser: owners[0], dm: owners[1], blockVia: via.nodeId, bWs: wsNode.nodeId, bHttp: httpNode.nodeId });
+  const da = await device(a, 'ka1', httpNode);
+  const db = await device(b, 'kb1', wsNode);
+  const dc = await device(c, 'kc1', via);
+  await db.client.send(dm, 'before');
+  t.true(await eventually(() => da.deliveries.length === 1, 10_000));
+
+  await new ParleyHttp(via.baseUrl, a.token).block(b.userId);
+  const wsSend = await db.client.send(dm, 'refused').then(
+    () => 'sent',
+    (e: { code: string }) => e.code,
+  );
+  t.is(wsSend, 'FORBIDDEN', `b's WebSocket send on ${wsNode.nodeId} is refused`);
+  const httpSend = await new ParleyHttp(httpNode.baseUrl, b.token).postMessage(dm, 'k2', 'refused too').then(
+    () => 0,
+    (e: { status: number }) => e.status,
+  );
+  t.is(httpSend, 403, `b's HTTP send on ${httpNode.nodeId} is refused`);
+  t.deepEqual((await new ParleyHttp(wsNode.baseUrl, a.token).blocks()).blocked, [b.userId], 'the list reads the same on every node');
+
+  // In the group: b's message (sent on its node) never reaches a; c's does, at the next inbox seq.
+  await db.client.send(group, 'from b');
+  await dc.client.send(group, 'from c');
+  t.true(await eventually(() => da.deliveries.length === 2 && db.deliveries.length === 3, 10_000));
+  await sleep(300);
+  t.deepEqual(da.deliveries.map((d) => [d.inbox_seq, d.message.text]), [[1, 'before'], [2, 'from c']]);
+});
+
 test.serial('inter-node gRPC without the cluster secret is refused and delivers nothing', async (t) => {
   const victim = await newUser(n1, 'v');
   const dv = await device(victim, 'v1', n1);
