@@ -154,15 +154,7 @@ export class InboxFeed {
             a.done();
             continue;
           }
-          return this.io(() =>
-            this.writeRow(inbox.closingRow(), []).then(
-              () => a.done(),
-              (err: unknown) => {
-                a.done(err);
-                throw err;
-              },
-            ),
-          );
+          return this.io(() => this.closeSegment(a.done));
         case 'joined':
           inbox.lastSeen.set(a.channelId, Math.max(last ?? 0, a.atSeq));
           this.queue.shift();
@@ -180,15 +172,7 @@ export class InboxFeed {
             a.done();
             continue;
           }
-          return this.io(() =>
-            this.writeRow(inbox.closingRow(), []).then(
-              () => a.done(),
-              (err: unknown) => {
-                a.done(err);
-                throw err;
-              },
-            ),
-          );
+          return this.io(() => this.closeSegment(a.done));
         case 'messages': {
           const first = a.messages[0]?.seq ?? 0;
           const lastOffered = a.messages[a.messages.length - 1]?.seq ?? 0;
@@ -299,6 +283,17 @@ export class InboxFeed {
       this.rowsSinceSnapshot = 0;
       await this.saveSnapshot(false);
     }
+  }
+
+  /** Writes the row that ends the open segment, then tells `done` (the error too: the caller's request failed). */
+  private closeSegment(done: (err?: unknown) => void): Promise<void> {
+    return this.writeRow(this.o.inbox.closingRow(), []).then(
+      () => done(),
+      (err: unknown) => {
+        done(err);
+        throw err;
+      },
+    );
   }
 
   /**
