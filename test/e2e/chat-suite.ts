@@ -172,4 +172,29 @@ test('history - newest first, paged with before, FORBIDDEN for non-members', asy
   t.deepEqual(viaWs.messages.map((x) => x.text), ['text 6', 'text 5']);
   ws.client.close();
 });
+
+test('blocks and read marks - kept in this engine\'s store and enforced', async (t) => {
+  const a = await newUser(server);
+  const b = await newUser(server);
+  const { channel_id } = await a.http.openDm(b.userId);
+  await a.http.postMessage(channel_id, 'r1', 'one');
+  await a.http.postMessage(channel_id, 'r2', 'two');
+  const bw = await connect(server, b);
+  // The mark is written through before its receipt goes out: when A sees the receipt, it is stored.
+  const aw = await connect(server, a);
+  let receipts = 0;
+  aw.client.on('readReceipt', () => receipts++);
+  bw.client.markRead(channel_id, 2);
+  t.true(await eventually(() => receipts === 1));
+  t.is((await b.http.channels()).channels.find((c) => c.channel_id === channel_id)?.last_read_seq, 2);
+  t.deepEqual((await a.http.reads(channel_id)).reads.find((r) => r.user_id === b.userId), { user_id: b.userId, channel_seq: 2 });
+  await a.http.block(b.userId);
+  t.deepEqual(await a.http.blocks(), { blocked: [b.userId] });
+  const refused = await t.throwsAsync(b.http.postMessage(channel_id, 'r3', 'blocked'));
+  t.is((refused as { status?: number }).status, 403);
+  await a.http.unblock(b.userId);
+  t.deepEqual(await a.http.blocks(), { blocked: [] });
+  bw.client.close();
+  aw.client.close();
+});
 }
