@@ -21,6 +21,8 @@ import type { SessionMessage } from './session/session-messages.ts';
 import { InProcessPresenceDirectory, type PresenceDirectory } from '../runtime/presence/index.ts';
 import { userKind } from './user/user-actor.ts';
 import { NoDeviceNodes, type DeviceNodes } from './user/device-nodes.ts';
+import { WebPushProvider } from '../runtime/push/web-push-provider.ts';
+import { loadVapidKeys } from './push/vapid-keys.ts';
 
 export interface ChatNodeOptions {
   readonly nodeId: string;
@@ -55,6 +57,13 @@ export interface ChatNodeOptions {
   readonly discovery?: Discovery;
   /** Where users' devices are, for takeover after a node crash (default: no index, for a lone node). */
   readonly deviceNodes?: DeviceNodes;
+  /** Web Push (README "Push"); defaults: https endpoints only, no VAPID contact. */
+  readonly push?: {
+    /** Accept `http:` endpoints on loopback (--push-allow-insecure). */
+    readonly allowInsecure?: boolean;
+    /** The VAPID `sub` (--push-vapid-subject). */
+    readonly vapidSubject?: string;
+  };
 }
 
 /**
@@ -73,6 +82,7 @@ export class ChatNode {
   /** Session actors alive now; next to the gateway's connection count, a gap shows a leak. */
   private liveSessions = 0;
   private readonly loopDelay = new EventLoopDelay();
+  private webPushProvider: WebPushProvider | undefined;
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
@@ -124,6 +134,7 @@ export class ChatNode {
         discovery,
         sendAllowance,
         authPerMinute: o.limits.authPerMinute,
+        push: { allowInsecure: o.push?.allowInsecure ?? false, publicKey: () => this.webPush.publicKey },
         // node_number: null only before a cluster node has claimed one (it does not serve yet).
         health: () => ({
           node_id: o.nodeId,
@@ -141,6 +152,15 @@ export class ChatNode {
 
   get publicUrl(): string {
     return this.o.publicUrl ?? `ws://${this.o.host}:${this.port}/v1/ws`;
+  }
+
+  /**
+   * Web Push with the cluster's VAPID key (the same on every node: actors/push/vapid-keys.ts).
+   * There from start() on, before the node serves.
+   */
+  get webPush(): WebPushProvider {
+    if (!this.webPushProvider) throw new Error('the node has not started: no VAPID key loaded yet');
+    return this.webPushProvider;
   }
 
   get connectionCount(): number {
@@ -192,6 +212,12 @@ export class ChatNode {
     // that crashed last time may have lost notifications (actors/node-losses.ts).
     await this.revocations.start();
     await markRunning(this.o.store, this.o.nodeId, this.o.log);
+    // Before serving: GET /v1/push/vapid-public-key answers from it.
+    this.webPushProvider = new WebPushProvider({
+      vapid: await loadVapidKeys(this.o.store.kv),
+      ...(this.o.push?.vapidSubject ? { subject: this.o.push.vapidSubject } : {}),
+      allowInsecure: this.o.push?.allowInsecure ?? false,
+    });
     this.port = await this.gateway.listen();
     // One node-wide round instead of a timer per user: a million online users would otherwise
     // hold a million timers. Users without devices ignore it.

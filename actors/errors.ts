@@ -9,6 +9,8 @@ export const ChatCodes = {
   ALREADY_EXISTS: 'ALREADY_EXISTS',
   GROUP_FULL: 'GROUP_FULL',
   BLOCK_LIST_FULL: 'BLOCK_LIST_FULL',
+  /** A new device's push registration past MAX_PUSH_DEVICES (actors/push/push-subscriptions.ts). */
+  PUSH_DEVICES_FULL: 'PUSH_DEVICES_FULL',
   TEXT_TOO_LONG: 'TEXT_TOO_LONG',
   RATE_LIMITED: 'RATE_LIMITED',
   BAD_FRAME: 'BAD_FRAME',
@@ -40,6 +42,7 @@ export function httpStatusFor(code: string): number {
       return 409;
     case ChatCodes.GROUP_FULL:
     case ChatCodes.BLOCK_LIST_FULL:
+    case ChatCodes.PUSH_DEVICES_FULL:
       return 422;
     case ChatCodes.RATE_LIMITED:
       return 429;

@@ -58,6 +58,14 @@ export const Tables = {
   revokedSession: 'revoked_session',
   /** The same logouts by when they happened: partition = at_ms / 10,000; key = sid; value {until_ms}. Kept a minute. */
   revocationFeed: 'revocation_feed',
+  /**
+   * Web Push subscriptions (actors/push/push-subscriptions.ts): partition = user; key = a hash of
+   * (device id, endpoint), so a late removal of an old endpoint never deletes a newer one of the
+   * same device; value {device_id, endpoint, keys: {p256dh, auth}, at_ms}.
+   */
+  pushSubscription: 'push_subscription',
+  /** The cluster's VAPID key pair (partition '', key 'keys'), created once by putIfAbsent (actors/push/vapid-keys.ts). */
+  pushVapid: 'push_vapid',
 } as const;
 
 export interface UserProfile {

@@ -18,7 +18,8 @@ import { Snowflake } from '../actors/ids/snowflake.ts';
 import { CloseCodes } from '../actors/session/session-actor.ts';
 import { KvPresenceDirectory, RedisPresenceDirectory } from '../runtime/presence/index.ts';
 import { CorsPolicy } from '../runtime/gateway/index.ts';
-import type { Config } from '../config/config.ts';
+import { ConfigError, type Config } from '../config/config.ts';
+import { isVapidSubject } from '../runtime/push/vapid.ts';
 
 export interface RunningNode {
   readonly node: ChatNode;
@@ -92,6 +93,9 @@ function nodeNumberError(err: unknown, config: Config): Error | undefined {
 export async function assembleNode(config: Config, log: Logger): Promise<RunningNode> {
   // Bad settings fail here, before anything is opened.
   const cors = CorsPolicy.parse(config.cors_origins);
+  if (config.push_vapid_subject !== undefined && !isVapidSubject(config.push_vapid_subject)) {
+    throw new ConfigError(`--push-vapid-subject must be a mailto: address or an https: URL, got ${JSON.stringify(config.push_vapid_subject)}`);
+  }
   const store: Store = await openStore(config.store, { log, dataDir: config.data_dir, durability: config.durability });
   const etcd = config.etcd ? createEtcdClient({ hosts: config.etcd.split(',').map((h) => h.trim()) }) : undefined;
 
@@ -181,6 +185,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     },
     ...(presence ? { presence } : {}),
     ...(membership ? { deviceNodes: new StoredDeviceNodes(store) } : {}),
+    push: { allowInsecure: config.push_allow_insecure, ...(config.push_vapid_subject ? { vapidSubject: config.push_vapid_subject } : {}) },
   });
 
   let router: ClusterRouter | undefined;

@@ -16,7 +16,8 @@ import { flagOf, SETTINGS, type Setting } from '../config/settings.ts';
 
 function parseFlags(argv: string[]): Record<string, unknown> {
   const program = new Command('parleyd').description('Run a Parley chat node').option('--config <file>', 'JSON config file');
-  for (const s of SETTINGS as readonly Setting[]) program.option(`${flagOf(s.key)} <value>`, s.doc);
+  // A switch may stand alone (`--push-allow-insecure`, true) or take a value (`... false`).
+  for (const s of SETTINGS as readonly Setting[]) program.option(`${flagOf(s.key)} ${s.type === 'bool' ? '[value]' : '<value>'}`, s.doc);
   program.parse(argv);
   const opts = program.opts<Record<string, unknown>>();
   const flags: Record<string, unknown> = {};

@@ -206,4 +206,23 @@ export class ParleyHttp {
   blocks(): Promise<{ blocked: string[] }> {
     return this.request('GET', '/v1/blocks');
   }
+
+  /** The server's VAPID public key, for `pushManager.subscribe({ applicationServerKey })`. */
+  pushPublicKey(): Promise<{ key: string }> {
+    return this.request('GET', '/v1/push/vapid-public-key');
+  }
+
+  /**
+   * Registers this device's Web Push subscription (`subscription.toJSON()` of the browser's
+   * PushSubscription): notifications for messages that arrive while the device is offline go
+   * there. Registering again replaces it.
+   */
+  registerPush(deviceId: string, subscription: { endpoint: string; keys: { p256dh: string; auth: string } }): Promise<object> {
+    return this.request('PUT', `/v1/devices/${encodeURIComponent(deviceId)}/push`, { provider: 'webpush', endpoint: subscription.endpoint, keys: subscription.keys });
+  }
+
+  /** Stops push to this device; harmless when it has none. */
+  unregisterPush(deviceId: string): Promise<object> {
+    return this.request('DELETE', `/v1/devices/${encodeURIComponent(deviceId)}/push`);
+  }
 }

@@ -32,6 +32,8 @@ export interface Config {
   grpc_port: number;
   lease_ttl_s: number;
   redis: string | undefined;
+  push_allow_insecure: boolean;
+  push_vapid_subject: string | undefined;
   log_level: string;
 }
 

@@ -64,6 +64,8 @@ export const SETTINGS = [
   { key: 'grpc_port', type: 'int', default: 0, min: 0, max: 65535, doc: 'Port for inter-node gRPC (0: any free port, advertised through etcd).' },
   { key: 'lease_ttl_s', type: 'int', default: 5, min: 2, max: 60, doc: 'Membership lease TTL: a node that stops renewing is gone for the others after this long.' },
   { key: 'redis', type: 'string', default: undefined, doc: 'Redis URL for presence (redis://127.0.0.1:6379). Unset: presence in process (single node) or in the store (cluster).' },
+  { key: 'push_allow_insecure', type: 'bool', default: false, doc: 'Web Push: accept `http:` subscription endpoints on loopback (127.0.0.0/8, ::1, localhost), for tests and a local push service. Off: `https:` only. Never opens plain HTTP to another machine. As a flag, `--push-allow-insecure` alone means true.' },
+  { key: 'push_vapid_subject', type: 'string', default: undefined, doc: 'Web Push: the VAPID contact (`sub` claim) push services may reach the operator at, `mailto:ops@example.com` or an `https:` URL. Unset: none is sent; Apple\'s push service refuses messages without one.' },
   { key: 'log_level', type: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (JSON logs on stdout).' },
 ] as const satisfies readonly Setting[];
 

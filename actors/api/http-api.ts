@@ -13,6 +13,7 @@ import { ChatCodes, reject } from '../errors.ts';
 import type { SendAllowance } from '../limits/send-allowance.ts';
 import { validateSend } from '../session/session-actor.ts';
 import { MAX_BLOCKS, MAX_GROUP_MEMBERS, Tables, type ChannelMeta } from '../tables.ts';
+import { checkDeviceId, deleteDeviceSubscription, parseWebPushSubscription, putSubscription } from '../push/push-subscriptions.ts';
 
 export interface ServerInfo {
   node_id: string;
@@ -36,6 +37,12 @@ export interface HttpApiOptions {
   /** Signups plus logins allowed per client address per minute. */
   readonly authPerMinute: number;
   readonly health: () => Record<string, unknown>;
+  readonly push: {
+    /** Accept `http:` subscription endpoints on loopback (--push-allow-insecure). */
+    readonly allowInsecure: boolean;
+    /** The cluster's VAPID public key, base64url (loaded before the node serves). */
+    readonly publicKey: () => string;
+  };
 }
 
 /** The HTTP half of the contract (see README): JSON in, JSON out, bearer tokens. */
@@ -270,6 +277,25 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
         ),
       );
       return { status: 201, body: { message_id: ack.message_id, channel_seq: ack.channel_seq, created_at_ms: ack.created_at_ms } };
+    })
+    // Push (README "Push"). The key is public (push services see it on every request), but the
+    // route takes a bearer token like the rest of the API: an app asks for it while logged in,
+    // right before it subscribes, so nothing is lost and no route is open to anyone.
+    .add('GET', '/v1/push/vapid-public-key', (req) => {
+      authenticate(req);
+      return { status: 200, body: { key: o.push.publicKey() } };
+    })
+    .add('PUT', '/v1/devices/:deviceId/push', async (req) => {
+      const me = authenticate(req);
+      const deviceId = checkDeviceId(req.params.deviceId);
+      const subscription = parseWebPushSubscription(body(req), o.push.allowInsecure);
+      await putSubscription(kv, me, deviceId, subscription);
+      return { status: 200, body: {} };
+    })
+    .add('DELETE', '/v1/devices/:deviceId/push', async (req) => {
+      const me = authenticate(req);
+      await deleteDeviceSubscription(kv, me, checkDeviceId(req.params.deviceId));
+      return { status: 200, body: {} };
     })
     .add('GET', '/v1/channels/:id/messages', async (req) => {
       const me = authenticate(req);

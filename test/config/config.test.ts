@@ -74,3 +74,14 @@ test('config - parleyd with a body cap below the largest valid send exits 2 at s
   t.regex(err!.message, /exited with 2 before serving/);
   t.regex(err!.message, /--max-http-body-bytes must be at least \d+ \(the largest body of a valid send/);
 });
+
+test('config - push_allow_insecure is a switch (a bare flag is true) and push_vapid_subject a mailto: or https: contact', async (t) => {
+  t.false(loadConfig({}, {}).push_allow_insecure);
+  t.true(loadConfig({ push_allow_insecure: true }, {}).push_allow_insecure, 'what `--push-allow-insecure` alone gives');
+  t.false(loadConfig({ push_allow_insecure: 'false' }, {}).push_allow_insecure);
+  t.true(loadConfig({}, { PARLEY_PUSH_ALLOW_INSECURE: '1' }).push_allow_insecure);
+  t.throws(() => loadConfig({}, { PARLEY_PUSH_ALLOW_INSECURE: 'yes' }), { message: /PARLEY_PUSH_ALLOW_INSECURE must be true or false/ });
+  t.is(loadConfig({}, {}).push_vapid_subject, undefined);
+  const err = await t.throwsAsync(startServer({ flags: { 'push-vapid-subject': 'ops@example.com' } }));
+  t.regex(err!.message, /--push-vapid-subject must be a mailto: address or an https: URL/);
+});
