@@ -21,6 +21,17 @@ import type { SessionMessage } from './session/session-messages.ts';
 import { InProcessPresenceDirectory, type PresenceDirectory } from '../runtime/presence/index.ts';
 import { userKind } from './user/user-actor.ts';
 import { NoDeviceNodes, type DeviceNodes } from './user/device-nodes.ts';
+import type { PushProvider } from '../runtime/push/index.ts';
+import { Notifier, type SubscriptionSource } from './push/notifier.ts';
+import type { PushSettings } from './user/push-decider.ts';
+
+/** Push for offline users (actors/push); absent or without providers: none. */
+export interface ChatPushOptions extends PushSettings {
+  readonly providers: readonly PushProvider[];
+  readonly subscriptions?: SubscriptionSource;
+  readonly maxAttempts: number;
+  readonly retryBaseMs: number;
+}
 
 export interface ChatNodeOptions {
   readonly nodeId: string;
@@ -55,6 +66,7 @@ export interface ChatNodeOptions {
   readonly discovery?: Discovery;
   /** Where users' devices are, for takeover after a node crash (default: no index, for a lone node). */
   readonly deviceNodes?: DeviceNodes;
+  readonly push?: ChatPushOptions;
 }
 
 /**
@@ -73,6 +85,7 @@ export class ChatNode {
   /** Session actors alive now; next to the gateway's connection count, a gap shows a leak. */
   private liveSessions = 0;
   private readonly loopDelay = new EventLoopDelay();
+  private readonly notifier: Notifier | undefined;
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
@@ -86,7 +99,19 @@ export class ChatNode {
       log: o.log,
       timings: o.timings,
       deviceNodes: o.deviceNodes ?? new NoDeviceNodes(),
+      ...(o.push && o.push.providers.length > 0 ? { push: { coalesceMs: o.push.coalesceMs, includeText: o.push.includeText } } : {}),
     };
+    if (o.push && o.push.providers.length > 0) {
+      this.notifier = new Notifier({
+        deps: this.deps,
+        providers: o.push.providers,
+        ...(o.push.subscriptions ? { subscriptions: o.push.subscriptions } : {}),
+        coalesceMs: o.push.coalesceMs,
+        maxAttempts: o.push.maxAttempts,
+        retryBaseMs: o.push.retryBaseMs,
+        log: o.log,
+      });
+    }
     const idle = o.actorIdleMs;
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register({ ...channelKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
@@ -198,6 +223,7 @@ export class ChatNode {
     const every = Math.max(250, Math.floor(this.o.timings.presenceTimeoutMs / 4));
     this.expirySweep = setInterval(() => this.system.broadcast('user', { type: 'expireDevices' }), every);
     this.expirySweep.unref();
+    this.notifier?.start();
     return this.port;
   }
 
@@ -208,6 +234,8 @@ export class ChatNode {
   stop(closeCode: number = CloseCodes.GOING_AWAY): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.expirySweep);
+      // Before the actors stop: a send in flight asks channels for unread counts.
+      await this.notifier?.stop();
       this.revocations.stop();
       this.gateway.stopAccepting();
       this.gateway.closeAll(closeCode, closeCode === CloseCodes.RESTART ? 'reconnect to another server' : 'server shutting down');

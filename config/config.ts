@@ -32,6 +32,12 @@ export interface Config {
   grpc_port: number;
   lease_ttl_s: number;
   redis: string | undefined;
+  push_webhook: string | undefined;
+  push_webhook_secret: string | undefined;
+  push_coalesce_ms: number;
+  push_include_text: boolean;
+  push_max_attempts: number;
+  push_retry_base_ms: number;
   log_level: string;
 }
 
