@@ -7,6 +7,7 @@ import type { SessionMessage } from './session/session-messages.ts';
 import type { PresenceDirectory } from '../runtime/presence/index.ts';
 import type { UserMessage } from './user/user-messages.ts';
 import type { DeviceNodes } from './user/device-nodes.ts';
+import type { PushSettings } from './user/push-decider.ts';
 
 /** Timings the chat actors run on; tests shorten them. */
 export interface ChatTimings {
@@ -30,6 +31,8 @@ export interface ChatDeps {
   readonly timings: ChatTimings;
   /** Which node hosts each user's devices, so a crashed node's users can be found. */
   readonly deviceNodes: DeviceNodes;
+  /** How offline inbox entries become push jobs; absent: no push at all (no provider configured). */
+  readonly push?: PushSettings;
 }
 
 export const users = (deps: ChatDeps, userId: string): ActorRef<UserMessage> => deps.system.ref<UserMessage>('user', userId);

@@ -21,8 +21,27 @@ import type { SessionMessage } from './session/session-messages.ts';
 import { InProcessPresenceDirectory, type PresenceDirectory } from '../runtime/presence/index.ts';
 import { userKind } from './user/user-actor.ts';
 import { NoDeviceNodes, type DeviceNodes } from './user/device-nodes.ts';
+import type { PushProvider } from '../runtime/push/index.ts';
 import { WebPushProvider } from '../runtime/push/web-push-provider.ts';
+import { Notifier } from './push/notifier.ts';
+import { listSubscriptions, removeSubscription } from './push/push-subscriptions.ts';
 import { loadVapidKeys } from './push/vapid-keys.ts';
+import type { PushSettings } from './user/push-decider.ts';
+
+/** Push for offline users (actors/push, README "Push"). */
+export interface ChatPushOptions extends PushSettings {
+  /** Providers besides Web Push, which is always there (the webhook, when set). */
+  readonly providers: readonly PushProvider[];
+  readonly maxAttempts: number;
+  readonly retryBaseMs: number;
+  /** Accept `http:` Web Push endpoints on loopback (--push-allow-insecure). */
+  readonly allowInsecure?: boolean;
+  /** The VAPID `sub` (--push-vapid-subject). */
+  readonly vapidSubject?: string;
+}
+
+/** What a node without push settings gets: the defaults of config/settings.ts. */
+const DEFAULT_PUSH: ChatPushOptions = { providers: [], coalesceMs: 10_000, includeText: false, maxAttempts: 8, retryBaseMs: 1_000 };
 
 export interface ChatNodeOptions {
   readonly nodeId: string;
@@ -57,13 +76,7 @@ export interface ChatNodeOptions {
   readonly discovery?: Discovery;
   /** Where users' devices are, for takeover after a node crash (default: no index, for a lone node). */
   readonly deviceNodes?: DeviceNodes;
-  /** Web Push (README "Push"); defaults: https endpoints only, no VAPID contact. */
-  readonly push?: {
-    /** Accept `http:` endpoints on loopback (--push-allow-insecure). */
-    readonly allowInsecure?: boolean;
-    /** The VAPID `sub` (--push-vapid-subject). */
-    readonly vapidSubject?: string;
-  };
+  readonly push?: ChatPushOptions;
 }
 
 /**
@@ -83,10 +96,12 @@ export class ChatNode {
   private liveSessions = 0;
   private readonly loopDelay = new EventLoopDelay();
   private webPushProvider: WebPushProvider | undefined;
+  private readonly notifier: Notifier;
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
     this.system = new ActorSystem({ log: o.log });
+    const push = o.push ?? DEFAULT_PUSH;
     this.deps = {
       nodeId: o.nodeId,
       system: this.system,
@@ -96,7 +111,23 @@ export class ChatNode {
       log: o.log,
       timings: o.timings,
       deviceNodes: o.deviceNodes ?? new NoDeviceNodes(),
+      push: { coalesceMs: push.coalesceMs, includeText: push.includeText },
     };
+    // Web Push is always on (devices register subscriptions through the API); its provider is
+    // made at start, once the cluster's VAPID key is loaded.
+    const webPush: PushProvider = { name: 'webpush', send: (target, payload) => this.webPush.send(target, payload) };
+    this.notifier = new Notifier({
+      deps: this.deps,
+      providers: [...push.providers, webPush],
+      subscriptions: {
+        list: (userId) => listSubscriptions(o.store.kv, userId),
+        remove: (userId, deviceId, endpoint) => removeSubscription(o.store.kv, userId, deviceId, endpoint),
+      },
+      coalesceMs: push.coalesceMs,
+      maxAttempts: push.maxAttempts,
+      retryBaseMs: push.retryBaseMs,
+      log: o.log,
+    });
     const idle = o.actorIdleMs;
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register({ ...channelKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
@@ -224,6 +255,7 @@ export class ChatNode {
     const every = Math.max(250, Math.floor(this.o.timings.presenceTimeoutMs / 4));
     this.expirySweep = setInterval(() => this.system.broadcast('user', { type: 'expireDevices' }), every);
     this.expirySweep.unref();
+    this.notifier.start();
     return this.port;
   }
 
@@ -234,6 +266,8 @@ export class ChatNode {
   stop(closeCode: number = CloseCodes.GOING_AWAY): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.expirySweep);
+      // Before the actors stop: a send in flight asks channels for unread counts.
+      await this.notifier.stop();
       this.revocations.stop();
       this.gateway.stopAccepting();
       this.gateway.closeAll(closeCode, closeCode === CloseCodes.RESTART ? 'reconnect to another server' : 'server shutting down');

@@ -66,7 +66,44 @@ export const Tables = {
   pushSubscription: 'push_subscription',
   /** The cluster's VAPID key pair (partition '', key 'keys'), created once by putIfAbsent (actors/push/vapid-keys.ts). */
   pushVapid: 'push_vapid',
+  /** user -> muted channels (key = channel id, value {until_ms}); written by the user's actor only. */
+  mute: 'mute',
+  /**
+   * Push jobs waiting to be sent: partition = pushShard(user id), key = job id, value a PushJob
+   * (actors/push/push-jobs.ts). Written by the user's actor (create, merge, cancel) and deleted
+   * by the notifier that sent it.
+   */
+  pushQueue: 'push_queue',
+  /** user -> the job the user's actor is filling now (key ''); see actors/user/push-decider.ts. */
+  pushOpen: 'push_open',
+  /**
+   * job id -> its claims (key = claim number, zero-padded): a lease chain. Claim n+1 can only be
+   * created (putIfAbsent) once claim n has lapsed, so one node at a time holds a job.
+   */
+  pushClaim: 'push_claim',
+  /** user -> the last job sent (key '', value {first_seq, sent_ms}): a job is never sent twice, and one window apart. */
+  pushSent: 'push_sent',
+  /** Jobs that ran out of attempts: partition = pushShard(user id), key = job id. `parleyctl push dead-letters` lists and retries them. */
+  pushDead: 'push_dead',
 } as const;
+
+/** Queue partitions: every node's notifier scans all of them, so a partition stays small. */
+export const PUSH_SHARDS = 16;
+
+/** The queue partition of a user's jobs (FNV-1a of the id). */
+export function pushShard(userId: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < userId.length; i++) h = Math.imul(h ^ userId.charCodeAt(i), 0x01000193);
+  return `s${(h >>> 0) % PUSH_SHARDS}`;
+}
+
+/** A channel muted for push until `until_ms` (Tables.mute). */
+export interface MuteRow {
+  readonly until_ms: number;
+}
+
+/** The longest a channel can be muted at once: a year (366 days, so a leap year fits). */
+export const MAX_MUTE_MS = 366 * 86_400_000;
 
 export interface UserProfile {
   readonly username: string;

@@ -20,6 +20,7 @@ import { KvPresenceDirectory, RedisPresenceDirectory } from '../runtime/presence
 import { CorsPolicy } from '../runtime/gateway/index.ts';
 import { ConfigError, type Config } from '../config/config.ts';
 import { isVapidSubject } from '../runtime/push/vapid.ts';
+import { WebhookProvider, type PushProvider } from '../runtime/push/index.ts';
 
 export interface RunningNode {
   readonly node: ChatNode;
@@ -90,12 +91,28 @@ function nodeNumberError(err: unknown, config: Config): Error | undefined {
   }
 }
 
+/** The push providers the settings ask for; a half-configured one fails here, before anything opens. */
+export function pushProvidersOf(config: Pick<Config, 'push_webhook' | 'push_webhook_secret'>): PushProvider[] {
+  const providers: PushProvider[] = [];
+  if (config.push_webhook_secret && !config.push_webhook) throw new ConfigError('--push-webhook-secret is set but --push-webhook is not');
+  if (config.push_webhook) {
+    if (!config.push_webhook_secret) throw new ConfigError('--push-webhook needs --push-webhook-secret: the receiver checks X-Parley-Signature with it');
+    try {
+      providers.push(new WebhookProvider({ url: config.push_webhook, secret: config.push_webhook_secret }));
+    } catch (err) {
+      throw new ConfigError(err instanceof Error ? err.message : String(err));
+    }
+  }
+  return providers;
+}
+
 export async function assembleNode(config: Config, log: Logger): Promise<RunningNode> {
   // Bad settings fail here, before anything is opened.
   const cors = CorsPolicy.parse(config.cors_origins);
   if (config.push_vapid_subject !== undefined && !isVapidSubject(config.push_vapid_subject)) {
     throw new ConfigError(`--push-vapid-subject must be a mailto: address or an https: URL, got ${JSON.stringify(config.push_vapid_subject)}`);
   }
+  const pushProviders = pushProvidersOf(config);
   const store: Store = await openStore(config.store, { log, dataDir: config.data_dir, durability: config.durability });
   const etcd = config.etcd ? createEtcdClient({ hosts: config.etcd.split(',').map((h) => h.trim()) }) : undefined;
 
@@ -185,7 +202,15 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     },
     ...(presence ? { presence } : {}),
     ...(membership ? { deviceNodes: new StoredDeviceNodes(store) } : {}),
-    push: { allowInsecure: config.push_allow_insecure, ...(config.push_vapid_subject ? { vapidSubject: config.push_vapid_subject } : {}) },
+    push: {
+      providers: pushProviders,
+      coalesceMs: config.push_coalesce_ms,
+      includeText: config.push_include_text,
+      maxAttempts: config.push_max_attempts,
+      retryBaseMs: config.push_retry_base_ms,
+      allowInsecure: config.push_allow_insecure,
+      ...(config.push_vapid_subject ? { vapidSubject: config.push_vapid_subject } : {}),
+    },
   });
 
   let router: ClusterRouter | undefined;

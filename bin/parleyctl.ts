@@ -5,6 +5,7 @@
  *
  *   parleyctl users provision --data-dir DIR --count 250000 --prefix bench --out users.jsonl
  *   parleyctl token mint --data-dir DIR --user-id 5f0c...
+ *   parleyctl push dead-letters --data-dir DIR [--json] [--retry ID | --retry --all]
  *
  * `users provision` writes users through the storage layer in big batches, in the order
  * Accounts.create uses (profile first, then the username claim by putIfAbsent, so a username is
@@ -25,6 +26,7 @@ import { newTokenId, TokenSigner } from '../actors/auth/tokens.ts';
 import { Tables, type UserProfile } from '../actors/tables.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { openStore, type KeyValueWrite, type Store } from '../runtime/storage/index.ts';
+import { listDeadLetters, retryDeadLetters, type DeadLetter } from '../actors/push/index.ts';
 
 /** A password hash no password verifies against (verifyPassword wants six `$` parts). */
 export const NO_LOGIN_HASH = 'provisioned$no-password-login';
@@ -203,6 +205,36 @@ function tokenSigner(o: { dataDir: string; secretFile?: string | undefined }, tt
   return new TokenSigner(deriveKey(secret, 'tokens'), ttlS);
 }
 
+/**
+ * `parleyctl push dead-letters`: reads (and with --retry, rewrites) the queue in the store the
+ * nodes share; a running node's notifier picks retried jobs up on its next scan.
+ */
+export async function deadLetters(o: { dataDir: string; store?: string | undefined; json?: boolean | undefined; retry?: string | boolean | undefined; all?: boolean | undefined }): Promise<string> {
+  if (o.retry === true && !o.all) throw new Error('--retry needs a dead letter id, or --all');
+  if (o.all && o.retry === undefined) throw new Error('--all goes with --retry');
+  const store = await openStore(o.store ?? 'sqlite:', { log: silentLogger(), dataDir: o.dataDir });
+  try {
+    if (o.retry !== undefined) {
+      const wanted = o.all ? 'all' : [String(o.retry)];
+      const retried = await retryDeadLetters(store.kv, wanted);
+      if (wanted !== 'all' && retried.length === 0) throw new Error(`no dead letter ${String(o.retry)}`);
+      return o.json ? JSON.stringify({ retried }) + '\n' : `retried ${retried.length}: ${retried.join(' ')}\n`;
+    }
+    const letters = await listDeadLetters(store.kv);
+    return o.json ? JSON.stringify({ dead_letters: letters }) + '\n' : deadLetterTable(letters);
+  } finally {
+    await store.close();
+  }
+}
+
+function deadLetterTable(letters: readonly DeadLetter[]): string {
+  const rows = [['ID', 'USER', 'CHANNEL', 'ATTEMPTS', 'DEAD AT', 'LAST ERROR']];
+  for (const d of letters) rows.push([d.job.id, d.job.user_id, d.job.channel_id, String(d.attempts), new Date(d.dead_at_ms).toISOString(), d.last_error]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
+  return `${lines.join('\n')}\n${letters.length} dead letter${letters.length === 1 ? '' : 's'}\n`;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('parleyctl').description('Administer a Parley data directory').showHelpAfterError();
   const users = program.command('users').description('user accounts');
@@ -267,6 +299,18 @@ export async function main(argv: string[]): Promise<void> {
           ttlS: Number(opts.ttlS),
         }) + '\n',
       );
+    });
+  const push = program.command('push').description('push notifications');
+  push
+    .command('dead-letters')
+    .description('list push jobs that ran out of attempts (a table, or --json); --retry ID or --retry --all puts them back in the queue, due now')
+    .option('--data-dir <dir>', 'the node\'s data directory (where sqlite: keeps the database)', './data')
+    .option('--store <url>', 'storage URL (default: sqlite: in the data dir)')
+    .option('--json', 'one JSON object: {dead_letters: [...]} (or {retried: [...]})')
+    .option('--retry [id]', 'put this dead letter back in the queue (with --all: every one)')
+    .option('--all', 'with --retry: every dead letter')
+    .action(async (opts: { dataDir: string; store?: string; json?: boolean; retry?: string | boolean; all?: boolean }) => {
+      process.stdout.write(await deadLetters(opts));
     });
   program
     .command('schema')

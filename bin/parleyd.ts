@@ -10,13 +10,13 @@
 import { Command } from 'commander';
 import { createLogger } from '../runtime/log.ts';
 import { loadConfig, type Config } from '../config/config.ts';
-import { assembleNode } from './node-assembly.ts';
+import { assembleNode, pushProvidersOf } from './node-assembly.ts';
 import { flagOf, SETTINGS, type Setting } from '../config/settings.ts';
 
 
 function parseFlags(argv: string[]): Record<string, unknown> {
   const program = new Command('parleyd').description('Run a Parley chat node').option('--config <file>', 'JSON config file');
-  // A switch may stand alone (`--push-allow-insecure`, true) or take a value (`... false`).
+  // A yes/no setting may be given bare (`--push-include-text`, true) or with a value (`... false`).
   for (const s of SETTINGS as readonly Setting[]) program.option(`${flagOf(s.key)} ${s.type === 'bool' ? '[value]' : '<value>'}`, s.doc);
   program.parse(argv);
   const opts = program.opts<Record<string, unknown>>();
@@ -29,6 +29,8 @@ export async function main(argv: string[]): Promise<void> {
   let config: Config;
   try {
     config = loadConfig(parseFlags(argv));
+    // Settings that are only wrong together, checked with the others: nothing has started yet.
+    pushProvidersOf(config);
   } catch (err) {
     process.stderr.write(`parleyd: ${(err as Error).message}\n`);
     process.exit(2);

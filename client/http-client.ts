@@ -168,6 +168,15 @@ export class ParleyHttp {
     return this.request('GET', `/v1/channels/${encodeURIComponent(channelId)}/reads`);
   }
 
+  /** No push notifications for this channel's messages until `untilMs` (members only; at most 366 days ahead). */
+  mute(channelId: string, untilMs: number): Promise<{ channel_id: string; until_ms: number }> {
+    return this.request('PUT', `/v1/channels/${encodeURIComponent(channelId)}/mute`, { until_ms: untilMs });
+  }
+
+  unmute(channelId: string): Promise<object> {
+    return this.request('DELETE', `/v1/channels/${encodeURIComponent(channelId)}/mute`);
+  }
+
   addMember(channelId: string, userId: string): Promise<object> {
     return this.request('POST', `/v1/channels/${encodeURIComponent(channelId)}/members`, { user_id: userId });
   }

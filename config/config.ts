@@ -34,6 +34,12 @@ export interface Config {
   redis: string | undefined;
   push_allow_insecure: boolean;
   push_vapid_subject: string | undefined;
+  push_webhook: string | undefined;
+  push_webhook_secret: string | undefined;
+  push_coalesce_ms: number;
+  push_include_text: boolean;
+  push_max_attempts: number;
+  push_retry_base_ms: number;
   log_level: string;
 }
 

@@ -66,6 +66,12 @@ export const SETTINGS = [
   { key: 'redis', type: 'string', default: undefined, doc: 'Redis URL for presence (redis://127.0.0.1:6379). Unset: presence in process (single node) or in the store (cluster).' },
   { key: 'push_allow_insecure', type: 'bool', default: false, doc: 'Web Push: accept `http:` subscription endpoints on loopback (127.0.0.0/8, ::1, localhost), for tests and a local push service. Off: `https:` only. Never opens plain HTTP to another machine. As a flag, `--push-allow-insecure` alone means true.' },
   { key: 'push_vapid_subject', type: 'string', default: undefined, doc: 'Web Push: the VAPID contact (`sub` claim) push services may reach the operator at, `mailto:ops@example.com` or an `https:` URL. Unset: none is sent; Apple\'s push service refuses messages without one.' },
+  { key: 'push_webhook', type: 'string', default: undefined, doc: 'http(s) URL that gets every push notification for offline users as a JSON POST (the payload plus `user_id` and `device_ids`), signed with `X-Parley-Signature: sha256=<hex HMAC-SHA256 of the body>`. Needs push_webhook_secret. Unset: no webhook.' },
+  { key: 'push_webhook_secret', type: 'string', default: undefined, doc: 'Key of the webhook signature (push_webhook). Give the receiver the same one.' },
+  { key: 'push_coalesce_ms', type: 'int', default: 10_000, min: 50, max: 3_600_000, doc: 'At most one push notification per user per this many milliseconds; an offline message waits this long for more before it is told (with the unread count then).' },
+  { key: 'push_include_text', type: 'bool', default: false, doc: 'Include the message text in push notifications (`text`). Off by default: the text then never leaves Parley through a push service or webhook.' },
+  { key: 'push_max_attempts', type: 'int', default: 8, min: 1, max: 100, doc: 'Attempts per push notification (exponential backoff with jitter between them) before it goes to the dead-letter list (`parleyctl push dead-letters`).' },
+  { key: 'push_retry_base_ms', type: 'int', default: 1_000, min: 10, max: 600_000, doc: 'Delay before the first push retry; each later one doubles (up to 5 minutes), with jitter.' },
   { key: 'log_level', type: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (JSON logs on stdout).' },
 ] as const satisfies readonly Setting[];
 

@@ -12,7 +12,7 @@ import { channels, users, type ChatDeps } from '../chat-deps.ts';
 import { ChatCodes, reject } from '../errors.ts';
 import type { SendAllowance } from '../limits/send-allowance.ts';
 import { validateSend } from '../session/session-actor.ts';
-import { MAX_BLOCKS, MAX_GROUP_MEMBERS, Tables, type ChannelMeta } from '../tables.ts';
+import { MAX_BLOCKS, MAX_GROUP_MEMBERS, MAX_MUTE_MS, Tables, type ChannelMeta } from '../tables.ts';
 import { checkDeviceId, deleteDeviceSubscription, parseWebPushSubscription, putSubscription } from '../push/push-subscriptions.ts';
 
 export interface ServerInfo {
@@ -63,6 +63,10 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
     return claims;
   };
   const authenticate = (req: HttpRequest): string => bearer(req).sub;
+  /** The user's own membership row says; a channel they are not in (or that does not exist) is FORBIDDEN alike. */
+  const requireMember = async (me: string, channelId: string): Promise<void> => {
+    if ((await kv.get(Tables.userChannel, me, channelId)) === undefined) throw reject(ChatCodes.FORBIDDEN, 'only members of the channel can mute it');
+  };
   const body = (req: HttpRequest): Record<string, unknown> => {
     const b = req.json();
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new HttpError(400, ChatCodes.INVALID_ARGUMENT, 'body must be a JSON object');
@@ -246,6 +250,23 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
         }),
       );
       return { status: 200, body: { channels: list.filter((c) => c !== undefined) } };
+    })
+    .add('PUT', '/v1/channels/:id/mute', async (req) => {
+      const me = authenticate(req);
+      const until = body(req).until_ms;
+      const now = Date.now();
+      if (typeof until !== 'number' || !Number.isSafeInteger(until) || until <= now || until > now + MAX_MUTE_MS) {
+        throw reject(ChatCodes.INVALID_ARGUMENT, `until_ms must be an integer time in ms after now and at most ${MAX_MUTE_MS} ms (366 days) ahead`);
+      }
+      await requireMember(me, req.params.id!);
+      await users(deps, me).ask({ type: 'mute', channelId: req.params.id!, untilMs: until });
+      return { status: 200, body: { channel_id: req.params.id!, until_ms: until } };
+    })
+    .add('DELETE', '/v1/channels/:id/mute', async (req) => {
+      const me = authenticate(req);
+      await requireMember(me, req.params.id!);
+      await users(deps, me).ask({ type: 'mute', channelId: req.params.id!, untilMs: undefined });
+      return { status: 200, body: {} };
     })
     .add('GET', '/v1/channels/:id/reads', async (req) => {
       const me = authenticate(req);

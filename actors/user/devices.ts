@@ -26,6 +26,12 @@ export class Devices {
     if (this.map) for (const [, d] of this.map) yield d.session;
   }
 
+  /** Whether any device was heard from at or after `cutoffMs` (one silent past that counts as offline). */
+  anyTouchedSince(cutoffMs: number): boolean {
+    if (this.map) for (const [, d] of this.map) if (d.touchedMs >= cutoffMs) return true;
+    return false;
+  }
+
   /** Registers the device's session; returns the session it replaces, if another. */
   register(deviceId: string, session: string, nowMs: number): Device | undefined {
     this.map ??= new SmallMap();

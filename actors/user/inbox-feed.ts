@@ -27,8 +27,8 @@ export interface InboxFeedOwner {
   inboxEpoch(): number;
   /** The node-loss count the inbox was last checked at (see user-actor.ts heal), for snapshots. */
   inboxCheckedLoss(): number;
-  /** Messages now in the inbox, to go to the user's devices: inbox seqs first.. in order. */
-  inboxDelivered(firstInboxSeq: number, messages: readonly PublishedMessage[]): void;
+  /** Messages of one channel now in the inbox, to go to the user's devices: inbox seqs first.. in order. */
+  inboxDelivered(firstInboxSeq: number, channelId: string, messages: readonly PublishedMessage[]): void;
   /** A row could not be written: the actor must start over from storage. */
   inboxFailed(err: unknown): void;
   /** Whether messages of this sender stay out of the inbox (the user blocks them). */
@@ -74,7 +74,7 @@ export class InboxFeed {
     // The common case first: nothing queued, the messages extend the open segment.
     if (this.queue.length === 0 && !this.busy && messages.length > 0 && !this.filtersAny(messages)) {
       const first = this.o.inbox.tryExtend(channelId, messages[0]!.seq, messages.length);
-      if (first !== undefined) return this.o.inboxDelivered(first, messages);
+      if (first !== undefined) return this.o.inboxDelivered(first, channelId, messages);
     }
     this.push({ kind: 'messages', channelId, messages });
   }
@@ -208,7 +208,7 @@ export class InboxFeed {
           const at = this.filtersAny(fresh) ? undefined : inbox.tryExtend(a.channelId, fresh[0]!.seq, fresh.length);
           if (at !== undefined) {
             this.queue.shift();
-            this.o.inboxDelivered(at, fresh);
+            this.o.inboxDelivered(at, a.channelId, fresh);
             continue;
           }
           // A row: this arrival and every ready one after it, in one write.
@@ -274,10 +274,11 @@ export class InboxFeed {
     const total = runs.reduce((n, r) => n + r.length, 0);
     inbox.apply(row, seq, runs[runs.length - 1]?.length ?? 0);
     let at = row.start;
-    for (const r of runs) {
-      this.o.inboxDelivered(at, r);
+    // One run per segment of the row, in its order (plan).
+    runs.forEach((r, i) => {
+      this.o.inboxDelivered(at, row.segments[i]!.channelId, r);
       at += r.length;
-    }
+    });
     if (at - row.start !== total) throw new Error('inbox row and messages disagree');
     if (++this.rowsSinceSnapshot >= SNAPSHOT_EVERY_ROWS) {
       this.rowsSinceSnapshot = 0;

@@ -15,6 +15,7 @@ import type { Presence } from '../../proto/client-frames.ts';
 import type { SessionMessage } from '../session/session-messages.ts';
 import type { PublishedMessage, UserMessage } from './user-messages.ts';
 import { UserPresence } from './user-presence.ts';
+import { PushDecider } from './push-decider.ts';
 
 /**
  * One user: the inbox (gap-free `inbox_seq`, see inbox.ts), the connected devices and a cursor
@@ -40,6 +41,7 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
   private readonly contacts: Contacts;
   private readonly blocks: Blocks;
   private readonly presence: UserPresence;
+  private readonly pushes: PushDecider;
   private failed = false;
 
   constructor(
@@ -52,6 +54,7 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     this.contacts = new Contacts(id, deps.store.kv, this.blocks);
     this.presence = new UserPresence(id, deps, this.contacts, this.blocks);
     this.feed = new InboxFeed(this);
+    this.pushes = new PushDecider(id, deps.store.kv, deps.log, deps.push);
   }
 
   private get id(): string {
@@ -76,8 +79,8 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     return this.checkedLoss;
   }
 
-  inboxDelivered(firstInboxSeq: number, messages: readonly PublishedMessage[]): void {
-    this.deliver(firstInboxSeq, messages);
+  inboxDelivered(firstInboxSeq: number, channelId: string, messages: readonly PublishedMessage[]): void {
+    this.deliver(firstInboxSeq, channelId, messages);
   }
 
   inboxRefuses(senderId: string): boolean {
@@ -134,7 +137,7 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
   }
 
   canPassivate(): boolean {
-    return this.devices.size === 0 && !this.cursors.pending && this.feed.idle;
+    return this.devices.size === 0 && !this.cursors.pending && this.feed.idle && !this.pushes.busy;
   }
 
   receive(m: UserMessage): unknown {
@@ -164,7 +167,10 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
         if (this.cursors.ack(m.deviceId, m.inboxSeq, this.inbox.head) && !this.ctx.timers.has('cursors')) {
           this.ctx.timers.once('cursors', CURSOR_FLUSH_MS, { type: 'flushCursors' });
         }
+        this.pushes.received(Math.min(m.inboxSeq, this.inbox.head));
         return undefined;
+      case 'mute':
+        return this.pushes.mute(m.channelId, m.untilMs);
       case 'flushCursors':
         return this.cursors.flush();
       case 'presenceChanged':
@@ -203,8 +209,14 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
 
   // ---- Inbox
 
-  /** New inbox entries go to every connected device, one message per session for the whole run. */
-  private deliver(firstInboxSeq: number, messages: readonly PublishedMessage[]): void {
+  /**
+   * New inbox entries go to every connected device, one message per session for the whole run.
+   * With no device online (none connected, or every one silent past the presence timeout) this
+   * is where push is decided, once per entry: the entries land here exactly once per activation,
+   * in inbox order, and the device set cannot change during this turn.
+   */
+  private deliver(firstInboxSeq: number, channelId: string, messages: readonly PublishedMessage[]): void {
+    if (this.deps.push && !this.devices.anyTouchedSince(Date.now() - this.deps.timings.presenceTimeoutMs)) this.pushes.offline(firstInboxSeq, channelId, messages);
     if (this.devices.size === 0) return;
     const bytes = messages.map((m) => m.bytes);
     this.push({ type: 'deliver', firstInboxSeq, messages: bytes });

@@ -64,6 +64,11 @@ export type UserMessage =
   | { type: 'offlineCheck' }
   /** From the node's periodic sweep: expire devices whose session stopped touching. */
   | { type: 'expireDevices' }
+  /**
+   * From the HTTP API (ask), for a member of the channel: no push for its messages until
+   * `untilMs` (undefined: unmute). Reply: void, once stored.
+   */
+  | { type: 'mute'; channelId: string; untilMs: number | undefined }
   /** Internal: persist dirty device cursors. */
   | { type: 'flushCursors' };
 

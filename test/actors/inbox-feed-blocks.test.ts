@@ -40,7 +40,7 @@ class Owner implements InboxFeedOwner {
   inboxCheckedLoss(): number {
     return 0;
   }
-  inboxDelivered(first: number, messages: readonly PublishedMessage[]): void {
+  inboxDelivered(first: number, _channelId: string, messages: readonly PublishedMessage[]): void {
     messages.forEach((m, i) => this.delivered.set(first + i, decodeMessage(m.bytes).text));
   }
   inboxFailed(err: unknown): void {
