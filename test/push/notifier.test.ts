@@ -62,6 +62,8 @@ class Receiver {
   }
 
   close(): Promise<void> {
+    // Keep-alive connections from a node that did not stop would hold close() open forever.
+    this.server?.closeAllConnections();
     return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }
@@ -312,7 +314,7 @@ test('push - --push-include-text adds the text', async (t) => {
     const { channel_id } = await a.http.openDm(b.userId);
     await a.http.postMessage(channel_id, 'm1', 'first');
     await a.http.postMessage(channel_id, 'm2', 'the latest words');
-    t.true(await eventually(() => own.pushes.length === 1, 5_000));
+    t.true(await eventually(() => own.pushes.length === 1, 15_000));
     t.is(own.pushes[0]!.text, 'the latest words');
   } finally {
     await node.stop();
