@@ -718,7 +718,8 @@ class LoadWorker {
       if (total === 0) setTimeout(resolve, msg.durationMs);
       else tick();
     });
-    // The chatter speaks while the messages are scheduled; what it causes still counts while draining.
+    // The chatter speaks for the run's duration (it stops itself then); what it causes still counts while draining.
+    if (stopChatter) while (performance.now() < run.t0 + msg.durationMs) await sleep(Math.min(50, Math.max(1, run.t0 + msg.durationMs - performance.now())));
     stopChatter?.();
     // Drain: wait for what is outstanding, bounded.
     const drainEnd = performance.now() + msg.drainMs;
@@ -749,14 +750,16 @@ class LoadWorker {
   }
 
   /**
-   * Group chatter during a run: slice i of the run is due at t0 + i × CHATTER_SLICE_MS; each
-   * membership speaks once per second in its slice. A timer catches up with the slices that came
-   * due (at most a second's worth per tick; older ones are dropped and counted).
+   * Group chatter during a run: slice i of the run is due at t0 + i × CHATTER_SLICE_MS, for the
+   * run's whole duration (whatever the message rate); each membership speaks once per second in
+   * its slice. A timer catches up with the slices that came due (at most a second's worth per
+   * tick; older ones are dropped and counted).
    */
   private startChatter(run: Run): () => void {
     let done = 0;
+    const slices = Math.floor(run.msg.durationMs / CHATTER_SLICE_MS);
     const tick = (): void => {
-      const due = Math.floor((performance.now() - run.t0) / CHATTER_SLICE_MS) + 1;
+      const due = Math.min(slices, Math.floor((performance.now() - run.t0) / CHATTER_SLICE_MS) + 1);
       if (due - done > CHATTER_SLICES) {
         run.chatter.slicesDropped += due - done - CHATTER_SLICES;
         done = due - CHATTER_SLICES;
@@ -765,7 +768,10 @@ class LoadWorker {
     };
     const timer = setInterval(tick, CHATTER_SLICE_MS);
     tick();
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      tick(); // the slices due up to the end (at most the run's duration)
+    };
   }
 
   private chatterSlice(run: Run, slice: number): void {
