@@ -132,6 +132,11 @@ export async function main(argv: string[]): Promise<number> {
     .option('--group-size <n>', 'group: members per group (all connected)', int('--group-size', 2), 100)
     .option('--group-rate <n>', 'group: fixed messages/s (default: step up to the highest rate that holds)', int('--group-rate', 1))
     .option('--group-start-rate <n>', 'group: first step, messages/s', int('--group-start-rate', 1), 200)
+    .option(
+      '--group-chatter',
+      'group, parley only: during every run each member of every group also sends, once a second (members spread evenly over the second), a read mark (the highest channel_seq it has received there) and a typing notice; read receipts and typing notices received are counted apart (not deliveries, not in the latency); refused with any other target (the peers have no such frames)',
+      false,
+    )
     .option('--start-rate <n>', 'max-throughput: first step, messages/s', int('--start-rate', 1), 2_000)
     .option('--step-duration <s>', 'max-throughput/group: seconds per step', num('--step-duration', 0.5), 5)
     .option('--step-factor <x>', 'max-throughput/group: rate multiplier per step', num('--step-factor', 1.05), 1.5)
@@ -198,6 +203,7 @@ export async function main(argv: string[]): Promise<number> {
     groupSize: o.groupSize as number,
     groupRate: o.groupRate as number | undefined,
     groupStartRate: o.groupStartRate as number,
+    groupChatter: o.groupChatter === true,
     startRate: o.startRate as number,
     stepS: o.stepDuration as number,
     stepFactor: o.stepFactor as number,
@@ -236,6 +242,16 @@ export async function main(argv: string[]): Promise<number> {
     quiet: o.quiet === true,
   };
 
+  if (cfg.groupChatter && scenario !== 'group' && scenario !== 'all') {
+    process.stderr.write(`bench: --group-chatter applies to the group scenario (--scenario group or all), not ${scenario}\n`);
+    return 2;
+  }
+  if (cfg.groupChatter && cfg.targets.some((t) => t !== 'parley')) {
+    process.stderr.write(
+      `bench: --group-chatter: read marks and typing notices are Parley frames; ${cfg.targets.filter((t) => t !== 'parley').join(', ')} ha${cfg.targets.filter((t) => t !== 'parley').length === 1 ? 's' : 've'} none, so a comparison would not be like for like. Run it with --target parley (and the peers in a run of their own without it).\n`,
+    );
+    return 2;
+  }
   if (cfg.targets.includes('parley') && cfg.parleydEntry === DIST_ENTRY) ensureBuild(note);
   if (cfg.nodes > 1 && !clusterSupported()) {
     process.stderr.write(`bench: --nodes ${cfg.nodes}: parleyd in this build runs a single node (no cluster settings); run with --nodes 1\n`);

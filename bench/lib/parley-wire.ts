@@ -4,12 +4,13 @@
  * what proto/client-codec.ts produces for the same values (test/bench/parley-wire.test.ts checks
  * it against the real codec).
  *
- * ClientFrame: ref = 1 (varint), hello = 2, send = 3, ack = 4, heartbeat = 8 (messages).
- * ServerFrame: ref = 1, welcome = 2, send_ack = 3, delivery = 4, presence = 7, error = 9.
+ * ClientFrame: ref = 1 (varint), hello = 2, send = 3, ack = 4, heartbeat = 8, read = 9, typing = 10 (messages).
+ * ServerFrame: ref = 1, welcome = 2, send_ack = 3, delivery = 4, presence = 7, error = 9,
+ * read_receipt = 10, typing = 11.
  */
 import { encodeClientFrame } from '../../proto/client-codec.ts';
 
-export const ServerBody = { welcome: 2, send_ack: 3, delivery: 4, sync_result: 5, history_result: 6, presence: 7, presence_result: 8, error: 9 } as const;
+export const ServerBody = { welcome: 2, send_ack: 3, delivery: 4, sync_result: 5, history_result: 6, presence: 7, presence_result: 8, error: 9, read_receipt: 10, typing: 11 } as const;
 
 function varintSize(n: number): number {
   let size = 1;
@@ -106,6 +107,59 @@ export class SendEncoder {
   }
 }
 
+/**
+ * The group chatter of one channel (`--group-chatter`): `read {channel_id, channel_seq}` and
+ * `typing {channel_id}`, both with ref 0 (they get an answer only when refused). The typing frame
+ * never changes, so it is built once.
+ */
+export class ChatterEncoder {
+  private readonly channel: Uint8Array;
+  readonly typing: Buffer;
+
+  constructor(channelId: string) {
+    this.channel = Buffer.from(channelId, 'utf8');
+    const ch = this.channel.length;
+    const inner = 1 + varintSize(ch) + ch;
+    const buf = Buffer.allocUnsafe(2 + 1 + varintSize(inner) + inner);
+    let p = 0;
+    buf[p++] = 0x08;
+    buf[p++] = 0x00;
+    buf[p++] = 0x52;
+    p = writeVarint(buf, p, inner);
+    buf[p++] = 0x0a;
+    p = writeVarint(buf, p, ch);
+    buf.set(this.channel, p);
+    this.typing = buf;
+  }
+
+  /** `read {channel_id, channel_seq: seq}` with ref 0. */
+  read(seq: number): Buffer {
+    const ch = this.channel.length;
+    const inner = 1 + varintSize(ch) + ch + 1 + varintSize(seq);
+    const buf = Buffer.allocUnsafe(2 + 1 + varintSize(inner) + inner);
+    let p = 0;
+    buf[p++] = 0x08;
+    buf[p++] = 0x00;
+    buf[p++] = 0x4a;
+    p = writeVarint(buf, p, inner);
+    buf[p++] = 0x0a;
+    p = writeVarint(buf, p, ch);
+    buf.set(this.channel, p);
+    p += ch;
+    buf[p++] = 0x10;
+    writeVarint(buf, p, seq);
+    return buf;
+  }
+
+  /** Whether `buf[off, off + len)` is this channel's id. */
+  isChannel(buf: Uint8Array, off: number, len: number): boolean {
+    const ch = this.channel;
+    if (len !== ch.length) return false;
+    for (let i = 0; i < len; i++) if (buf[off + i] !== ch[i]) return false;
+    return true;
+  }
+}
+
 /** What `scanServerFrame` found; reused across calls to avoid allocation. */
 export interface ScannedFrame {
   ref: number;
@@ -115,12 +169,17 @@ export interface ScannedFrame {
   inboxSeq: number;
   /** delivery: client_msg_id read as a decimal number (-1 when not all digits). */
   clientMsgId: number;
+  /** delivery: the message's channel_seq. */
+  channelSeq: number;
+  /** delivery: where the message's channel_id lies in the scanned buffer (offset, length; -1 when absent). */
+  channelOff: number;
+  channelLen: number;
   /** error: code. */
   errorCode: string;
 }
 
 export function newScan(): ScannedFrame {
-  return { ref: 0, body: 0, inboxSeq: 0, clientMsgId: -1, errorCode: '' };
+  return { ref: 0, body: 0, inboxSeq: 0, clientMsgId: -1, channelSeq: 0, channelOff: -1, channelLen: 0, errorCode: '' };
 }
 
 let pos = 0;
@@ -165,6 +224,15 @@ function scanMessage(buf: Uint8Array, end: number, out: ScannedFrame): void {
       }
       out.clientMsgId = len === 0 ? -1 : n;
       pos += len;
+    } else if (tag === 0x38) {
+      // channel_seq
+      out.channelSeq = readVarint(buf);
+    } else if (tag === 0x12) {
+      // channel_id
+      const len = readVarint(buf);
+      out.channelOff = pos;
+      out.channelLen = len;
+      pos += len;
     } else skip(buf, tag & 7);
   }
 }
@@ -175,6 +243,9 @@ export function scanServerFrame(buf: Uint8Array, out: ScannedFrame): ScannedFram
   out.body = 0;
   out.inboxSeq = 0;
   out.clientMsgId = -1;
+  out.channelSeq = 0;
+  out.channelOff = -1;
+  out.channelLen = 0;
   out.errorCode = '';
   pos = 0;
   const end = buf.length;

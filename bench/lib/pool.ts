@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { forkTracked } from './children.ts';
 import { mergeEncoded, percentiles, type Percentiles } from './hist.ts';
-import type { ConnSpec, DiscoveryFigures, FromWorker, NodeCounts, RunStats, SetupMessage, StatusReport, TargetName, ToWorker } from './protocol.ts';
+import type { ChatterStats, ConnSpec, DiscoveryFigures, FromWorker, NodeCounts, RunStats, SetupMessage, StatusReport, TargetName, ToWorker } from './protocol.ts';
 import { ROOT } from './targets.ts';
 
 /** Sockets per worker process: each may hold 20,000 open files here. */
@@ -33,6 +33,8 @@ export interface PoolOptions {
   readonly connectRate?: number;
   /** Each worker stops starting connections once more than this % failed (0 or unset: never). */
   readonly giveUpPct?: number;
+  /** Parley groups: every member sends a read and a typing per group once a second during runs. */
+  readonly chatter?: boolean;
   readonly onProgress?: (p: Progress) => void;
   /** The workers' pids, as soon as they have their work (before they connect). */
   readonly onSpawned?: (pids: number[]) => void;
@@ -73,6 +75,8 @@ export interface RunSummary {
   readonly sendLag: Percentiles;
   readonly durationMs: number;
   readonly closedDuringRun: number;
+  /** Summed over the workers; with chatter only. */
+  readonly chatter?: ChatterStats;
 }
 
 interface Slot {
@@ -223,6 +227,7 @@ export class WorkerPool {
         ...(this.o.discovery ? { discovery: this.o.discovery } : {}),
         ...(this.o.connectRate ? { connectRate: (this.o.connectRate * plan.conns.length) / this.o.conns.length } : {}),
         ...(this.o.giveUpPct ? { giveUpPct: this.o.giveUpPct } : {}),
+        ...(this.o.chatter ? { chatter: true } : {}),
       };
       this.send(slot, setup);
     }
@@ -357,6 +362,7 @@ export class WorkerPool {
       sendLag: merged((s) => s.sendLag),
       durationMs: Math.max(...stats.map((s) => s.durationMs)),
       closedDuringRun: sum((s) => s.closedDuringRun),
+      ...(stats.some((s) => s.chatter) ? { chatter: sumChatter(stats.flatMap((s) => (s.chatter ? [s.chatter] : []))) } : {}),
     };
   }
 
@@ -408,4 +414,21 @@ export class WorkerPool {
       }),
     );
   }
+}
+
+function sumChatter(all: readonly ChatterStats[]): ChatterStats {
+  const sum = (f: (c: ChatterStats) => number): number => all.reduce((a, c) => a + f(c), 0);
+  const errorCodes: Record<string, number> = {};
+  for (const c of all) for (const [k, v] of Object.entries(c.errorCodes)) errorCodes[k] = (errorCodes[k] ?? 0) + v;
+  return {
+    reads: sum((c) => c.reads),
+    typing: sum((c) => c.typing),
+    readsSkipped: sum((c) => c.readsSkipped),
+    notOpen: sum((c) => c.notOpen),
+    slicesDropped: sum((c) => c.slicesDropped),
+    receipts: sum((c) => c.receipts),
+    typingNotices: sum((c) => c.typingNotices),
+    errors: sum((c) => c.errors),
+    errorCodes,
+  };
 }

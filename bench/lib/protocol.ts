@@ -50,6 +50,12 @@ export interface SetupMessage {
    * wave. The rest count as failed ("not attempted"). 0: never give up.
    */
   readonly giveUpPct?: number;
+  /**
+   * Parley groups only (`--group-chatter`): during every run, each member of each group sends
+   * once a second a `read` (the highest channel_seq it has received in that group) and a
+   * `typing` for that group, the members spread evenly over the second.
+   */
+  readonly chatter?: boolean;
 }
 
 /** Connections per server node, as the generator saw them. */
@@ -97,6 +103,27 @@ export interface ConnectReport {
   readonly discovery?: DiscoveryFigures;
 }
 
+/** Group chatter of one run (`--group-chatter`): what the members sent and what they got back. */
+export interface ChatterStats {
+  /** `read` frames sent (one per member per group per second). */
+  readonly reads: number;
+  /** `typing` frames sent. */
+  readonly typing: number;
+  /** Reads not sent: nothing received in that group yet (no seq to mark). */
+  readonly readsSkipped: number;
+  /** Member-seconds not sent at all: the socket was not open. */
+  readonly notOpen: number;
+  /** Slices of the second that came due more than a second late and were dropped (generator behind). */
+  readonly slicesDropped: number;
+  /** `read_receipt` frames received, from the run's start to the end of its drain. */
+  readonly receipts: number;
+  /** `typing` notices received, same window. */
+  readonly typingNotices: number;
+  /** Error replies without a ref (chatter frames carry ref 0), by code. */
+  readonly errors: number;
+  readonly errorCodes: Record<string, number>;
+}
+
 export interface RunStats {
   readonly runId: number;
   /** Messages the schedule called for. */
@@ -121,6 +148,8 @@ export interface RunStats {
   readonly sendLag: string;
   readonly durationMs: number;
   readonly closedDuringRun: number;
+  /** With `chatter` only. */
+  readonly chatter?: ChatterStats;
 }
 
 export interface StatusReport {

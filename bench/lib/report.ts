@@ -34,6 +34,28 @@ function targetLabel(e: ResultEntry): string {
   return parts.length ? `parley (${parts.join(', ')})` : 'parley';
 }
 
+/** "group (10×100)", "group (10×100, chatter)" for group entries; the scenario name otherwise. */
+function scenarioLabel(e: ResultEntry): string {
+  if (!e.group_size) return e.scenario;
+  return `${e.scenario} (${e.groups}×${e.group_size}${e.chatter ? ', chatter' : ''})`;
+}
+
+/** What the group chatter of one entry did, in a sentence. */
+function chatterLine(e: ResultEntry): string {
+  const c = e.chatter;
+  if (!c) return `- ${targetLabel(e)} ${scenarioLabel(e)}${runLabel(e)}: chatter **off** (no read marks, no typing notices)`;
+  const parts = [
+    `chatter **on**: ${fmt(c.members)} members, each a \`read\` and a \`typing\` every ${fmt(c.every_ms)} ms`,
+    `sent ${fmt(c.reads_sent_per_s)} reads/s and ${fmt(c.typing_sent_per_s)} typing/s (full: ${fmt(c.expected_sent_per_s)}/s each)`,
+    `received ${fmt(c.receipts_per_s)} read receipts/s and ${fmt(c.typing_notices_per_s)} typing notices/s (at most ${fmt(c.expected_received_per_s)}/s each)`,
+  ];
+  if (c.reads_skipped) parts.push(`${fmt(c.reads_skipped)} reads not sent (nothing received in the group yet)`);
+  if (c.not_open) parts.push(`${fmt(c.not_open)} member-seconds skipped (socket not open)`);
+  if (c.slices_dropped) parts.push(`${fmt(c.slices_dropped)} slices dropped (generator more than a second behind)`);
+  if (c.errors) parts.push(`${fmt(c.errors)} refused ${esc(JSON.stringify(c.error_codes))}`);
+  return `- ${targetLabel(e)} ${scenarioLabel(e)}${runLabel(e)} @ ${fmt(e.offered_rate)}/s: ${parts.join('; ')}`;
+}
+
 function runLabel(e: ResultEntry): string {
   const run = (e as ResultEntry & { run?: string }).run;
   return run ? ` · ${run}` : '';
@@ -273,7 +295,7 @@ export function stepsSvg(entries: ResultEntry[]): string | undefined {
     for (const s of steps) {
       out.push(`<circle cx="${x(s.offered_rate).toFixed(1)}" cy="${y(s.latency_ms.p99).toFixed(1)}" r="4" fill="${s.held ? color : 'white'}" stroke="${color}" stroke-width="2"><title>${esc(`${e.target} ${e.scenario} @ ${s.offered_rate}/s: p99 ${s.latency_ms.p99} ms${s.why_not ? ` (${s.why_not})` : ''}`)}</title></circle>`);
     }
-    out.push(`<rect x="${left + plotW + 10}" y="${top + 30 + i * 16}" width="10" height="10" fill="${color}"/><text x="${left + plotW + 25}" y="${top + 39 + i * 16}">${esc(`${e.target} ${e.scenario === 'group' ? 'group' : '1:1'}`)}</text>`);
+    out.push(`<rect x="${left + plotW + 10}" y="${top + 30 + i * 16}" width="10" height="10" fill="${color}"/><text x="${left + plotW + 25}" y="${top + 39 + i * 16}">${esc(`${e.target} ${e.scenario === 'group' ? (e.chatter ? 'group + chatter' : 'group') : '1:1'}`)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n');
@@ -423,7 +445,7 @@ export function writeReport(file: ResultFile, mdPath: string, preface: string[] 
     for (const e of msg) {
       const l = e.latency_ms;
       md.push(
-        `| ${e.scenario}${e.group_size ? ` (${e.groups}×${e.group_size})` : ''}${runLabel(e)} | ${targetLabel(e)} | ${fmt(e.offered_rate)} | ${fmt(e.sent)} | ${fmt(e.delivered)} / ${fmt(e.expected)} | ${fmt(e.errors)} | ${fmt(e.timeouts)} | ${fmt(l?.p50)} | ${fmt(l?.p90)} | ${fmt(l?.p99)} | ${fmt(l?.p999)} | ${fmt(l?.max)} | ${fmt(e.max_rate)} | ${fmt(e.deliveries_per_s)} | ${fmt(e.server_cpu_pct, 1)} (${fmt(e.server_main_thread_cpu_pct, 1)} / ${fmt(e.server_other_threads_cpu_pct?.[0] ?? 0, 1)}) | ${fmt(e.generator_cpu_pct, 1)} | ${fmt(e.machine_cpu_pct, 1)} | ${fmt(e.other_cpu_pct, 1)} | ${mib(e.server_rss_bytes)} |`,
+        `| ${scenarioLabel(e)}${runLabel(e)} | ${targetLabel(e)} | ${fmt(e.offered_rate)} | ${fmt(e.sent)} | ${fmt(e.delivered)} / ${fmt(e.expected)} | ${fmt(e.errors)} | ${fmt(e.timeouts)} | ${fmt(l?.p50)} | ${fmt(l?.p90)} | ${fmt(l?.p99)} | ${fmt(l?.p999)} | ${fmt(l?.max)} | ${fmt(e.max_rate)} | ${fmt(e.deliveries_per_s)} | ${fmt(e.server_cpu_pct, 1)} (${fmt(e.server_main_thread_cpu_pct, 1)} / ${fmt(e.server_other_threads_cpu_pct?.[0] ?? 0, 1)}) | ${fmt(e.generator_cpu_pct, 1)} | ${fmt(e.machine_cpu_pct, 1)} | ${fmt(e.other_cpu_pct, 1)} | ${mib(e.server_rss_bytes)} |`,
       );
     }
     md.push('');
@@ -433,11 +455,25 @@ export function writeReport(file: ResultFile, mdPath: string, preface: string[] 
       for (const e of acks) md.push(`- ${targetLabel(e)} ${e.scenario} @ ${fmt(e.offered_rate)}/s: p50 ${fmt(e.ack_latency_ms!.p50)} ms, p99 ${fmt(e.ack_latency_ms!.p99)} ms, max ${fmt(e.ack_latency_ms!.max)} ms`);
       md.push('');
     }
+    const groupsWithChatterField = msg.filter((e) => e.scenario === 'group' && e.chatter !== undefined);
+    if (groupsWithChatterField.length) {
+      md.push(
+        'Group chatter (`--group-chatter`, Parley only): read marks and typing notices from every member once a second, spread over the second, while each run sends; the read receipts and typing notices members get back are counted apart, are not deliveries and do not enter the latency. Rates are per second of the measured run (what arrives while it drains included):',
+        '',
+      );
+      for (const e of groupsWithChatterField) md.push(chatterLine(e));
+      md.push('');
+    }
     for (const e of msg.filter((x) => x.steps)) {
-      md.push(`<details><summary>${targetLabel(e)} ${e.scenario}${runLabel(e)}: ${e.steps!.length} steps, highest that held ${fmt(e.max_rate)}/s</summary>`, '');
-      md.push('| offered/s | delivered / expected | errors | timeouts | p50 | p99 | max | send lag p99 | server CPU % (main / next thread) | generator CPU % | other jobs CPU % | held |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+      const chat = e.steps!.some((s) => s.chatter);
+      md.push(`<details><summary>${targetLabel(e)} ${scenarioLabel(e)}${runLabel(e)}: ${e.steps!.length} steps, highest that held ${fmt(e.max_rate)}/s</summary>`, '');
+      md.push(
+        `| offered/s | delivered / expected | errors | timeouts | p50 | p99 | max | send lag p99 | server CPU % (main / next thread) | generator CPU % | other jobs CPU % |${chat ? ' receipts/s | typing notices/s |' : ''} held |`,
+        `|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${chat ? '---:|---:|' : ''}---|`,
+      );
       for (const s of e.steps!) {
-        md.push(`| ${fmt(s.offered_rate)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.errors)} | ${fmt(s.timeouts)} | ${fmt(s.latency_ms.p50)} | ${fmt(s.latency_ms.p99)} | ${fmt(s.latency_ms.max)} | ${fmt(s.send_lag_p99_ms)} | ${fmt(s.server_cpu_pct, 1)} (${fmt(s.server_main_thread_cpu_pct, 1)} / ${fmt(s.server_other_threads_cpu_pct?.[0] ?? 0, 1)}) | ${fmt(s.generator_cpu_pct, 1)} | ${fmt(s.other_cpu_pct, 1)} | ${s.held ? 'yes' : `no: ${esc(s.why_not ?? '')}`} |`);
+        const c = chat ? ` ${fmt(s.chatter?.receipts_per_s)} | ${fmt(s.chatter?.typing_notices_per_s)} |` : '';
+        md.push(`| ${fmt(s.offered_rate)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.errors)} | ${fmt(s.timeouts)} | ${fmt(s.latency_ms.p50)} | ${fmt(s.latency_ms.p99)} | ${fmt(s.latency_ms.max)} | ${fmt(s.send_lag_p99_ms)} | ${fmt(s.server_cpu_pct, 1)} (${fmt(s.server_main_thread_cpu_pct, 1)} / ${fmt(s.server_other_threads_cpu_pct?.[0] ?? 0, 1)}) | ${fmt(s.generator_cpu_pct, 1)} | ${fmt(s.other_cpu_pct, 1)} |${c} ${s.held ? 'yes' : `no: ${esc(s.why_not ?? '')}`} |`);
       }
       md.push('', '</details>', '');
     }

@@ -35,6 +35,8 @@ export interface BenchConfig {
   readonly groupSize: number;
   readonly groupRate: number | undefined;
   readonly groupStartRate: number;
+  /** Group, Parley only: every member sends a read and a typing per second in its group during runs. */
+  readonly groupChatter: boolean;
   readonly startRate: number;
   readonly stepS: number;
   readonly stepFactor: number;
@@ -110,6 +112,35 @@ export interface StepResult {
   generator_cpu_pct: number;
   machine_cpu_pct: number;
   other_cpu_pct: number;
+  /** Group runs with `--group-chatter`. */
+  chatter?: ChatterRates | null;
+}
+
+/** What the group chatter did in one run, per second of the run (receipts counted up to the end of its drain). */
+export interface ChatterRates {
+  reads_sent_per_s: number;
+  typing_sent_per_s: number;
+  receipts_per_s: number;
+  typing_notices_per_s: number;
+  /** Reads not sent because the member had received nothing in its group yet. */
+  reads_skipped: number;
+  /** Member-seconds skipped because the socket was not open. */
+  not_open: number;
+  /** Slices of a second that came due more than a second late in the generator and were dropped. */
+  slices_dropped: number;
+  errors: number;
+  error_codes: Record<string, number>;
+}
+
+/** `--group-chatter`: on, and its rates in the run reported (the best step when stepping). */
+export interface ChatterResult extends ChatterRates {
+  on: true;
+  /** Members that chatter (every member of every group), each once per `every_ms`. */
+  members: number;
+  every_ms: number;
+  /** What full chatter would give: members × 1/s frames of each kind sent, members × (size − 1)/s of each kind received. */
+  expected_sent_per_s: number;
+  expected_received_per_s: number;
 }
 
 export interface LevelResult {
@@ -234,6 +265,8 @@ export interface ResultEntry {
   deliveries_per_s: number | null;
   group_size: number | null;
   groups: number | null;
+  /** Group runs with `--group-chatter` (Parley only): read marks and typing once a second per member. */
+  chatter?: ChatterResult | null;
   pairs: number | null;
   sessions: number | null;
   connected: number | null;
@@ -436,6 +469,38 @@ function applyRun(e: ResultEntry, r: RunSummary): void {
   e.closed += r.closedDuringRun;
 }
 
+function chatterRates(r: RunSummary, durationS: number): ChatterRates | null {
+  const c = r.chatter;
+  if (!c) return null;
+  const per = (n: number): number => Math.round(n / durationS);
+  return {
+    reads_sent_per_s: per(c.reads),
+    typing_sent_per_s: per(c.typing),
+    receipts_per_s: per(c.receipts),
+    typing_notices_per_s: per(c.typingNotices),
+    reads_skipped: c.readsSkipped,
+    not_open: c.notOpen,
+    slices_dropped: c.slicesDropped,
+    errors: c.errors,
+    error_codes: c.errorCodes,
+  };
+}
+
+/** The entry's chatter figures from the run it reports; null without chatter. */
+function applyChatter(e: ResultEntry, r: RunSummary, durationS: number, cfg: BenchConfig): void {
+  const rates = chatterRates(r, durationS);
+  if (!rates) return;
+  const members = (e.groups ?? 0) * (e.group_size ?? 0);
+  e.chatter = {
+    on: true,
+    members,
+    every_ms: 1000,
+    expected_sent_per_s: members,
+    expected_received_per_s: members * Math.max(0, (e.group_size ?? cfg.groupSize) - 1),
+    ...rates,
+  };
+}
+
 /** A running target: the server, its sampler, and where its load-generator pids come from. */
 export interface Env {
   readonly t: TargetHandle;
@@ -544,6 +609,7 @@ async function openPool(
     textBytes: cfg.textBytes,
     ackEvery: cfg.ackEvery,
     client: cfg.client,
+    ...(cfg.groupChatter && t.name === 'parley' ? { chatter: true } : {}),
     onProgress: (x) => {
       p.update(x.connected + x.failed, `${x.connected} up, ${x.failed} failed`);
       onUp?.(x.connected);
@@ -1014,7 +1080,9 @@ async function withMessaging<T>(env: Env, cfg: BenchConfig, shape: Shape, base: 
   // The pool indexes its own connection list from 0.
   const groups = members.map((m, i) => ({ channel: channels[i]!, members: m.map((x) => x - base) }));
   e.server_rss_before_bytes = await steadyRss(sampler, cfg);
-  const opened = await openPool(t, cfg, `connecting ${users} sessions`, connSpecs(t, base, users), groups, pids);
+  // Chatter is the group scenario's, and Parley's only (run.ts refuses it with other targets).
+  const chatter = shape.kind === 'group' && cfg.groupChatter && t.name === 'parley';
+  const opened = await openPool(t, { ...cfg, groupChatter: chatter }, `connecting ${users} sessions`, connSpecs(t, base, users), groups, pids);
   e.workers = opened.workers;
   e.connected = opened.connected;
   if (opened.failed > 0) e.notes.push(`${opened.failed} of ${users} sessions failed to connect: ${JSON.stringify(opened.failures)}`);
@@ -1066,6 +1134,7 @@ async function groupIn(env: Env, cfg: BenchConfig, rate: number | undefined, bas
   const e = blankEntry('group', target, cfg);
   e.groups = cfg.groups;
   e.group_size = cfg.groupSize;
+  e.chatter = null;
   return withMessaging(env, cfg, { kind: 'group', count: cfg.groups, size: cfg.groupSize }, base, e, async (m) => {
     if (rate !== undefined) {
       await warmup(m, cfg, rate);
@@ -1075,7 +1144,9 @@ async function groupIn(env: Env, cfg: BenchConfig, rate: number | undefined, bas
       e.offered_rate = rate;
       e.duration_s = cfg.durationS;
       e.deliveries_per_s = Math.round(r.delivered / cfg.durationS);
+      applyChatter(e, r, cfg.durationS, cfg);
       e.bottleneck = bottleneck(w, r.sendLag.p99, m.workers);
+      if (r.chatter?.errors) e.notes.push(`chatter: ${r.chatter.errors} errors ${JSON.stringify(r.chatter.errorCodes)}`);
       return e;
     }
     await stepUp(m, cfg, e, cfg.groupStartRate, 'group', cfg.groupP99LimitMs);
@@ -1141,6 +1212,8 @@ async function stepUp(m: Messaging, cfg: BenchConfig, e: ResultEntry, startRate:
   const verdict = (r: RunSummary): string | undefined =>
     r.errors > 0
       ? `${r.errors} errors ${JSON.stringify(r.errorCodes)}`
+      : r.chatter && r.chatter.errors > 0
+        ? `${r.chatter.errors} chatter frames refused ${JSON.stringify(r.chatter.errorCodes)}`
       : r.timeouts > 0
         ? `${r.timeouts} deliveries timed out`
         : r.latency.p99 > p99LimitMs
@@ -1177,6 +1250,7 @@ async function stepUp(m: Messaging, cfg: BenchConfig, e: ResultEntry, startRate:
       generator_cpu_pct: w.generator_cpu_pct,
       machine_cpu_pct: w.machine_cpu_pct,
       other_cpu_pct: w.other_cpu_pct,
+      ...(r.chatter ? { chatter: chatterRates(r, cfg.stepS) } : {}),
     });
     if (why === undefined) {
       if (!best || rate > best.rate) best = { rate, r, w };
@@ -1208,6 +1282,7 @@ async function stepUp(m: Messaging, cfg: BenchConfig, e: ResultEntry, startRate:
     e.offered_rate = chosen.rate;
     e.duration_s = cfg.stepS;
     e.deliveries_per_s = Math.round(chosen.r.delivered / cfg.stepS);
+    applyChatter(e, chosen.r, cfg.stepS, cfg);
   }
   const top = steps.reduce<StepResult | undefined>((a, s) => (!a || s.offered_rate > a.offered_rate ? s : a), undefined);
   const w = chosen?.w;
@@ -1217,6 +1292,8 @@ async function stepUp(m: Messaging, cfg: BenchConfig, e: ResultEntry, startRate:
     : `no step failed up to ${top?.offered_rate}/s (maxSteps reached)` + (w ? `; server ${w.server_cpu_pct}% CPU` : '');
   e.notes.push(`a step holds while p99 ≤ ${p99LimitMs} ms with no errors and nothing lost`);
   if (failedAt === undefined) e.notes.push('the step limit was reached before any step failed: max_rate is a lower bound');
+  const dropped = steps.filter((s) => (s.chatter?.slices_dropped ?? 0) > 0);
+  if (dropped.length > 0) e.notes.push(`the generator fell more than a second behind the chatter at ${dropped.map((s) => s.offered_rate).join(', ')}/s and dropped slices of it`);
   const lagged = steps.filter((s) => s.send_lag_p99_ms > 10);
   if (lagged.length > 0) e.notes.push(`generator send lag p99 above 10 ms at ${lagged.map((s) => s.offered_rate).join(', ')}/s: there the generator (or the shared CPU) added latency`);
 }

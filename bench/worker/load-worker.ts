@@ -9,6 +9,12 @@
  *   sends over its websocket transport, without its per-packet machinery);
  * - uws-raw: a one-byte-opcode pub/sub protocol (bench/peers/uws-raw/server.ts).
  *
+ * With `chatter` (Parley groups, `--group-chatter`), every member of every group also sends, during
+ * each run, once a second a `read` (the highest channel_seq it has received in that group) and a
+ * `typing` for that group, the members spread evenly over the second (CHATTER_SLICES slices).
+ * The receipts and typing notices members get back are counted apart: they are not deliveries
+ * and never enter the latency histogram.
+ *
  * With `discovery` (a Parley cluster), each connection first asks GET /v1/servers of one node
  * (the nodes in turn) and connects to the first server of the answer, the least loaded one, as
  * the SDK does; the worker counts sessions per node. `connectRate` paces how many connections it
@@ -24,13 +30,16 @@ import http from 'node:http';
 import WebSocket from 'ws';
 import { RawWebSocket } from './raw-ws.ts';
 import { encodeHistogram, newHistogram, recordMs, type Histogram } from '../lib/hist.ts';
-import { encodeAck, encodeHello, HEARTBEAT_FRAME, newScan, scanServerFrame, SendEncoder, ServerBody } from '../lib/parley-wire.ts';
-import type { ConnSpec, FromWorker, GroupSpec, NodeCounts, RunMessage, RunStats, SetupMessage, ToWorker } from '../lib/protocol.ts';
+import { ChatterEncoder, encodeAck, encodeHello, HEARTBEAT_FRAME, newScan, scanServerFrame, SendEncoder, ServerBody } from '../lib/parley-wire.ts';
+import type { ChatterStats, ConnSpec, FromWorker, GroupSpec, NodeCounts, RunMessage, RunStats, SetupMessage, ToWorker } from '../lib/protocol.ts';
 
 const RING = 1 << 21; // outstanding messages tracked at once (~2M; 25 MB)
 const MASK = RING - 1;
 const MAX_SENDS_PER_TICK = 4_000;
 const HEARTBEAT_SLICE_MS = 100;
+/** Group chatter: the second is cut into this many slices; membership k speaks in slice k % CHATTER_SLICES. */
+const CHATTER_SLICES = 50;
+const CHATTER_SLICE_MS = 1000 / CHATTER_SLICES;
 
 function post(m: FromWorker): void {
   process.send?.(m);
@@ -160,9 +169,18 @@ abstract class Conn {
 
 const scan = newScan();
 
+/** One member in one group, for the chatter: the highest channel_seq it has received there. */
+interface Membership {
+  readonly conn: ParleyConn;
+  readonly chatter: ChatterEncoder;
+  seq: number;
+}
+
 class ParleyConn extends Conn {
   private lastAcked = 0;
   private received = 0;
+  /** Its groups, with chatter on (empty otherwise). */
+  readonly memberships: Membership[] = [];
 
   protected path(): string {
     return '/v1/ws';
@@ -177,6 +195,7 @@ class ParleyConn extends Conn {
     switch (scan.body) {
       case ServerBody.delivery:
         this.received = scan.inboxSeq;
+        if (this.memberships.length > 0) this.noteSeq(data);
         this.w.onDelivery(this, scan.clientMsgId);
         if (this.w.setup.ackEvery > 0 && this.received - this.lastAcked >= this.w.setup.ackEvery) {
           this.lastAcked = this.received;
@@ -189,13 +208,37 @@ class ParleyConn extends Conn {
       case ServerBody.welcome:
         this.becomeReady();
         return;
+      case ServerBody.read_receipt:
+        this.w.onChatterIn(false);
+        return;
+      case ServerBody.typing:
+        this.w.onChatterIn(true);
+        return;
       case ServerBody.error:
         if (!this.ready) this.fail(scan.errorCode || 'hello refused');
+        // Sends carry their id as ref (from 1); ref 0 is the chatter's (heartbeats and acks get no error).
+        else if (scan.ref === 0 && this.memberships.length > 0) this.w.onChatterError(scan.errorCode);
         else this.w.onSendError(scan.ref, scan.errorCode);
         return;
       default:
         return;
     }
+  }
+
+  /** Remembers the highest channel_seq this member has received in the delivery's group. */
+  private noteSeq(data: Buffer): void {
+    const ms = this.memberships;
+    let m: Membership | undefined = ms[0];
+    if (ms.length > 1) {
+      m = undefined;
+      for (const x of ms) {
+        if (x.chatter.isChannel(data, scan.channelOff, scan.channelLen)) {
+          m = x;
+          break;
+        }
+      }
+    }
+    if (m && scan.channelSeq > m.seq) m.seq = scan.channelSeq;
   }
 
   join(): void {
@@ -362,6 +405,7 @@ interface Run {
   acks: number;
   closed: number;
   outstanding: number;
+  chatter: { -readonly [K in keyof ChatterStats]: ChatterStats[K] };
   readonly latency: Histogram;
   readonly ackLatency: Histogram;
   readonly lag: Histogram;
@@ -375,6 +419,8 @@ class LoadWorker {
   setup!: SetupMessage;
   private conns: Conn[] = [];
   private groups: Group[] = [];
+  /** Every (member, group) that chatters, in group order: a group's members fall in consecutive slices. */
+  private chatterList: Membership[] = [];
   private rr = 0;
   private nextId = 1;
   // The ring of outstanding messages: due time, deliveries still expected, sender, own id.
@@ -411,6 +457,18 @@ class LoadWorker {
     this.conns = setup.conns.map((spec, i) => new Kind(this, i, spec, setup.sources[i % setup.sources.length]!));
     const text = 'x'.repeat(Math.max(1, setup.textBytes));
     this.groups = setup.groups.map((spec) => ({ spec, codec: codecFor(setup.target, spec.channel, text), next: 0 }));
+    if (setup.chatter) {
+      if (setup.target !== 'parley') throw new Error('group chatter (read marks, typing) is a Parley feature; the peers have no such frames');
+      for (const g of setup.groups) {
+        const chatter = new ChatterEncoder(g.channel);
+        for (const idx of g.members) {
+          const conn = this.conns[idx] as ParleyConn;
+          const m: Membership = { conn, chatter, seq: 0 };
+          conn.memberships.push(m);
+          this.chatterList.push(m);
+        }
+      }
+    }
     this.progressTimer = setInterval(() => this.progress(), 500);
     // Sessions heartbeat from their welcome on, also while the rest are still connecting: a
     // connect phase longer than the server's silence timeout (30 s) would otherwise lose them.
@@ -634,6 +692,7 @@ class LoadWorker {
       acks: 0,
       closed: 0,
       outstanding: 0,
+      chatter: { reads: 0, typing: 0, readsSkipped: 0, notOpen: 0, slicesDropped: 0, receipts: 0, typingNotices: 0, errors: 0, errorCodes: {} },
       latency: newHistogram(),
       ackLatency: newHistogram(),
       lag: newHistogram(),
@@ -643,6 +702,7 @@ class LoadWorker {
     const wait = msg.startAt - Date.now();
     if (wait > 0) await sleep(wait);
     run.t0 = performance.now();
+    const stopChatter = this.chatterList.length > 0 ? this.startChatter(run) : undefined;
     const total = this.groups.length === 0 ? 0 : Math.floor((msg.rate * msg.durationMs) / 1000);
     const interval = total > 0 ? 1000 / msg.rate : 0;
     await new Promise<void>((resolve) => {
@@ -658,6 +718,9 @@ class LoadWorker {
       if (total === 0) setTimeout(resolve, msg.durationMs);
       else tick();
     });
+    // The chatter speaks for the run's duration (it stops itself then); what it causes still counts while draining.
+    if (stopChatter) while (performance.now() < run.t0 + msg.durationMs) await sleep(Math.min(50, Math.max(1, run.t0 + msg.durationMs - performance.now())));
+    stopChatter?.();
     // Drain: wait for what is outstanding, bounded.
     const drainEnd = performance.now() + msg.drainMs;
     while (run.outstanding > 0 && performance.now() < drainEnd) await sleep(20);
@@ -679,10 +742,67 @@ class LoadWorker {
       sendLag: encodeHistogram(run.lag),
       durationMs: Math.round(performance.now() - run.t0),
       closedDuringRun: run.closed,
+      ...(this.setup.chatter ? { chatter: run.chatter } : {}),
     };
     for (const h of [run.latency, run.ackLatency, run.lag]) h.destroy();
     this.run = undefined;
     post({ type: 'runDone', stats });
+  }
+
+  /**
+   * Group chatter during a run: slice i of the run is due at t0 + i × CHATTER_SLICE_MS, for the
+   * run's whole duration (whatever the message rate); each membership speaks once per second in
+   * its slice. A timer catches up with the slices that came due (at most a second's worth per
+   * tick; older ones are dropped and counted).
+   */
+  private startChatter(run: Run): () => void {
+    let done = 0;
+    const slices = Math.floor(run.msg.durationMs / CHATTER_SLICE_MS);
+    const tick = (): void => {
+      const due = Math.min(slices, Math.floor((performance.now() - run.t0) / CHATTER_SLICE_MS) + 1);
+      if (due - done > CHATTER_SLICES) {
+        run.chatter.slicesDropped += due - done - CHATTER_SLICES;
+        done = due - CHATTER_SLICES;
+      }
+      while (done < due) this.chatterSlice(run, done++ % CHATTER_SLICES);
+    };
+    const timer = setInterval(tick, CHATTER_SLICE_MS);
+    tick();
+    return () => {
+      clearInterval(timer);
+      tick(); // the slices due up to the end (at most the run's duration)
+    };
+  }
+
+  private chatterSlice(run: Run, slice: number): void {
+    const list = this.chatterList;
+    const c = run.chatter;
+    for (let i = slice; i < list.length; i += CHATTER_SLICES) {
+      const m = list[i]!;
+      if (!m.conn.ready) {
+        c.notOpen++;
+        continue;
+      }
+      if (m.seq > 0) {
+        if (m.conn.write(m.chatter.read(m.seq))) c.reads++;
+      } else c.readsSkipped++;
+      if (m.conn.write(m.chatter.typing)) c.typing++;
+    }
+  }
+
+  /** A read receipt (typing false) or a typing notice came in: counted, never a delivery. */
+  onChatterIn(typing: boolean): void {
+    const run = this.run;
+    if (!run) return;
+    if (typing) run.chatter.typingNotices++;
+    else run.chatter.receipts++;
+  }
+
+  onChatterError(code: string): void {
+    const run = this.run;
+    if (!run) return;
+    run.chatter.errors++;
+    run.chatter.errorCodes[code || 'UNKNOWN'] = (run.chatter.errorCodes[code || 'UNKNOWN'] ?? 0) + 1;
   }
 
   private sendOne(run: Run, dueAt: number, now: number): void {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { decodeClientFrame, encodeClientFrame, encodeServerFrame } from '../../proto/client-codec.ts';
-import { encodeAck, HEARTBEAT_FRAME, newScan, scanServerFrame, SendEncoder, ServerBody } from '../../bench/lib/parley-wire.ts';
+import { ChatterEncoder, encodeAck, HEARTBEAT_FRAME, newScan, scanServerFrame, SendEncoder, ServerBody } from '../../bench/lib/parley-wire.ts';
 
 test('send frames are byte-for-byte what the real codec produces', (t) => {
   for (const [channel, text] of [
@@ -26,6 +26,16 @@ test('heartbeat and ack frames match the real codec', (t) => {
   }
 });
 
+test('read and typing frames (group chatter) match the real codec', (t) => {
+  for (const channel of ['grp-0f6c1a2e-93b4-4bd5-8c4e-1b2f3a4d5e6f', 'g', 'c'.repeat(200)]) {
+    const enc = new ChatterEncoder(channel);
+    t.true(enc.typing.equals(Buffer.from(encodeClientFrame(0, 'typing', { channel_id: channel }))), `typing, channel ${channel.length} chars`);
+    for (const seq of [0, 1, 127, 128, 300, 16_384, 2 ** 35 + 3]) {
+      t.true(enc.read(seq).equals(Buffer.from(encodeClientFrame(0, 'read', { channel_id: channel, channel_seq: seq }))), `read ${seq}, channel ${channel.length} chars`);
+    }
+  }
+});
+
 test('the scanner reads deliveries, acks, errors and welcomes as the real codec wrote them', (t) => {
   const scan = newScan();
   const delivery = encodeServerFrame(0, 'delivery', {
@@ -37,6 +47,9 @@ test('the scanner reads deliveries, acks, errors and welcomes as the real codec 
   t.is(scan.ref, 0);
   t.is(scan.inboxSeq, 2 ** 33 + 1);
   t.is(scan.clientMsgId, 123456789);
+  t.is(scan.channelSeq, 42);
+  t.true(new ChatterEncoder('dm-x').isChannel(delivery, scan.channelOff, scan.channelLen));
+  t.false(new ChatterEncoder('dm-y').isChannel(delivery, scan.channelOff, scan.channelLen));
 
   const odd = encodeServerFrame(0, 'delivery', {
     inbox_seq: 3,
@@ -57,4 +70,9 @@ test('the scanner reads deliveries, acks, errors and welcomes as the real codec 
 
   const welcome = encodeServerFrame(0, 'welcome', { user_id: 'u', device_id: 'd', inbox_head_seq: 9, heartbeat_interval_ms: 5000, node_id: 'n1', resumed_after_inbox_seq: 0 });
   t.is(scanServerFrame(welcome, scan).body, ServerBody.welcome);
+
+  const receipt = encodeServerFrame(0, 'read_receipt', { channel_id: 'c', user_id: 'u', channel_seq: 7 });
+  t.is(scanServerFrame(receipt, scan).body, ServerBody.read_receipt);
+  const typing = encodeServerFrame(0, 'typing', { channel_id: 'c', user_id: 'u', expires_in_ms: 3000 });
+  t.is(scanServerFrame(typing, scan).body, ServerBody.typing);
 });
