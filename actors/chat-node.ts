@@ -5,6 +5,7 @@ import type { Logger } from '../runtime/log.ts';
 import type { Store } from '../runtime/storage/index.ts';
 import { decodeClientFrame, encodeServerFrame } from '../proto/client-codec.ts';
 import { httpApi, type Discovery, type ServerInfo } from './api/http-api.ts';
+import { addWebPage } from './api/web-page.ts';
 import { Accounts } from './auth/accounts.ts';
 import type { PasswordCost } from './auth/password.ts';
 import { Revocations } from './auth/revocations.ts';
@@ -157,7 +158,8 @@ export class ChatNode {
       statusForCode: httpStatusFor,
       ...(o.cors ? { cors: o.cors } : {}),
       onConnection: (conn) => this.onConnection(conn),
-      router: httpApi({
+      // The web chat page shares the API's origin (no CORS) and router.
+      router: addWebPage(httpApi({
         deps: this.deps,
         accounts: new Accounts(o.store.kv, o.passwordCost),
         signer: o.signer,
@@ -177,7 +179,7 @@ export class ChatNode {
           event_loop_delay_ms: this.loopDelay.stats.max,
           event_loop_delay: this.loopDelay.stats,
         }),
-      }),
+      })),
     });
   }
 

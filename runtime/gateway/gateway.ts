@@ -257,6 +257,12 @@ export class Gateway {
       res.cork(() => {
         res.writeStatus(statusLine(r.status));
         corsHeaders();
+        for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v);
+        if (r.raw) {
+          res.writeHeader('content-type', r.raw.contentType);
+          res.end(r.raw.bytes);
+          return;
+        }
         res.writeHeader('content-type', 'application/json');
         res.end(r.body === undefined ? '' : JSON.stringify(r.body));
       });

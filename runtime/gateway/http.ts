@@ -13,7 +13,12 @@ export interface HttpRequest {
 
 export interface HttpResponse {
   readonly status: number;
+  /** Sent as JSON, unless `raw` is given. */
   readonly body?: unknown;
+  /** Bytes sent as they are with their own content type (a static file) instead of JSON. */
+  readonly raw?: { readonly contentType: string; readonly bytes: Uint8Array };
+  /** Further response headers (caching, security policy); lower-case names. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export type HttpHandler = (req: HttpRequest) => Promise<HttpResponse> | HttpResponse;

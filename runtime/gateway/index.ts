@@ -20,4 +20,5 @@ export type { Connection, ConnectionHandler } from './connection.ts';
 export { CorsPolicy } from './cors.ts';
 export { Gateway, type GatewayOptions } from './gateway.ts';
 export { errorBody, HttpError, HttpRouter, type HttpHandler, type HttpRequest, type HttpResponse } from './http.ts';
+export { StaticFiles, type StaticFilesOptions } from './static-files.ts';
 export { nativeUws } from './uws.ts';
