@@ -67,6 +67,7 @@ async function signUp(p: Person): Promise<void> {
   await p.page.getByRole('button', { name: 'Sign up' }).click();
   await p.page.getByText(`Signed in as ${p.name}`).waitFor();
   await p.page.locator('#conn.ok').waitFor();
+  await p.page.locator('#auth').waitFor({ state: 'hidden' });
 }
 
 async function befriend(p: Person, other: string, expect: RegExp): Promise<void> {
@@ -139,6 +140,7 @@ test('web page - two people in chromium sign up, befriend, chat 1:1 and in a gro
     // 3. A opens the DM and writes; B sees an unread badge, opens it, and A sees it read.
     await friendItem(a, b.name, 'online').click();
     await a.page.getByRole('heading', { name: b.name }).waitFor();
+    await a.page.locator('#member-form').waitFor({ state: 'hidden' });
     await a.page.getByLabel('Message', { exact: true }).fill('hello bob');
     await a.page.getByRole('button', { name: 'Send' }).click();
     await a.page.locator('#messages li', { hasText: 'hello bob' }).waitFor();
