@@ -7,7 +7,7 @@ import { CodedError, RuntimeCodes } from '../errors.ts';
  * Guarantees: an allowed origin gets preflight answers and `Access-Control-Allow-Origin` on every
  * response; any other origin gets no CORS header at all (the browser then refuses the response).
  * With a list set, a WebSocket upgrade from another origin is refused; an upgrade without an
- * `Origin` header (a native app, a server) is not a browser's and is accepted.
+ * `Origin` header (a native app, a server), or from a page of this node itself, is accepted.
  *
  * @example
  * const cors = CorsPolicy.parse('https://app.example.com,http://localhost:5173');
@@ -55,10 +55,23 @@ export class CorsPolicy {
     return this.origins.has(origin) ? origin : undefined;
   }
 
-  /** Whether a WebSocket upgrade carrying this `Origin` header ('' when absent) may go ahead. */
-  allowsUpgrade(origin: string): boolean {
+  /**
+   * Whether a WebSocket upgrade carrying this `Origin` header ('' when absent) may go ahead. A page
+   * served by this node itself (the origin's host is the `Host` the browser connected to) is
+   * same-origin, never cross-origin: always allowed, or a list set for other apps would lock out
+   * the node's own page. A cross-site page cannot fake either header in a browser.
+   */
+  allowsUpgrade(origin: string, host = ''): boolean {
     if (!this.enabled || origin.length === 0 || this.any) return true;
-    return this.origins.has(origin);
+    return this.origins.has(origin) || (host.length > 0 && hostOf(origin) === host.toLowerCase());
+  }
+}
+
+function hostOf(origin: string): string | undefined {
+  try {
+    return new URL(origin).host.toLowerCase();
+  } catch {
+    return undefined;
   }
 }
 

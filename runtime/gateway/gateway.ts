@@ -139,7 +139,7 @@ export class Gateway {
       sendPingsAutomatically: false,
       compression: this.uws.DISABLED,
       upgrade: (res, req, context) => {
-        if (!this.cors.allowsUpgrade(req.getHeader('origin'))) {
+        if (!this.cors.allowsUpgrade(req.getHeader('origin'), req.getHeader('host'))) {
           res.writeStatus(statusLine(403)).writeHeader('content-type', 'application/json').end(JSON.stringify(errorBody('FORBIDDEN', 'origin not allowed')));
           return;
         }

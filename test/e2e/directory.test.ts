@@ -121,6 +121,7 @@ test('cors - an allowed origin gets preflights and headers, another gets none; u
     t.is(await upgrade(server, { origin: allowed }), 'open');
     t.is(await upgrade(server, {}), 'open', 'native apps send no Origin');
     t.is(await upgrade(server, { origin: evil }), 403);
+    t.is(await upgrade(server, { origin: server.baseUrl }), 'open', "the node's own page (its origin is the Host) is not cross-origin");
   } finally {
     await server.stop();
   }
