@@ -176,8 +176,14 @@ export class ClusterTarget {
       res = await fetch(`${httpUrl}${path}`, { method, headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(timeoutMs) });
       text = await res.text();
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code;
-      throw new CtlError('UNREACHABLE', `${httpUrl}: ${cause ?? (err instanceof Error ? err.message : String(err))}`, { cause: err });
+      // fetch says only "fetch failed"; the reason (ECONNREFUSED, a timeout) is down its causes.
+      let why = err instanceof Error ? err.message : String(err);
+      for (let c: unknown = err; c instanceof Error; c = c.cause) {
+        const code = (c as { code?: unknown }).code;
+        if (c.name === 'TimeoutError') why = `no answer in ${timeoutMs} ms`;
+        else if (typeof code === 'string') why = code;
+      }
+      throw new CtlError('UNREACHABLE', `${httpUrl}: ${why}`, { cause: err });
     }
     let body: unknown;
     try {
