@@ -332,7 +332,9 @@ export class ChatNode {
 
   private onConnection(conn: Connection): ConnectionHandler {
     if (this.draining) {
-      conn.close(CloseCodes.RESTART, 'this server is drained; reconnect to another');
+      // Not from inside the gateway's open callback: a close there reports itself before the
+      // gateway has the handler we are about to return.
+      setImmediate(() => conn.close(CloseCodes.RESTART, 'this server is drained; reconnect to another'));
       return DRAINED_HANDLER;
     }
     const key = `${this.o.nodeId}.${conn.id}`;

@@ -6,7 +6,6 @@
  * 5 refused). `drain` under load is in parleyctl-drain.test.ts.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,33 +14,11 @@ import WebSocket from 'ws';
 import { AdminTokens } from '../../actors/auth/admin-token.ts';
 import { createEtcdClient } from '../../runtime/cluster/etcd-client.ts';
 import { startCluster, type ClusterNode, type TestCluster } from '../support/cluster.ts';
+import { ctl, type CtlRun } from '../support/parleyctl.ts';
 import { newUser, ROOT, startServer, type ServerHandle, type TestUser } from '../support/server.ts';
 import { dumpLogs, RawSession, sleep, waitForView } from './support.ts';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-
-interface CtlRun {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs parleyctl as an operator would (a process of its own); never blocks the test's event loop. */
-export function ctl(args: readonly string[]): Promise<CtlRun> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/parleyctl.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 90_000);
-    p.once('error', reject);
-    p.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 const json = <T>(r: CtlRun): T => JSON.parse(r.stdout) as T;
 
