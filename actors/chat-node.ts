@@ -1,6 +1,6 @@
 import { ActorSystem, type ActorRef } from '../runtime/actor/index.ts';
 import { codeOf } from '../runtime/errors.ts';
-import { Gateway, type Connection, type ConnectionHandler, type CorsPolicy } from '../runtime/gateway/index.ts';
+import { Gateway, type Connection, type ConnectionHandler, type CorsPolicy, type HttpRouter } from '../runtime/gateway/index.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Store } from '../runtime/storage/index.ts';
 import { decodeClientFrame, encodeServerFrame } from '../proto/client-codec.ts';
@@ -167,8 +167,7 @@ export class ChatNode {
       statusForCode: httpStatusFor,
       ...(o.cors ? { cors: o.cors } : {}),
       onConnection: (conn) => this.onConnection(conn),
-      router: adminApi(
-        httpApi({
+      router: this.withAdmin(accounts, httpApi({
         deps: this.deps,
         accounts,
         signer: o.signer,
@@ -188,25 +187,29 @@ export class ChatNode {
           event_loop_delay_ms: this.loopDelay.stats.max,
           event_loop_delay: this.loopDelay.stats,
         }),
+      })),
+    });
+  }
+
+  /** The operator's routes (actors/api/admin-api.ts) next to the API's. */
+  private withAdmin(accounts: Accounts, router: HttpRouter): HttpRouter {
+    const o = this.o;
+    return adminApi(router, {
+      deps: this.deps,
+      accounts,
+      revocations: this.revocations,
+      tokens: o.adminTokens,
+      cluster: () => this.cluster,
+      facts: () => ({
+        node_id: o.nodeId,
+        node_number: o.ids.node ?? null,
+        version: o.version ?? 'unknown',
+        connections: this.gateway.connectionCount,
+        sessions: this.liveSessions,
+        started_at_ms: this.startedAtMs,
+        ws_url: this.publicUrl,
+        drained: this.draining !== undefined,
       }),
-        {
-          deps: this.deps,
-          accounts,
-          revocations: this.revocations,
-          tokens: o.adminTokens,
-          cluster: () => this.cluster,
-          facts: () => ({
-            node_id: o.nodeId,
-            node_number: o.ids.node ?? null,
-            version: o.version ?? 'unknown',
-            connections: this.gateway.connectionCount,
-            sessions: this.liveSessions,
-            started_at_ms: this.startedAtMs,
-            ws_url: this.publicUrl,
-            drained: this.draining !== undefined,
-          }),
-        },
-      ),
     });
   }
 
