@@ -1,11 +1,13 @@
 import { ActorSystem, type ActorRef } from '../runtime/actor/index.ts';
 import { codeOf } from '../runtime/errors.ts';
-import { Gateway, type Connection, type ConnectionHandler, type CorsPolicy } from '../runtime/gateway/index.ts';
+import { Gateway, type Connection, type ConnectionHandler, type CorsPolicy, type HttpRouter } from '../runtime/gateway/index.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Store } from '../runtime/storage/index.ts';
 import { decodeClientFrame, encodeServerFrame } from '../proto/client-codec.ts';
 import { httpApi, type Discovery, type ServerInfo } from './api/http-api.ts';
 import { addWebPage } from './api/web-page.ts';
+import { adminApi, type ClusterControl } from './api/admin-api.ts';
+import type { AdminTokens } from './auth/admin-token.ts';
 import { Accounts } from './auth/accounts.ts';
 import type { PasswordCost } from './auth/password.ts';
 import { Revocations } from './auth/revocations.ts';
@@ -78,6 +80,10 @@ export interface ChatNodeOptions {
   /** Where users' devices are, for takeover after a node crash (default: no index, for a lone node). */
   readonly deviceNodes?: DeviceNodes;
   readonly push?: ChatPushOptions;
+  /** Verifies operator tokens for the admin routes (actors/api/admin-api.ts). */
+  readonly adminTokens: AdminTokens;
+  /** The release this node runs (package.json), shown by `parleyctl nodes`. */
+  readonly version?: string;
 }
 
 /**
@@ -98,6 +104,9 @@ export class ChatNode {
   private readonly loopDelay = new EventLoopDelay();
   private webPushProvider: WebPushProvider | undefined;
   private readonly notifier: Notifier;
+  private cluster: ClusterControl | undefined;
+  private draining: Promise<void> | undefined;
+  private readonly startedAtMs = Date.now();
   port = 0;
 
   constructor(private readonly o: ChatNodeOptions) {
@@ -146,6 +155,7 @@ export class ChatNode {
     const discovery: Discovery = { servers: () => (this.discovery ?? self).servers() };
     const self: Discovery = { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
     this.discovery = o.discovery;
+    const accounts = new Accounts(o.store.kv, o.passwordCost);
     this.gateway = new Gateway({
       host: o.host,
       port: o.port,
@@ -158,10 +168,10 @@ export class ChatNode {
       statusForCode: httpStatusFor,
       ...(o.cors ? { cors: o.cors } : {}),
       onConnection: (conn) => this.onConnection(conn),
-      // The web chat page shares the API's origin (no CORS) and router.
-      router: addWebPage(httpApi({
+      // The web chat page shares the API's origin (no CORS) and router; the operator's routes too.
+      router: addWebPage(this.withAdmin(accounts, httpApi({
         deps: this.deps,
-        accounts: new Accounts(o.store.kv, o.passwordCost),
+        accounts,
         signer: o.signer,
         revocations: this.revocations,
         discovery,
@@ -179,8 +189,35 @@ export class ChatNode {
           event_loop_delay_ms: this.loopDelay.stats.max,
           event_loop_delay: this.loopDelay.stats,
         }),
-      })),
+      }))),
     });
+  }
+
+  /** The operator's routes (actors/api/admin-api.ts) next to the API's. */
+  private withAdmin(accounts: Accounts, router: HttpRouter): HttpRouter {
+    const o = this.o;
+    return adminApi(router, {
+      deps: this.deps,
+      accounts,
+      revocations: this.revocations,
+      tokens: o.adminTokens,
+      cluster: () => this.cluster,
+      facts: () => ({
+        node_id: o.nodeId,
+        node_number: o.ids.node ?? null,
+        version: o.version ?? 'unknown',
+        connections: this.gateway.connectionCount,
+        sessions: this.liveSessions,
+        started_at_ms: this.startedAtMs,
+        ws_url: this.publicUrl,
+        drained: this.draining !== undefined,
+      }),
+    });
+  }
+
+  /** Gives the admin routes the cluster's side (members, placement, drain); a lone node has none. */
+  useCluster(control: ClusterControl): void {
+    this.cluster = control;
   }
 
   get publicUrl(): string {
@@ -281,7 +318,30 @@ export class ChatNode {
     return this.stopping;
   }
 
+  /**
+   * The node's half of a drain (`parleyctl drain`), run once the cluster has stopped placing
+   * actors here: what stop() does to sockets and actors, but the process, its store and its
+   * HTTP port stay up (so the operator can still ask it, and SIGTERM later exits cleanly). New
+   * sockets are turned away with `closeCode`, as the ones open now are.
+   */
+  drain(closeCode: number = CloseCodes.RESTART): Promise<void> {
+    this.draining ??= (async () => {
+      await this.notifier.stop();
+      this.gateway.closeAll(closeCode, 'reconnect to another server');
+      // Placed actors persist and are activated by their new owners on their next message.
+      await this.system.passivateWhere((a) => a.kind !== 'session');
+      await markStopped(this.o.store, this.o.nodeId).catch((err: unknown) => this.o.log.warn({ err }, 'clean stop not recorded'));
+    })();
+    return this.draining;
+  }
+
   private onConnection(conn: Connection): ConnectionHandler {
+    if (this.draining) {
+      // Not from inside the gateway's open callback: a close there reports itself before the
+      // gateway has the handler we are about to return.
+      setImmediate(() => conn.close(CloseCodes.RESTART, 'this server is drained; reconnect to another'));
+      return DRAINED_HANDLER;
+    }
     const key = `${this.o.nodeId}.${conn.id}`;
     const session = this.system.spawn<SessionMessage>('session', key, (ctx) => createSession(ctx, this.deps, conn, this.sessionSettings));
     this.liveSessions++;
@@ -321,6 +381,9 @@ export class ChatNode {
     conn.close(CloseCodes.POLICY, ChatCodes.BAD_FRAME);
   }
 }
+
+/** A socket turned away by a drained node: nothing it sends is read. */
+const DRAINED_HANDLER: ConnectionHandler = { onMessage: () => undefined, onDrain: () => undefined, onClose: () => undefined };
 
 /**
  * A socket's events, as messages to its session actor. A class, not closures: one per connection,

@@ -111,6 +111,8 @@ export interface UserProfile {
   readonly created_at_ms: number;
   /** Shown instead of the username where set (PATCH /v1/users/me); absent: the username. */
   readonly display_name?: string;
+  /** Set by `parleyctl users disable`: no login, every token refused (actors/api/admin-api.ts). */
+  readonly disabled_at_ms?: number;
 }
 
 /** What anyone signed in may see of a user (GET /v1/users). */

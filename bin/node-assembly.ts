@@ -12,6 +12,7 @@ import { createEtcdClient, EtcdMembership, EtcdSlotClaim, SlotClaimError, ensure
 import { GrpcTransport } from '../runtime/transport/index.ts';
 import { deriveKey, loadSigningSecret } from '../actors/auth/signing-secret.ts';
 import { TokenSigner } from '../actors/auth/tokens.ts';
+import { AdminTokens } from '../actors/auth/admin-token.ts';
 import { ChatNode } from '../actors/chat-node.ts';
 import { StoredDeviceNodes } from '../actors/user/device-nodes.ts';
 import { Snowflake } from '../actors/ids/snowflake.ts';
@@ -27,6 +28,22 @@ export interface RunningNode {
   readonly port: number;
   /** Graceful stop: leave the cluster first, hand off, close sockets, flush. */
   stop(): Promise<void>;
+}
+
+/**
+ * The release this build is (package.json's version). Read at run time from the file next to
+ * the sources (`bin/../package.json`) or next to the build (`dist/bin/../../package.json`).
+ */
+export function parleyVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'parley' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not there: try the next place
+    }
+  }
+  return 'unknown';
 }
 
 /** Message-id node numbers are 0..1023: 10 bits of every id (actors/ids/snowflake.ts). */
@@ -202,6 +219,8 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     },
     ...(presence ? { presence } : {}),
     ...(membership ? { deviceNodes: new StoredDeviceNodes(store) } : {}),
+    adminTokens: new AdminTokens(secret),
+    version: parleyVersion(),
     push: {
       providers: pushProviders,
       coalesceMs: config.push_coalesce_ms,
@@ -236,6 +255,39 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     router.onLinkDown(() => node.onLinkLost());
   }
 
+  /**
+   * Leaving placement, as the first half of a graceful stop and as `parleyctl drain`: peers stop
+   * routing here, our actors persist and move on their next message, clients are told to
+   * reconnect elsewhere (1012). Once, whoever asks first.
+   */
+  let leaving: Promise<void> | undefined;
+  const leaveCluster = (): Promise<void> =>
+    (leaving ??= (async () => {
+      clearInterval(loadTimer);
+      router?.beginLeave();
+      await membership!.leave().catch((err: unknown) => log.warn({ err }, 'leaving the cluster failed'));
+      // Ids taken during the hand-off stay within the last reservation, which the number's
+      // next holder starts above.
+      numbers?.close();
+    })());
+  if (membership && router) {
+    const r = router;
+    node.useCluster({
+      members: () => r.view().map((m) => ({ node_id: m.nodeId, ws_url: m.wsUrl, load: m.load, started_at_ms: m.startedAtMs })),
+      // A node that lost its own membership names no owner (ClusterRouter's sentinel): say so.
+      ownerOf: (kind, key) => {
+        const owner = r.ownerOf({ kind, key });
+        return owner === undefined ? config.node_id : owner.startsWith('\u0000') ? 'unknown (this node lost its membership)' : owner;
+      },
+      drain: async () => {
+        log.info('draining: leaving placement, handing off actors and sockets (the process keeps running)');
+        await leaveCluster();
+        await node.drain(CloseCodes.RESTART);
+        log.info('drained');
+      },
+    });
+  }
+
   const port = await node.start();
   if (membership && transport) {
     await membership.join({ nodeId: config.node_id, grpcAddress: transport.address, wsUrl: node.publicUrl, load: 0, startedAtMs: Date.now() }).catch((err: unknown) => {
@@ -253,13 +305,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       (stopping ??= (async () => {
         clearInterval(loadTimer);
         if (membership) {
-          router?.beginLeave();
-          // Leave first: peers stop routing here, then our actors persist and move on their
-          // next message; clients are told to reconnect elsewhere (1012).
-          await membership.leave().catch((err: unknown) => log.warn({ err }, 'leaving the cluster failed'));
-          // Ids taken during the hand-off stay within the last reservation, which the number's
-          // next holder starts above.
-          numbers?.close();
+          await leaveCluster();
           await node.stop(CloseCodes.RESTART);
         } else {
           await node.stop(CloseCodes.GOING_AWAY);

@@ -1,7 +1,22 @@
 #!/usr/bin/env -S node --import tsx
 /**
- * parleyctl: admin tooling that works on a node's data directory directly (no HTTP, no password
- * hashing per user).
+ * parleyctl: the operator's tool. Two families of commands:
+ *
+ * Against running nodes, over their admin routes (actors/api/admin-api.ts), on one node
+ * (`--url http://host:port`) or a cluster (`--etcd hosts`, membership read from etcd); a table
+ * by default, one JSON object with `--json`:
+ *
+ *   parleyctl nodes --etcd http://127.0.0.1:2379
+ *   parleyctl where channel g-4b1e... --etcd ...
+ *   parleyctl drain n2 --etcd ...
+ *   parleyctl stats --url http://127.0.0.1:8080 --data-dir ./data
+ *   parleyctl users show alice --etcd ... | parleyctl users disable alice --etcd ...
+ *
+ * Authority: a short-lived operator token signed with the cluster's secret (--secret-file, or
+ * --data-dir's signing.secret, or the secret the nodes share in etcd), actors/auth/admin-token.ts.
+ * Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 unreachable, 5 refused (bin/ctl/ctl-error.ts).
+ *
+ * On a node's data directory directly (no HTTP, no password hashing per user):
  *
  *   parleyctl users provision --data-dir DIR --count 250000 --prefix bench --out users.jsonl
  *   parleyctl token mint --data-dir DIR --user-id 5f0c...
@@ -19,7 +34,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { ClusterTarget } from './ctl/cluster-target.ts';
+import { CtlError } from './ctl/ctl-error.ts';
+import { drainCommand, nodesCommand, PLACED_KINDS, statsCommand, userDisableCommand, userShowCommand, whereCommand, type CommandOutput } from './ctl/operator-commands.ts';
 import { hashPassword } from '../actors/auth/password.ts';
 import { deriveKey, loadSigningSecret } from '../actors/auth/signing-secret.ts';
 import { newTokenId, TokenSigner } from '../actors/auth/tokens.ts';
@@ -235,9 +253,79 @@ function deadLetterTable(letters: readonly DeadLetter[]): string {
   return `${lines.join('\n')}\n${letters.length} dead letter${letters.length === 1 ? '' : 's'}\n`;
 }
 
-export async function main(argv: string[]): Promise<void> {
-  const program = new Command('parleyctl').description('Administer a Parley data directory').showHelpAfterError();
+interface TargetFlags {
+  url?: string;
+  etcd?: string;
+  clusterPrefix: string;
+  secretFile?: string;
+  dataDir?: string;
+  timeoutMs: number;
+  json?: boolean;
+}
+
+/** The flags every command against running nodes takes. */
+function targetCommand(parent: Command, nameAndArgs: string, description: string): Command {
+  return parent
+    .command(nameAndArgs)
+    .description(description)
+    .option('--url <url>', 'one node\'s HTTP address (http://host:port); the cluster is the members it sees')
+    .option('--etcd <hosts>', 'the cluster registry: etcd endpoints, comma-separated (as the nodes\' --etcd)')
+    .option('--cluster-prefix <prefix>', 'the nodes\' --cluster-prefix', '/parley')
+    .option('--secret-file <file>', 'the cluster secret file (nodes started with --secret-file)')
+    .option('--data-dir <dir>', 'a lone node\'s data dir: its signing.secret signs the operator token')
+    .option('--timeout-ms <ms>', 'deadline of each call to a node or etcd', positiveInt('--timeout-ms'), 5_000)
+    .option('--json', 'one JSON object on stdout (errors too: {"error":{"code","message"}})');
+}
+
+/** Runs an operator command: opens the target, prints table or JSON, returns the exit code. */
+async function runOperator(flags: TargetFlags, work: (target: ClusterTarget) => Promise<CommandOutput>): Promise<number> {
+  let target: ClusterTarget | undefined;
+  try {
+    target = ClusterTarget.open(flags);
+    const out = await work(target);
+    process.stdout.write(flags.json ? JSON.stringify(out.json) + '\n' : out.text);
+    return out.exitCode;
+  } catch (err) {
+    if (!(err instanceof CtlError)) throw err;
+    if (flags.json) process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message } }) + '\n');
+    process.stderr.write(`parleyctl: ${err.message}\n`);
+    return err.exitCode;
+  } finally {
+    target?.close();
+  }
+}
+
+/** Runs parleyctl; resolves with the process exit code (see the header). */
+export async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const program = new Command('parleyctl').description('Operate a Parley cluster and administer its data').showHelpAfterError();
+  // Usage errors exit 2, not commander's 1: scripts tell a typo from a failed operation.
+  program.exitOverride();
   const users = program.command('users').description('user accounts');
+  targetCommand(users, 'show <username>', 'an account: id, username, display name, created, disabled, online')
+    .action(async (username: string, flags: TargetFlags) => {
+      exitCode = await runOperator(flags, (t) => userShowCommand(t, username));
+    });
+  targetCommand(users, 'disable <username>', 'refuse the user\'s login and every token on every node, and close their sockets')
+    .action(async (username: string, flags: TargetFlags) => {
+      exitCode = await runOperator(flags, (t) => userDisableCommand(t, username));
+    });
+  targetCommand(program, 'nodes', 'live members: node number, version, connections, load')
+    .action(async (flags: TargetFlags) => {
+      exitCode = await runOperator(flags, (t) => nodesCommand(t));
+    });
+  targetCommand(program, 'where <kind> <key>', `the node that owns an actor now (KIND: ${PLACED_KINDS.join(' | ')})`)
+    .action(async (kind: string, key: string, flags: TargetFlags) => {
+      exitCode = await runOperator(flags, (t) => whereCommand(t, kind, key));
+    });
+  targetCommand(program, 'drain <node>', 'the node leaves placement and hands off its actors and sockets (as SIGTERM does) without exiting')
+    .action(async (nodeId: string, flags: TargetFlags) => {
+      exitCode = await runOperator(flags, (t) => drainCommand(t, nodeId));
+    });
+  targetCommand(program, 'stats', 'every node\'s /metrics samples summed by name and labels')
+    .action(async (flags: TargetFlags) => {
+      exitCode = await runOperator(flags, (t) => statsCommand(t));
+    });
   users
     .command('provision')
     .description('create N users in bulk and mint a token for each (JSON lines: user_id, username, token)')
@@ -325,12 +413,22 @@ export async function main(argv: string[]): Promise<void> {
       await store.close();
       process.stdout.write(JSON.stringify({ ok: true, store: store.describe }) + '\n');
     });
-  await program.parseAsync(argv);
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    // Help and --version are not errors; commander has printed the message already.
+    return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2;
+  }
+  return exitCode;
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('parleyctl.ts')) {
-  main(process.argv).catch((err: unknown) => {
-    process.stderr.write(`parleyctl: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+  main(process.argv).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`parleyctl: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(err instanceof CtlError ? err.exitCode : 1);
+    },
+  );
 }

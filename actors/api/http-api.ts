@@ -59,7 +59,7 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
     const m = /^Bearer (.+)$/.exec(req.authorization);
     const claims = m ? signer.verify(m[1]!) : undefined;
     if (!claims) throw new HttpError(401, ChatCodes.UNAUTHENTICATED, m ? 'invalid or expired token' : 'missing bearer token');
-    if (o.revocations.isRevoked(claims.sid)) throw new HttpError(401, ChatCodes.UNAUTHENTICATED, 'logged out: this login session was revoked');
+    if (o.revocations.refuses(claims)) throw new HttpError(401, ChatCodes.UNAUTHENTICATED, 'logged out or disabled: this token was revoked');
     return claims;
   };
   const authenticate = (req: HttpRequest): string => bearer(req).sub;

@@ -59,6 +59,8 @@ export class Accounts {
       throw denied;
     }
     if (!(await verifyPassword(password, profile.password_hash))) throw denied;
+    // Said only to whoever knows the password: a disabled account is not hidden from its owner.
+    if (profile.disabled_at_ms !== undefined) throw reject(ChatCodes.UNAUTHENTICATED, 'this account is disabled');
     return userId!;
   }
 
@@ -88,6 +90,18 @@ export class Accounts {
     const next: UserProfile = { ...profile, display_name: name };
     await this.kv.write([{ op: 'put', table: Tables.user, partition: userId, key: 'profile', value: JSON.stringify(next) }]);
     return { user_id: userId, username: profile.username, display_name: name };
+  }
+
+  /**
+   * Marks the user disabled (login refused from now on); the first time is kept. The caller
+   * also revokes their tokens (Revocations.revokeUser). Undefined for an unknown user.
+   */
+  async disable(userId: string, nowMs = Date.now()): Promise<UserProfile | undefined> {
+    const profile = await this.profile(userId);
+    if (!profile || profile.disabled_at_ms !== undefined) return profile;
+    const next: UserProfile = { ...profile, disabled_at_ms: nowMs };
+    await this.kv.write([{ op: 'put', table: Tables.user, partition: userId, key: 'profile', value: JSON.stringify(next) }]);
+    return next;
   }
 
   async exists(userId: string): Promise<boolean> {

@@ -42,6 +42,12 @@ export interface RevocationsOptions {
 }
 
 const dayOf = (ms: number): string => String(Math.floor(ms / DAY_MS));
+/**
+ * A disabled user is kept in the same set as logged-out logins, under this key: sids are
+ * base64url (or `sig:`), never `user:`, so the two cannot collide, and the feed, the durable
+ * rows, loading and closing sockets all work for it unchanged.
+ */
+const userKey = (sub: string): string => `user:${sub}`;
 const bucketOf = (ms: number): string => String(Math.floor(ms / FEED_BUCKET_MS));
 
 /**
@@ -109,20 +115,38 @@ export class Revocations {
     return this.revoked.has(sid);
   }
 
+  /** Whether a token with these claims is refused: its login was logged out or its user disabled. */
+  refuses(claims: Pick<TokenClaims, 'sid' | 'sub'>): boolean {
+    return this.revoked.has(claims.sid) || this.revoked.has(userKey(claims.sub));
+  }
+
   /** Logins known to be revoked (and not yet forgotten). */
   get size(): number {
     return this.revoked.size;
   }
 
-  /** A session on this node runs on a token of `sid`: close it if that login is revoked. */
-  track(sid: string, sessionKey: string): void {
+  /**
+   * A session on this node runs on a token of `sid` (of user `sub`): close it if that login is
+   * revoked or that user disabled.
+   */
+  track(sid: string, sessionKey: string, sub?: string): void {
+    this.add(sid, sessionKey);
+    if (sub !== undefined) this.add(userKey(sub), sessionKey);
+  }
+
+  untrack(sid: string, sessionKey: string, sub?: string): void {
+    this.remove(sid, sessionKey);
+    if (sub !== undefined) this.remove(userKey(sub), sessionKey);
+  }
+
+  private add(sid: string, sessionKey: string): void {
     const current = this.live.get(sid);
     if (current === undefined) this.live.set(sid, sessionKey);
     else if (typeof current === 'string') this.live.set(sid, new Set([current, sessionKey]));
     else current.add(sessionKey);
   }
 
-  untrack(sid: string, sessionKey: string): void {
+  private remove(sid: string, sessionKey: string): void {
     const current = this.live.get(sid);
     if (current === sessionKey) this.live.delete(sid);
     else if (typeof current === 'object') {
@@ -138,14 +162,28 @@ export class Revocations {
    */
   async revoke(claims: TokenClaims, ttlS: number): Promise<void> {
     const atMs = Date.now();
-    const untilMs = Math.max(claims.exp * 1000, atMs + ttlS * 1000) + REFRESH_RACE_MS;
-    const row: RevokedRow = { sub: claims.sub, until_ms: untilMs, at_ms: atMs };
-    const feed = { table: Tables.revocationFeed, partition: bucketOf(atMs), key: claims.sid };
+    await this.record(claims.sid, claims.sub, atMs, Math.max(claims.exp * 1000, atMs + ttlS * 1000) + REFRESH_RACE_MS);
+  }
+
+  /**
+   * Disables every token of `userId`, on every node, as a logout does for one login: durable
+   * before it resolves, refused here at once and elsewhere within a poll, sockets closed. Kept
+   * until every token signed before now has expired (MAX_TOKEN_TTL_S, plus a refresh racing it);
+   * the caller keeps new tokens from being issued (a disabled account cannot log in).
+   */
+  async revokeUser(userId: string): Promise<void> {
+    const atMs = Date.now();
+    await this.record(userKey(userId), userId, atMs, atMs + MAX_TOKEN_TTL_S * 1000 + REFRESH_RACE_MS);
+  }
+
+  private async record(key: string, sub: string, atMs: number, untilMs: number): Promise<void> {
+    const row: RevokedRow = { sub, until_ms: untilMs, at_ms: atMs };
+    const feed = { table: Tables.revocationFeed, partition: bucketOf(atMs), key };
     await this.o.kv.write([
-      { op: 'put', table: Tables.revokedSession, partition: dayOf(untilMs), key: claims.sid, value: JSON.stringify(row) },
+      { op: 'put', table: Tables.revokedSession, partition: dayOf(untilMs), key, value: JSON.stringify(row) },
       { op: 'put', ...feed, value: JSON.stringify({ until_ms: untilMs } satisfies FeedRow) },
     ]);
-    this.apply(claims.sid, untilMs);
+    this.apply(key, untilMs);
     const cleanup = setTimeout(() => {
       this.cleanups.delete(cleanup);
       Promise.resolve()

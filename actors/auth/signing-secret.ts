@@ -32,8 +32,9 @@ export function loadSigningSecret(options: { secretFile?: string; dataDir: strin
 /**
  * One key per purpose from the one secret (HMAC-SHA256(secret, "parley/<purpose>")), so the token
  * key never doubles as the cluster key. Every node and `parleyctl` sign tokens with
- * `deriveKey(secret, 'tokens')`, single node or cluster alike.
+ * `deriveKey(secret, 'tokens')`, single node or cluster alike; operator requests carry a token
+ * signed with `deriveKey(secret, 'admin')` (actors/auth/admin-token.ts), which no user token verifies under.
  */
-export function deriveKey(secret: Buffer, purpose: 'tokens' | 'cluster'): Buffer {
+export function deriveKey(secret: Buffer, purpose: 'tokens' | 'cluster' | 'admin'): Buffer {
   return createHmac('sha256', secret).update(`parley/${purpose}`).digest();
 }

@@ -206,12 +206,12 @@ class SessionActor implements Actor<SessionMessage> {
   private async hello(ref: number, token: string, deviceId: string, lastInboxSeq: number): Promise<void> {
     const claims = this.settings.signer.verify(token);
     if (!claims) return this.refuse(ref, ChatCodes.UNAUTHENTICATED, 'invalid or expired token');
-    if (this.settings.revocations.isRevoked(claims.sid)) return this.refuse(ref, ChatCodes.UNAUTHENTICATED, 'logged out: this login session was revoked');
+    if (this.settings.revocations.refuses(claims)) return this.refuse(ref, ChatCodes.UNAUTHENTICATED, 'logged out or disabled: this token was revoked');
     if (!deviceId || deviceId.length > MAX_CLIENT_ID) return this.refuse(ref, ChatCodes.INVALID_ARGUMENT, `device_id must be 1-${MAX_CLIENT_ID} characters`);
     this.phase = 'authenticating';
     // Tracked in the same turn as the check above: a logout applied after it finds this session.
     this.sid = claims.sid;
-    this.settings.revocations.track(this.sid, this.key);
+    this.settings.revocations.track(this.sid, this.key, claims.sub);
     this.userId = claims.sub;
     this.deviceId = deviceId;
     let head: number;
@@ -340,7 +340,7 @@ class SessionActor implements Actor<SessionMessage> {
   /** Also reached when the session is stopped without its 'closed' message (mailbox full). */
   onDeactivate(): void {
     this.settings.sessionEnded();
-    if (this.sid) this.settings.revocations.untrack(this.sid, this.key);
+    if (this.sid) this.settings.revocations.untrack(this.sid, this.key, this.userId);
     if (this.phase !== 'closed') {
       // Stopped by a failure or a shutdown while the socket is open: never leave a socket that
       // nothing reads; the client reconnects and resumes.

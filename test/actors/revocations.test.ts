@@ -91,3 +91,35 @@ test('revocations - another instance on the same store learns a logout within a 
     }
   });
 });
+
+test('revocations - a disabled user: every login of theirs is refused and their sessions closed on another instance; others untouched', async (t) => {
+  await withStore(async (store) => {
+    const closedOnB: string[] = [];
+    const a = new Revocations({ kv: store.kv, log: silentLogger(), closeSession: () => undefined });
+    const b = new Revocations({ kv: store.kv, log: silentLogger(), closeSession: (k) => closedOnB.push(k), pollMs: 100 });
+    await Promise.all([a.start(), b.start()]);
+    try {
+      const signer = new TokenSigner('k'.repeat(32), 60);
+      const [one, two, other] = [signer.issue('u').claims, signer.issue('u').claims, signer.issue('v').claims];
+      b.track(one.sid, 'n2.1', one.sub);
+      b.track(two.sid, 'n2.2', two.sub);
+      b.track(other.sid, 'n2.3', other.sub);
+      b.untrack(two.sid, 'n2.2', two.sub);
+      await a.revokeUser('u');
+      t.true(a.refuses(one) && a.refuses(two), 'refused at once where it was written');
+      for (let i = 0; i < 50 && !b.refuses(one); i++) await new Promise((r) => setTimeout(r, 20));
+      t.true(b.refuses(one) && b.refuses(two), 'seen through the feed');
+      t.false(b.refuses(other));
+      t.false(b.isRevoked(one.sid), 'no login was logged out: the user is refused');
+      t.deepEqual(closedOnB, ['n2.1']);
+      // A node starting later loads it with the logouts.
+      const c = new Revocations({ kv: store.kv, log: silentLogger(), closeSession: () => undefined });
+      await c.start();
+      t.true(c.refuses(signer.issue('u').claims));
+      c.stop();
+    } finally {
+      a.stop();
+      b.stop();
+    }
+  });
+});
