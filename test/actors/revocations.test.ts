@@ -2,6 +2,8 @@
  * The revocation set on a real SQLite store: what a logout writes, what a starting node loads
  * (every logout whose tokens may still be valid, up to the 30-day lifetime ahead, and nothing
  * past its until_ms), and that a second instance on the same store learns a logout by polling.
+ * Serial: the poll test bounds how soon a logout is seen (1 s), which tests sharing the two cores
+ * with it would measure instead.
  */
 import test from 'ava';
 import { mkdtempSync } from 'node:fs';
@@ -26,7 +28,7 @@ async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
 const put = (store: Store, sid: string, untilMs: number) =>
   store.kv.write([{ op: 'put', table: Tables.revokedSession, partition: String(Math.floor(untilMs / DAY_MS)), key: sid, value: JSON.stringify({ sub: 'u', until_ms: untilMs, at_ms: Date.now() }) }]);
 
-test('revocations - a logout is kept until its last token (or a refresh racing it) has expired, and closes the sessions tracked for it', async (t) => {
+test.serial('revocations - a logout is kept until its last token (or a refresh racing it) has expired, and closes the sessions tracked for it', async (t) => {
   await withStore(async (store) => {
     const closed: string[] = [];
     const r = new Revocations({ kv: store.kv, log: silentLogger(), closeSession: (k) => closed.push(k) });
@@ -54,7 +56,7 @@ test('revocations - a logout is kept until its last token (or a refresh racing i
   });
 });
 
-test('revocations - a starting node loads every logout still in force, 30 days ahead included, and none already past', async (t) => {
+test.serial('revocations - a starting node loads every logout still in force, 30 days ahead included, and none already past', async (t) => {
   await withStore(async (store) => {
     const now = Date.now();
     await put(store, 'today', now + 60_000);
@@ -70,7 +72,7 @@ test('revocations - a starting node loads every logout still in force, 30 days a
   });
 });
 
-test('revocations - another instance on the same store learns a logout within a poll and closes its own sessions of it', async (t) => {
+test.serial('revocations - another instance on the same store learns a logout within a poll and closes its own sessions of it', async (t) => {
   await withStore(async (store) => {
     const closedOnB: string[] = [];
     const a = new Revocations({ kv: store.kv, log: silentLogger(), closeSession: () => undefined });
@@ -92,7 +94,7 @@ test('revocations - another instance on the same store learns a logout within a 
   });
 });
 
-test('revocations - a disabled user: every login of theirs is refused and their sessions closed on another instance; others untouched', async (t) => {
+test.serial('revocations - a disabled user: every login of theirs is refused and their sessions closed on another instance; others untouched', async (t) => {
   await withStore(async (store) => {
     const closedOnB: string[] = [];
     const a = new Revocations({ kv: store.kv, log: silentLogger(), closeSession: () => undefined });
