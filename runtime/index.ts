@@ -23,3 +23,4 @@ export * from './gateway/index.ts';
 export { CodedError, Rejection, RuntimeCodes, codeOf, isCoded } from './errors.ts';
 export { createLogger, silentLogger, type Logger } from './log.ts';
 export { KeyedRateLimiter, TokenBucket } from './limits/token-bucket.ts';
+export { FastCounter, FastHistogram, NodeMetrics, instrumentStore, registerRuntimeMetrics } from './metrics/index.ts';

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { CodedError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 
 export interface HttpRequest {
   readonly method: string;
@@ -7,13 +9,30 @@ export interface HttpRequest {
   readonly query: URLSearchParams;
   readonly authorization: string;
   readonly remoteAddress: string;
+  /** The caller's `X-Request-Id` when sane (see requestIdOf), else a fresh one; echoed in the response. */
+  readonly requestId: string;
+  /** The node's logger with `request_id` bound (made on first use): log lines about this request go here. */
+  readonly log: Logger;
   /** The body parsed as JSON; throws INVALID_ARGUMENT (400) when malformed. */
   json(): unknown;
 }
 
 export interface HttpResponse {
   readonly status: number;
+  /** Sent as JSON, unless `text` is given. */
   readonly body?: unknown;
+  /** A body sent as is, with `contentType` (e.g. the Prometheus text format). */
+  readonly text?: string;
+  readonly contentType?: string;
+}
+
+/**
+ * The request id to use: the caller's when it looks like an id (1..128 of letters, digits and
+ * `-_.:`, so a proxy's UUID or trace id passes and nothing can inject into a log line or a
+ * header), else a fresh UUID.
+ */
+export function requestIdOf(header: string): string {
+  return /^[A-Za-z0-9._:-]{1,128}$/.test(header) ? header : randomUUID();
 }
 
 export type HttpHandler = (req: HttpRequest) => Promise<HttpResponse> | HttpResponse;

@@ -19,5 +19,5 @@
 export type { Connection, ConnectionHandler } from './connection.ts';
 export { CorsPolicy } from './cors.ts';
 export { Gateway, type GatewayOptions } from './gateway.ts';
-export { errorBody, HttpError, HttpRouter, type HttpHandler, type HttpRequest, type HttpResponse } from './http.ts';
+export { errorBody, HttpError, HttpRouter, requestIdOf, type HttpHandler, type HttpRequest, type HttpResponse } from './http.ts';
 export { nativeUws } from './uws.ts';
