@@ -6,7 +6,9 @@
  * messages close the socket without being buffered; oversized HTTP bodies get 413 on a declared
  * length over the bound or as soon as the bytes read cross it, never after buffering them
  * whole; every HTTP error body is `{"error":{"code","message"}}`; sockets that send nothing for
- * `idleTimeoutMs` are closed and reported as silent.
+ * `idleTimeoutMs` are closed and reported as silent; every HTTP response carries `X-Request-Id`
+ * (the caller's when sane, else a fresh UUID: `requestIdOf`), and a handler's `req.log` binds it
+ * as `request_id`. A route may answer text (`{ status, text, contentType }`), as /metrics does.
  *
  * @example
  * ```ts

@@ -3,8 +3,8 @@
  *
  * Guarantees: the hot path pays a plain add (FastCounter) or a bucket scan (FastHistogram), never
  * an allocation; gauges are computed only when scraped; labels are bounded sets (actor kind,
- * store operation, peer node), never a user or a channel. Knows nothing of chat: the chat layer
- * registers its own figures on the same NodeMetrics.
+ * store operation, peer node), never an actor key or anything else with an open set of values.
+ * The application layer registers its own figures on the same NodeMetrics.
  *
  * @example
  * ```ts

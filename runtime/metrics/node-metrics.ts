@@ -15,7 +15,7 @@ export class FastCounter {
 /**
  * A fixed-bucket histogram that allocates nothing per observation (one bound scan, three adds),
  * rendered in Prometheus form at scrape time. One child per label value, made once up front: a
- * label with an open set of values (users, channels) is never allowed here.
+ * label with an open set of values (actor keys, say) is never allowed here.
  */
 export class FastHistogram {
   private readonly children = new Map<string, HistogramCell>();

@@ -15,8 +15,8 @@ export interface RuntimeSources {
 }
 
 /**
- * The kernel's figures, by actor kind and peer only (never by key: an actor key is a user or a
- * channel, an unbounded label set):
+ * The kernel's figures, by actor kind and peer only (never by actor key, an unbounded label
+ * set):
  * `parley_connections`, `parley_actors_active{kind}`, `parley_mailbox_depth{kind}` (queued now,
  * summed), `parley_mailbox_depth_peak{kind}` (deepest mailbox of the kind since the last scrape),
  * and, with registerPeerQueueMetrics, `parley_grpc_queue_depth{peer}`.
