@@ -256,7 +256,7 @@ export class Gateway {
     });
     const reply = (r: HttpResponse): void => {
       // Debug, not info: one line per request would be the busiest thing in the log under load.
-      this.options.log.debug({ request_id: requestId, method, path, status: r.status, ms: Math.round((performance.now() - startedMs) * 10) / 10 }, 'http request');
+      if (this.options.log.isLevelEnabled('debug')) this.options.log.debug({ request_id: requestId, method, path, status: r.status, ms: Math.round((performance.now() - startedMs) * 10) / 10 }, 'http request');
       if (aborted) return;
       res.cork(() => {
         res.writeStatus(statusLine(r.status));
