@@ -1,3 +1,4 @@
+import type { ChatMetrics } from './chat-metrics.ts';
 import type { ActorRef, ActorSystem } from '../runtime/actor/index.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Store } from '../runtime/storage/index.ts';
@@ -33,6 +34,8 @@ export interface ChatDeps {
   readonly deviceNodes: DeviceNodes;
   /** How offline inbox entries become push jobs; absent: no push at all (no provider configured). */
   readonly push?: PushSettings;
+  /** Counters the chat path bumps (actors/chat-metrics.ts). */
+  readonly metrics: ChatMetrics;
 }
 
 export const users = (deps: ChatDeps, userId: string): ActorRef<UserMessage> => deps.system.ref<UserMessage>('user', userId);

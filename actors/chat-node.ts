@@ -30,6 +30,15 @@ import { Notifier } from './push/notifier.ts';
 import { listSubscriptions, removeSubscription } from './push/push-subscriptions.ts';
 import { loadVapidKeys } from './push/vapid-keys.ts';
 import type { PushSettings } from './user/push-decider.ts';
+import { NodeMetrics, registerRuntimeMetrics } from '../runtime/metrics/index.ts';
+import { ChatMetrics } from './chat-metrics.ts';
+import { Tables } from './tables.ts';
+
+/** How long /readyz waits for its store read before calling the store unavailable. */
+const READY_STORE_TIMEOUT_MS = 1_000;
+
+/** Why a node is not ready, or undefined when it is (GET /readyz). */
+export type Readiness = () => Promise<string | undefined>;
 
 /** Push for offline users (actors/push, README "Push"). */
 export interface ChatPushOptions extends PushSettings {
@@ -84,6 +93,13 @@ export interface ChatNodeOptions {
   readonly adminTokens: AdminTokens;
   /** The release this node runs (package.json), shown by `parleyctl nodes`. */
   readonly version?: string;
+  /**
+   * The node's metrics registry (GET /metrics); the assembly passes the one its store and
+   * transport report to. A fresh one (with process figures) when absent.
+   */
+  readonly metrics?: NodeMetrics;
+  /** Why the node is not registered where it must be (a cluster's membership), or undefined. */
+  readonly registration?: () => string | undefined;
 }
 
 /**
@@ -108,9 +124,11 @@ export class ChatNode {
   private draining: Promise<void> | undefined;
   private readonly startedAtMs = Date.now();
   port = 0;
+  readonly metrics: NodeMetrics;
 
   constructor(private readonly o: ChatNodeOptions) {
     this.system = new ActorSystem({ log: o.log });
+    this.metrics = o.metrics ?? new NodeMetrics();
     const push = o.push ?? DEFAULT_PUSH;
     this.deps = {
       nodeId: o.nodeId,
@@ -122,6 +140,7 @@ export class ChatNode {
       timings: o.timings,
       deviceNodes: o.deviceNodes ?? new NoDeviceNodes(),
       push: { coalesceMs: push.coalesceMs, includeText: push.includeText },
+      metrics: new ChatMetrics(this.metrics, () => this.notifier.queueDepth),
     };
     // Web Push is always on (devices register subscriptions through the API); its provider is
     // made at start, once the cluster's VAPID key is loaded.
@@ -179,6 +198,8 @@ export class ChatNode {
         authPerMinute: o.limits.authPerMinute,
         push: { allowInsecure: o.push?.allowInsecure ?? false, publicKey: () => this.webPush.publicKey },
         // node_number: null only before a cluster node has claimed one (it does not serve yet).
+        metrics: this.metrics,
+        ready: () => this.notReady(),
         health: () => ({
           node_id: o.nodeId,
           node_number: o.ids.node ?? null,
@@ -213,6 +234,30 @@ export class ChatNode {
         drained: this.draining !== undefined,
       }),
     });
+    registerRuntimeMetrics(this.metrics, { system: this.system, connections: () => this.gateway.connectionCount });
+  }
+
+  /**
+   * Why this node should not be sent traffic, or undefined: stopping, not registered (cluster),
+   * or its store does not answer a cheap read within READY_STORE_TIMEOUT_MS.
+   */
+  private async notReady(): Promise<string | undefined> {
+    if (this.stopping) return 'stopping';
+    const unregistered = this.o.registration?.();
+    if (unregistered) return unregistered;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`store did not answer within ${READY_STORE_TIMEOUT_MS} ms`), READY_STORE_TIMEOUT_MS);
+    });
+    const read = this.o.store.kv.get(Tables.nodeState, this.o.nodeId, 'readyz').then(
+      () => undefined,
+      (err: unknown) => `store unavailable: ${codeOf(err)}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    try {
+      return await Promise.race([read, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Gives the admin routes the cluster's side (members, placement, drain); a lone node has none. */

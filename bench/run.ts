@@ -7,6 +7,7 @@
  *   npm run bench -- --scenario connections --target parley --nodes 14 --sessions 250000   (a cluster: etcd + 14 parleyd)
  *   npm run bench -- --scenario group --groups 50
  *   npm run bench -- --scenario max-throughput
+ *   npm run bench -- --scenario max-throughput --target parley --scrape-metrics 1000   (what a 1 s /metrics scraper costs)
  *   npm run bench -- --scenario all
  *   npm run bench -- --scenario provision --sessions 250000           (parleyctl speed alone)
  *   npm run bench -- --report bench/results/NAME.json                 (redraw the report)
@@ -170,6 +171,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--server-logs <dir>', 'copy the stdout and stderr of every Parley server process into DIR/<node id>.log')
     .option('--profile-hold <dir>', 'connections: write a V8 CPU profile of every server process during the hold into DIR (over the inspector)')
     .option('--no-gc', 'connections: read memory without forcing a GC in the server first (default: force one over the inspector)')
+    .option('--scrape-metrics <ms>', 'Parley: GET /metrics of every node every MS during the run, as Prometheus would (to measure what scraping costs); 0: never', int('--scrape-metrics'), 0)
+    .option('--metrics-dump <dir>', 'with --scrape-metrics: write DIR/<n>-<node id>.json per node: the first and last scrape and each series\' highest value')
     .option('--quiet', 'no progress output')
     .allowExcessArguments(false);
   program.parse(argv);
@@ -239,6 +242,8 @@ export async function main(argv: string[]): Promise<number> {
     client: o.client as 'raw' | 'ws',
     profileHoldDir: typeof o.profileHold === 'string' ? resolve(o.profileHold) : undefined,
     serverLogDir: typeof o.serverLogs === 'string' ? resolve(o.serverLogs) : undefined,
+    scrapeMetricsMs: o.scrapeMetrics as number,
+    metricsDumpDir: typeof o.metricsDump === 'string' ? resolve(o.metricsDump) : undefined,
     quiet: o.quiet === true,
   };
 

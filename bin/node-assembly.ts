@@ -22,6 +22,7 @@ import { CorsPolicy } from '../runtime/gateway/index.ts';
 import { ConfigError, type Config } from '../config/config.ts';
 import { isVapidSubject } from '../runtime/push/vapid.ts';
 import { WebhookProvider, type PushProvider } from '../runtime/push/index.ts';
+import { instrumentStore, NodeMetrics, registerPeerQueueMetrics } from '../runtime/metrics/index.ts';
 
 export interface RunningNode {
   readonly node: ChatNode;
@@ -130,7 +131,9 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     throw new ConfigError(`--push-vapid-subject must be a mailto: address or an https: URL, got ${JSON.stringify(config.push_vapid_subject)}`);
   }
   const pushProviders = pushProvidersOf(config);
-  const store: Store = await openStore(config.store, { log, dataDir: config.data_dir, durability: config.durability });
+  const metrics = new NodeMetrics();
+  // Timed at the seam: every store call of the node, chat or runtime, lands in one histogram.
+  const store: Store = instrumentStore(await openStore(config.store, { log, dataDir: config.data_dir, durability: config.durability }), metrics);
   const etcd = config.etcd ? createEtcdClient({ hosts: config.etcd.split(',').map((h) => h.trim()) }) : undefined;
 
   let secret: Buffer;
@@ -182,6 +185,8 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       logger: log,
     });
     await transport.start();
+    const t = transport;
+    registerPeerQueueMetrics(metrics, () => t.queueDepths());
     membership = new EtcdMembership({ client: etcd, prefix: config.cluster_prefix, ttlSeconds: config.lease_ttl_s, healthMargin: 0.9, logger: log, leaseBound: [claim] });
   }
 
@@ -221,6 +226,10 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     ...(membership ? { deviceNodes: new StoredDeviceNodes(store) } : {}),
     adminTokens: new AdminTokens(secret),
     version: parleyVersion(),
+    metrics,
+    // Not ready until this node is in the cluster's membership with a live lease (joined after
+    // the port opens, so there is a window where /healthz answers and /readyz does not).
+    ...(membership ? { registration: () => (membership!.selfHealthy() ? undefined : 'not registered in the cluster (etcd membership not joined, or its lease may have lapsed)') } : {}),
     push: {
       providers: pushProviders,
       coalesceMs: config.push_coalesce_ms,

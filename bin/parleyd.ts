@@ -35,7 +35,7 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`parleyd: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const log = createLogger({ level: config.log_level });
+  const log = createLogger({ level: config.log_level, nodeId: config.node_id });
   const running = await assembleNode(config, log);
   log.info({ node_id: config.node_id, port: running.port, ws_url: running.node.publicUrl, store: config.store, cluster: config.etcd ?? null }, 'parley node serving');
 

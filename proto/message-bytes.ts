@@ -193,3 +193,37 @@ function writeHasMore(o: Out, hasMore: boolean): void {
   o.tag(F.list.has_more, VARINT);
   o.varint(1);
 }
+
+/**
+ * A whole Message's `created_at_ms` (0 when absent or unreadable), read without decoding: the
+ * fields are walked, strings skipped by length. For the send-to-delivery histogram, which reads it
+ * for every live delivery and so must not allocate.
+ */
+export function createdAtMsOf(message: Uint8Array): number {
+  let pos = 0;
+  const varint = (): number => {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      if (pos >= message.length) return -1;
+      const b = message[pos++]!;
+      v += (b & 0x7f) * mul; // by multiplication: ms since 1970 pass 2^31, where bit shifts wrap
+      if (b < 0x80) return v;
+      mul *= 128;
+    }
+  };
+  while (pos < message.length) {
+    const tag = varint();
+    if (tag < 0) return 0;
+    const wire = tag & 7;
+    if (tag >>> 3 === F.message.created_at_ms && wire === VARINT) return Math.max(0, varint());
+    if (wire === VARINT) {
+      if (varint() < 0) return 0;
+    } else if (wire === LEN) {
+      const n = varint();
+      if (n < 0) return 0;
+      pos += n;
+    } else return 0;
+  }
+  return 0;
+}

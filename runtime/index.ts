@@ -7,6 +7,8 @@
  *   key-value store; SQLite embedded, networked engines behind the same interfaces.
  * - `gateway/`: HTTP and WebSocket on native uWebSockets.js.
  * - `limits/`: token buckets.
+ * - `metrics/`: the node's Prometheus registry (`GET /metrics`), hot-path-cheap counters and
+ *   histograms, the kernel's figures (actors, mailboxes, connections, store calls, peer queues).
  *
  * Nothing under runtime/ imports from actors/, bin/ or client/.
  *
@@ -23,3 +25,4 @@ export * from './gateway/index.ts';
 export { CodedError, Rejection, RuntimeCodes, codeOf, isCoded } from './errors.ts';
 export { createLogger, silentLogger, type Logger } from './log.ts';
 export { KeyedRateLimiter, TokenBucket } from './limits/token-bucket.ts';
+export { FastCounter, FastHistogram, NodeMetrics, instrumentStore, registerRuntimeMetrics } from './metrics/index.ts';

@@ -3,14 +3,15 @@ import { pino, type Logger } from 'pino';
 export type { Logger };
 
 /**
- * JSON logs. Message text, passwords and tokens never go into a log line: callers log ids,
+ * JSON logs, each line with `node_id` when given (HTTP request lines also carry `request_id`). Message text, passwords and tokens never go into a log line: callers log ids,
  * sizes and codes only.
  */
-export function createLogger(options: { level?: string; name?: string } = {}): Logger {
+export function createLogger(options: { level?: string; name?: string; nodeId?: string } = {}): Logger {
   return pino({
     name: options.name ?? 'parley',
     level: options.level ?? process.env.PARLEY_LOG_LEVEL ?? 'info',
-    base: { pid: process.pid },
+    // node_id on every line: a cluster's logs gathered in one place still say whose they are.
+    base: options.nodeId === undefined ? { pid: process.pid } : { pid: process.pid, node_id: options.nodeId },
     redact: { paths: ['token', 'password', 'text', '*.token', '*.password', '*.text'], censor: '[redacted]' },
   });
 }

@@ -37,6 +37,10 @@ export interface HttpApiOptions {
   /** Signups plus logins allowed per client address per minute. */
   readonly authPerMinute: number;
   readonly health: () => Record<string, unknown>;
+  /** Why the node is not ready (GET /readyz answers 503 with it), or undefined. */
+  readonly ready: () => Promise<string | undefined>;
+  /** GET /metrics: the node's registry in Prometheus text form. */
+  readonly metrics: { text(): Promise<string>; readonly contentType: string };
   readonly push: {
     /** Accept `http:` subscription endpoints on loopback (--push-allow-insecure). */
     readonly allowInsecure: boolean;
@@ -97,6 +101,16 @@ export function httpApi(o: HttpApiOptions): HttpRouter {
 
   return new HttpRouter()
     .add('GET', '/healthz', () => ({ status: 200, body: { status: 'ok', ...o.health() } }))
+    // Readiness for load balancers and orchestrators: 503 with the reason while the node should
+    // get no traffic; /healthz stays "the process answers".
+    .add('GET', '/readyz', async (req) => {
+      const reason = await o.ready();
+      if (reason !== undefined) req.log.warn({ reason }, 'not ready');
+      return reason === undefined ? { status: 200, body: { status: 'ready' } } : { status: 503, body: { status: 'not_ready', reason } };
+    })
+    // Unauthenticated, like /healthz: it holds counts and latencies, no user or channel names
+    // (labels are kinds, operations and node ids). Keep the node port off the internet.
+    .add('GET', '/metrics', async () => ({ status: 200, raw: { contentType: o.metrics.contentType, bytes: Buffer.from(await o.metrics.text(), 'utf8') } }))
     .add('POST', '/v1/users', async (req) => {
       limitAuth(req);
       const b = body(req);

@@ -122,6 +122,7 @@ export class SendPipeline {
         this.inFlight = false;
         if (result.ok) {
           this.head += taken;
+          this.o.deps.metrics.messagesIn.add(taken);
           const published: PublishedMessage[] = [];
           for (let i = 0; i < taken; i++) {
             sends[i]!.resolve(acks[i]!);

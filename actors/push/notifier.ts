@@ -70,6 +70,7 @@ export class Notifier {
   private timer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private readonly inFlight = new Map<string, Promise<void>>();
+  private lastDepth = 0;
   private stopped = false;
 
   constructor(private readonly o: NotifierOptions) {
@@ -100,21 +101,36 @@ export class Notifier {
     await Promise.allSettled([...this.inFlight.values()]);
   }
 
+
+  /** Jobs seen queued at the last scan (at most SCAN_PAGE per shard read): the push queue depth metric. */
+  get queueDepth(): number {
+    return this.lastDepth;
+  }
+
   private async scan(): Promise<void> {
     const now = Date.now();
+    let depth = 0;
     for (let s = 0; s < PUSH_SHARDS && !this.stopped; s++) {
       const rows = await this.kv.list(Tables.pushQueue, `s${s}`, SCAN_PAGE);
-      for (const r of rows) {
-        if (this.stopped || this.inFlight.size >= IN_FLIGHT) return;
-        if (this.inFlight.has(r.key)) continue;
-        const job = JSON.parse(r.value) as PushJob;
-        if (job.due_ms > now) continue;
-        const work = this.process(job)
-          .catch((err: unknown) => this.o.log.warn({ job: job.id, code: codeOf(err), err }, 'push job step failed; its lease lapses and it is tried again'))
-          .finally(() => this.inFlight.delete(job.id));
-        this.inFlight.set(job.id, work);
-      }
+      depth += rows.length;
+      if (!this.take(rows, now)) break;
     }
+    this.lastDepth = depth;
+  }
+
+  /** Starts the due jobs of one page; false once the node has all the sends in flight it takes. */
+  private take(rows: readonly { key: string; value: string }[], now: number): boolean {
+    for (const r of rows) {
+      if (this.stopped || this.inFlight.size >= IN_FLIGHT) return false;
+      if (this.inFlight.has(r.key)) continue;
+      const job = JSON.parse(r.value) as PushJob;
+      if (job.due_ms > now) continue;
+      const work = this.process(job)
+        .catch((err: unknown) => this.o.log.warn({ job: job.id, code: codeOf(err), err }, 'push job step failed; its lease lapses and it is tried again'))
+        .finally(() => this.inFlight.delete(job.id));
+      this.inFlight.set(job.id, work);
+    }
+    return true;
   }
 
   private async process(job: PushJob): Promise<void> {

@@ -2,7 +2,7 @@ import type { Actor, ActorContext, ActorKind } from '../../runtime/actor/index.t
 import { codeOf } from '../../runtime/errors.ts';
 import type { Connection } from '../../runtime/gateway/index.ts';
 import { encodeServerFrame } from '../../proto/client-codec.ts';
-import { deliveryFrame, historyResultFrame, syncResultFrame, type DeliveryBytes } from '../../proto/message-bytes.ts';
+import { createdAtMsOf, deliveryFrame, historyResultFrame, syncResultFrame, type DeliveryBytes } from '../../proto/message-bytes.ts';
 import type { ChannelMessage, HistoryPage } from '../channel/channel-messages.ts';
 import type { ClientFrame, Message, SendAck, ServerBody, ServerBodyName } from '../../proto/client-frames.ts';
 import type { Revocations } from '../auth/revocations.ts';
@@ -296,7 +296,14 @@ class SessionActor implements Actor<SessionMessage> {
   private onDeliver(first: number, messages: readonly Uint8Array[]): void {
     if (this.phase !== 'ready' || first + messages.length - 1 <= this.lastSent) return;
     if (this.catchingUp || first > this.lastSent + 1 || this.conn.bufferedAmount() >= this.settings.highWaterBytes) return this.startCatchUp();
-    for (let i = this.lastSent + 1 - first; i < messages.length; i++) this.conn.send(deliveryFrame(first + i, messages[i]!));
+    const m = this.deps.metrics;
+    const now = Date.now();
+    for (let i = this.lastSent + 1 - first; i < messages.length; i++) {
+      this.conn.send(deliveryFrame(first + i, messages[i]!));
+      const at = createdAtMsOf(messages[i]!);
+      if (at > 0) m.sendToDelivery.observe(Math.max(0, now - at) / 1000);
+      m.messagesOut.add();
+    }
     this.lastSent = first + messages.length - 1;
   }
 

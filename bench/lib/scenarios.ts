@@ -14,6 +14,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startParleyCluster } from './cluster.ts';
 import type { NodeCounts } from './protocol.ts';
+import { MetricsScraper } from './metrics-scraper.ts';
 import { createParleyChannels, runParleyctl, startTarget, type ProvisionFigures, type ServerLog, type TargetHandle } from './targets.ts';
 
 /** One server process may hold this many sessions: it has 20,000 open files, minus its own. */
@@ -82,6 +83,10 @@ export interface BenchConfig {
   readonly profileHoldDir?: string | undefined;
   /** Copy the Parley server processes' stdout and stderr into DIR/<node id>.log. */
   readonly serverLogDir?: string | undefined;
+  /** Parley: GET /metrics of every node this often during the run (0: never); bench/lib/metrics-scraper.ts. */
+  readonly scrapeMetricsMs?: number;
+  /** With scrapeMetricsMs: where the first, last and highest figures per node are written. */
+  readonly metricsDumpDir?: string | undefined;
   readonly quiet: boolean;
 }
 
@@ -542,10 +547,12 @@ export async function withTarget<T>(name: TargetName, cfg: BenchConfig, users: n
   let gen: () => number[] = () => [];
   const serverPids = t.nodes.map((n) => n.pid);
   const sampler = new Sampler(serverPids, t.nodes.map((n) => n.healthUrl), () => gen(), 500, t.auxPids).start();
+  const scraper = name === 'parley' && (cfg.scrapeMetricsMs ?? 0) > 0 ? await new MetricsScraper(t.nodes, cfg.scrapeMetricsMs!, cfg.metricsDumpDir).start() : undefined;
   try {
     return await body({ t, sampler, pids: { set: (f) => (gen = f) }, ours: () => [process.pid, ...serverPids, ...t.auxPids, ...gen()] });
   } finally {
     sampler.stop();
+    await scraper?.stop();
     const stopping = new Progress(`${name}: stopping ${t.nodes.length} server process${t.nodes.length > 1 ? 'es' : ''}`, 1, cfg.quiet || t.nodes.length === 1);
     await t.stop();
     stopping.done();

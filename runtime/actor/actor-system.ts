@@ -80,6 +80,22 @@ export class ActorSystem {
     return n;
   }
 
+  /**
+   * Per kind: live activations, messages queued now, and the deepest mailbox since the last call
+   * (which resets it). One walk over the activations, for a metrics scrape, never the hot path.
+   */
+  stats(): Map<string, { active: number; queued: number; peak: number }> {
+    const out = new Map<string, { active: number; queued: number; peak: number }>();
+    for (const name of this.kinds.keys()) out.set(name, { active: 0, queued: 0, peak: 0 });
+    for (const a of this.activations.values()) {
+      const s = out.get(a.address.kind)!;
+      s.active++;
+      s.queued += a.mailbox.size;
+      s.peak = Math.max(s.peak, a.mailbox.takePeak());
+    }
+    return out;
+  }
+
   /** Whether messages to this address are handled on this node (by placement, not activation). */
   isLocal(address: ActorAddress): boolean {
     return this.remote?.ownerOf(address) === undefined;

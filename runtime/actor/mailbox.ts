@@ -15,11 +15,20 @@ export class Mailbox<T> {
   private ring: (T | undefined)[] = NONE;
   private head = 0;
   private count = 0;
+  /** Deepest the mailbox has been since the last `takePeak` (one compare per message). */
+  private peak = 0;
 
   constructor(readonly capacity: number) {}
 
   get size(): number {
     return this.count;
+  }
+
+  /** The deepest the mailbox has been since the last call; starts again from its depth now. */
+  takePeak(): number {
+    const p = Math.max(this.peak, this.count);
+    this.peak = this.count;
+    return p;
   }
 
   offer(item: T): boolean {
@@ -61,7 +70,7 @@ export class Mailbox<T> {
   private put(item: T): void {
     if (this.count === this.ring.length) this.refill(this.drain(), 1);
     this.ring[(this.head + this.count) & (this.ring.length - 1)] = item;
-    this.count++;
+    if (++this.count > this.peak) this.peak = this.count;
   }
 
   /** A ring holding `items` in order with room for `extra` more (all power-of-two sizes, at least 8). */

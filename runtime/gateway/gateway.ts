@@ -3,7 +3,7 @@ import { isCoded } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Connection, ConnectionHandler } from './connection.ts';
 import { CorsPolicy, PREFLIGHT_HEADERS } from './cors.ts';
-import { errorBody, HttpError, type HttpRequest, type HttpResponse, type HttpRouter } from './http.ts';
+import { errorBody, HttpError, requestIdOf, type HttpRequest, type HttpResponse, type HttpRouter } from './http.ts';
 import { nativeUws } from './uws.ts';
 
 export interface GatewayOptions {
@@ -242,6 +242,8 @@ export class Gateway {
     const declaredLength = req.getHeader('content-length');
     const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
     const origin = req.getHeader('origin');
+    const requestId = requestIdOf(req.getHeader('x-request-id'));
+    const startedMs = performance.now();
     const allowOrigin = this.cors.allowOriginHeader(origin);
     const corsHeaders = (): void => {
       if (allowOrigin === undefined) return;
@@ -253,10 +255,13 @@ export class Gateway {
       aborted = true;
     });
     const reply = (r: HttpResponse): void => {
+      // Debug, not info: one line per request would be the busiest thing in the log under load.
+      if (this.options.log.isLevelEnabled('debug')) this.options.log.debug({ request_id: requestId, method, path, status: r.status, ms: Math.round((performance.now() - startedMs) * 10) / 10 }, 'http request');
       if (aborted) return;
       res.cork(() => {
         res.writeStatus(statusLine(r.status));
         corsHeaders();
+        res.writeHeader('x-request-id', requestId);
         for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v);
         if (r.raw) {
           res.writeHeader('content-type', r.raw.contentType);
@@ -291,6 +296,7 @@ export class Gateway {
       res.cork(() => {
         res.writeStatus(statusLine(413));
         corsHeaders();
+        res.writeHeader('x-request-id', requestId);
         res.writeHeader('content-type', 'application/json');
         res.end(JSON.stringify(errorBody('PAYLOAD_TOO_LARGE', `body over ${max} bytes`)), true);
       });
@@ -313,6 +319,8 @@ export class Gateway {
       chunks.push(Buffer.from(chunk.slice(0)));
       if (!isLast) return;
       const raw = Buffer.concat(chunks);
+      const parentLog = this.options.log;
+      let log: Logger | undefined;
       const request: HttpRequest = {
         method,
         path,
@@ -320,6 +328,10 @@ export class Gateway {
         query,
         authorization,
         remoteAddress,
+        requestId,
+        get log(): Logger {
+          return (log ??= parentLog.child({ request_id: requestId }));
+        },
         json: () => {
           if (raw.length === 0) return {};
           try {
@@ -342,10 +354,10 @@ export class Gateway {
         const status = this.options.statusForCode(err.code);
         // An expected refusal (load shedding answers 503) is an answer, not a fault: no log line
         // per request while the node sheds load.
-        if (status >= 500 && !err.expected) this.options.log.error({ err, path: req.path }, 'http handler failed');
+        if (status >= 500 && !err.expected) req.log.error({ err, path: req.path }, 'http handler failed');
         return { status, body: errorBody(err.code, err.message) };
       }
-      this.options.log.error({ err, path: req.path }, 'http handler failed');
+      req.log.error({ err, path: req.path }, 'http handler failed');
       return { status: 500, body: errorBody('INTERNAL', 'internal error') };
     }
   }

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { CodedError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 
 export interface HttpRequest {
   readonly method: string;
@@ -7,6 +9,10 @@ export interface HttpRequest {
   readonly query: URLSearchParams;
   readonly authorization: string;
   readonly remoteAddress: string;
+  /** The caller's `X-Request-Id` when sane (see requestIdOf), else a fresh one; echoed in the response. */
+  readonly requestId: string;
+  /** The node's logger with `request_id` bound (made on first use): log lines about this request go here. */
+  readonly log: Logger;
   /** The body parsed as JSON; throws INVALID_ARGUMENT (400) when malformed. */
   json(): unknown;
 }
@@ -19,6 +25,15 @@ export interface HttpResponse {
   readonly raw?: { readonly contentType: string; readonly bytes: Uint8Array };
   /** Further response headers (caching, security policy); lower-case names. */
   readonly headers?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The request id to use: the caller's when it looks like an id (1..128 of letters, digits and
+ * `-_.:`, so a proxy's UUID or trace id passes and nothing can inject into a log line or a
+ * header), else a fresh UUID.
+ */
+export function requestIdOf(header: string): string {
+  return /^[A-Za-z0-9._:-]{1,128}$/.test(header) ? header : randomUUID();
 }
 
 export type HttpHandler = (req: HttpRequest) => Promise<HttpResponse> | HttpResponse;

@@ -6,7 +6,10 @@
  * messages close the socket without being buffered; oversized HTTP bodies get 413 on a declared
  * length over the bound or as soon as the bytes read cross it, never after buffering them
  * whole; every HTTP error body is `{"error":{"code","message"}}`; sockets that send nothing for
- * `idleTimeoutMs` are closed and reported as silent.
+ * `idleTimeoutMs` are closed and reported as silent; every HTTP response carries `X-Request-Id`
+ * (the caller's when sane, else a fresh UUID: `requestIdOf`), and a handler's `req.log` binds it
+ * as `request_id`. A route may answer bytes of its own type (`{ status, raw: { contentType, bytes } }`), as /metrics
+ * and the static files do.
  *
  * @example
  * ```ts
@@ -19,6 +22,6 @@
 export type { Connection, ConnectionHandler } from './connection.ts';
 export { CorsPolicy } from './cors.ts';
 export { Gateway, type GatewayOptions } from './gateway.ts';
-export { errorBody, HttpError, HttpRouter, type HttpHandler, type HttpRequest, type HttpResponse } from './http.ts';
+export { errorBody, HttpError, HttpRouter, requestIdOf, type HttpHandler, type HttpRequest, type HttpResponse } from './http.ts';
 export { StaticFiles, type StaticFilesOptions } from './static-files.ts';
 export { nativeUws } from './uws.ts';

@@ -128,6 +128,11 @@ export class GrpcTransport implements Transport {
     link.close();
   }
 
+  /** Envelopes waiting for each peer this node has a link to (for metrics, read when scraped). */
+  queueDepths(): [peer: string, depth: number][] {
+    return [...this.links].map(([peer, link]) => [peer, link.queued]);
+  }
+
   /** Envelopes waiting in the queue for `nodeId` (0 for an unknown peer). */
   queuedFor(nodeId: string): number {
     return this.links.get(nodeId)?.queued ?? 0;

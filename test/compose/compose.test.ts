@@ -5,13 +5,15 @@ import { envOf, flagOf, SETTINGS, type Setting } from '../../config/settings.ts'
 
 interface Service {
   image?: string;
+  volumes?: string[];
+  healthcheck?: { test?: string[] };
   build?: string;
   command?: string[];
   environment?: Record<string, string>;
   ports?: string[];
 }
 
-const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, Service> };
+const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, Service>; volumes?: Record<string, unknown> };
 const reference = readFileSync(new URL('../../config/REFERENCE.md', import.meta.url), 'utf8');
 const settings = SETTINGS as readonly Setting[];
 const parleys = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
@@ -59,4 +61,20 @@ test('compose - ports, hosts and node identities line up', (t) => {
   }
   t.is(ids.size, 3, 'node ids are distinct');
   t.is(numbers.size, 3, 'node numbers are distinct');
+});
+
+test('compose - data lives in named volumes and every service has a health check, /readyz for Parley', (t) => {
+  const named = Object.keys(compose.volumes ?? {});
+  for (const [name, s] of Object.entries(compose.services)) {
+    t.truthy(s.healthcheck?.test?.length, `${name} has a health check`);
+    if (name === 'etcd' || name === 'cassandra' || name === 'redis' || s.build !== undefined) {
+      const sources = (s.volumes ?? []).map((v) => v.split(':')[0]!);
+      t.true(sources.length > 0 && sources.every((v) => named.includes(v)), `${name} keeps its data in a named volume`);
+    }
+  }
+  for (const [name, s] of parleys) {
+    t.true(s.healthcheck!.test!.join(' ').includes('/readyz'), `${name} checks /readyz`);
+    const dataDir = s.command?.find((a) => a.startsWith('--data-dir='))?.split('=')[1];
+    t.truthy(dataDir && s.volumes?.some((v) => v.endsWith(`:${dataDir}`)), `${name}: its --data-dir is the volume`);
+  }
 });
