@@ -197,9 +197,9 @@ export class ChatNode {
         sendAllowance,
         authPerMinute: o.limits.authPerMinute,
         push: { allowInsecure: o.push?.allowInsecure ?? false, publicKey: () => this.webPush.publicKey },
-        // node_number: null only before a cluster node has claimed one (it does not serve yet).
         metrics: this.metrics,
         ready: () => this.notReady(),
+        // node_number: null only before a cluster node has claimed one (it does not serve yet).
         health: () => ({
           node_id: o.nodeId,
           node_number: o.ids.node ?? null,
@@ -212,6 +212,7 @@ export class ChatNode {
         }),
       }))),
     });
+    registerRuntimeMetrics(this.metrics, { system: this.system, connections: () => this.gateway.connectionCount });
   }
 
   /** The operator's routes (actors/api/admin-api.ts) next to the API's. */
@@ -234,7 +235,6 @@ export class ChatNode {
         drained: this.draining !== undefined,
       }),
     });
-    registerRuntimeMetrics(this.metrics, { system: this.system, connections: () => this.gateway.connectionCount });
   }
 
   /**
