@@ -197,6 +197,8 @@ test.serial('push - a device connecting during the window gets the message: no p
   await a.http.postMessage(channelId, 'm1', 'catch me');
   const bc = await connect(server, b, 'laptop', { lastInboxSeq: 0 });
   t.true(await eventually(() => bc.deliveries.length === 1));
+  // Received means acknowledged (README: a device that acks the entries cancels the job).
+  t.true(await eventually(() => bc.client.lastAcked >= 1));
   bc.client.close();
   await sleep(COALESCE_MS * 2.5);
   t.is(receiver.for(b.userId).length, 0);
