@@ -32,7 +32,16 @@ const MAX_CACHED_AUDIENCES = 256;
 export function generateVapidKeys(): VapidKeys {
   const ecdh = createECDH('prime256v1');
   ecdh.generateKeys();
-  return { publicKey: ecdh.getPublicKey().toString('base64url'), privateKey: ecdh.getPrivateKey().toString('base64url') };
+  return { publicKey: ecdh.getPublicKey().toString('base64url'), privateKey: scalar32(ecdh.getPrivateKey()).toString('base64url') };
+}
+
+/**
+ * The private scalar as exactly 32 bytes. `ECDH.getPrivateKey()` drops leading zero bytes (about
+ * one key in 128 comes out shorter), and a JWK `d` must be the full 32: left-pad with zeros.
+ */
+export function scalar32(scalar: Buffer): Buffer {
+  if (scalar.length >= 32) return scalar;
+  return Buffer.concat([Buffer.alloc(32 - scalar.length), scalar]);
 }
 
 /** Whether `keys` is a usable pair: the point is on the curve and is the private scalar's. */
@@ -41,8 +50,9 @@ export function isVapidKeys(keys: unknown): keys is VapidKeys {
   const { publicKey, privateKey } = keys as Record<string, unknown>;
   if (typeof publicKey !== 'string' || typeof privateKey !== 'string') return false;
   const pub = Buffer.from(publicKey, 'base64url');
+  // A shorter scalar is a key stored before scalar32 padded them: the same number.
   const priv = Buffer.from(privateKey, 'base64url');
-  if (!isP256Point(pub) || priv.length !== 32) return false;
+  if (!isP256Point(pub) || priv.length === 0 || priv.length > 32) return false;
   try {
     const ecdh = createECDH('prime256v1');
     ecdh.setPrivateKey(priv);
@@ -65,7 +75,7 @@ export class VapidSigner {
     if (!isVapidKeys(keys)) throw new TypeError('VAPID keys are not a P-256 key pair');
     const pub = Buffer.from(keys.publicKey, 'base64url');
     this.key = createPrivateKey({
-      key: { kty: 'EC', crv: 'P-256', d: keys.privateKey, x: pub.subarray(1, 33).toString('base64url'), y: pub.subarray(33).toString('base64url') },
+      key: { kty: 'EC', crv: 'P-256', d: scalar32(Buffer.from(keys.privateKey, 'base64url')).toString('base64url'), x: pub.subarray(1, 33).toString('base64url'), y: pub.subarray(33).toString('base64url') },
       format: 'jwk',
     });
   }

@@ -21,7 +21,8 @@ import { listSubscriptions, MAX_PUSH_DEVICES, removeSubscription } from '../../a
 import { loadVapidKeys } from '../../actors/push/vapid-keys.ts';
 import { MAX_CLIENT_ID, Tables } from '../../actors/tables.ts';
 import { newUser, startServer, type ServerHandle, type TestUser } from '../support/server.ts';
-import { decryptAes128gcm, startWebPushReceiver, subscriptionKey, type WebPushReceiver } from '../support/web-push-receiver.ts';
+import { decryptAes128gcm, startWebPushReceiver, subscriptionKey, verifyVapidJwt, type WebPushReceiver } from '../support/web-push-receiver.ts';
+import { generateVapidKeys, isVapidKeys, scalar32, VapidSigner } from '../../runtime/push/vapid.ts';
 
 const b64 = (s: string): Buffer => Buffer.from(s, 'base64url');
 
@@ -367,4 +368,26 @@ test('web push - the receiver checks what it is sent: a body for another key doe
   const body = encryptAes128gcm({ plaintext: Buffer.from('{}'), uaPublic: b64(sub.keys.p256dh), authSecret: b64(sub.keys.auth) });
   const stranger = push.subscription();
   t.throws(() => decryptAes128gcm(body, subscriptionKey(stranger), b64(stranger.keys.auth)));
+});
+
+test('web push - a VAPID key whose scalar starts with zero bytes is stored as 32 bytes, accepted shorter, and signs', async (t) => {
+  // ECDH.getPrivateKey() drops leading zeros: about one generated key in 128 came out 31 bytes and
+  // was then refused at start as "not a valid pair". Built here on purpose, not by chance.
+  const ecdh = createECDH('prime256v1');
+  ecdh.setPrivateKey(Buffer.concat([Buffer.alloc(2), randomBytes(30)]));
+  const stripped = ecdh.getPrivateKey();
+  t.true(stripped.length < 32, 'node strips the leading zeros');
+  t.is(scalar32(stripped).length, 32);
+  t.true(scalar32(stripped).subarray(32 - stripped.length).equals(stripped));
+  const publicKey = ecdh.getPublicKey().toString('base64url');
+  for (const privateKey of [scalar32(stripped).toString('base64url'), stripped.toString('base64url')]) {
+    const keys = { publicKey, privateKey };
+    t.true(isVapidKeys(keys), `a ${Buffer.from(privateKey, 'base64url').length}-byte scalar`);
+    const header = new VapidSigner(keys, 'mailto:ops@example.com').authorization('https://push.example');
+    const [, jwt, k] = /^vapid t=([^,]+), k=(.+)$/.exec(header)!;
+    t.is(k, publicKey);
+    t.is(typeof verifyVapidJwt(jwt!, k!, 'https://push.example'), 'object', 'the signature verifies');
+  }
+  t.false(isVapidKeys({ publicKey, privateKey: Buffer.alloc(33, 1).toString('base64url') }), 'longer than 32 bytes');
+  for (let i = 0; i < 300; i++) t.is(Buffer.from(generateVapidKeys().privateKey, 'base64url').length, 32);
 });

@@ -27,6 +27,7 @@
 import { createDecipheriv, createECDH, createPublicKey, hkdfSync, randomBytes, randomUUID, verify, type ECDH } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { scalar32 } from '../../runtime/push/vapid.ts';
 
 /** What a browser's `PushSubscription.toJSON()` gives, plus what only the browser knows. */
 export interface TestSubscription {
@@ -159,7 +160,7 @@ export async function startWebPushReceiver(): Promise<WebPushReceiver> {
         provider: 'webpush',
         endpoint,
         keys: { p256dh: ecdh.getPublicKey().toString('base64url'), auth: auth.toString('base64url') },
-        privateKey: ecdh.getPrivateKey().toString('base64url'),
+        privateKey: scalar32(ecdh.getPrivateKey()).toString('base64url'),
       };
     },
     setStatus(code, endpoint) {
