@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { startCluster, type ClusterNode, type TestCluster } from '../support/cluster.ts';
-import { unackedReport, closeAllDevices, convergenceReport, dumpLogs, LoadGenerator, logLines, placement, setupChat, sleep, verifyScenario, waitForConvergence, waitForView, expectedPerUser, warnings } from './support.ts';
+import { unackedReport, closeAllDevices, dumpLogs, LoadGenerator, logLines, placement, setupChat, sleep, waitForView, warnings, handoffReport } from './support.ts';
 
 let cluster: TestCluster;
 
@@ -45,32 +45,10 @@ test('SIGTERM under load: clients get 1012, reconnect elsewhere within 5 s, resu
   t.log(`sent ${load.sent} (${sentBefore} before SIGTERM), acked ${load.acked().length}, stop took ${stoppedIn} ms, errors by code`, load.errorCounts());
   problems.push(...unackedReport(load, ['n1', 'n2', 'n3']));
 
-  // Clients of the stopped node: closed with 1012, welcomed by another node within 5 s, resumed
-  // from their last acked seq (the new connection's hello carried it and its first delivery is
-  // the next one).
-  const reconnects: number[] = [];
-  for (const d of onN3) {
-    const name = `${d.user.username}/${d.deviceId}`;
-    const close = d.disconnects.find((x) => x.atMs >= stopAt);
-    check(close?.code === 1012, `${name} closed with 1012 (got ${close?.code})`);
-    const back = d.welcomes.find((w) => w.atMs >= (close?.atMs ?? stopAt));
-    check(back !== undefined && back.node_id !== 'n3', `${name} reconnected to another node (closes ${JSON.stringify(d.disconnects.map((x) => x.code))})`);
-    if (!close || !back) continue;
-    reconnects.push(back.atMs - close.atMs);
-    check(back.atMs - close.atMs < 5_000, `${name} reconnected within 5 s (${back.atMs - close.atMs} ms)`);
-    const conn = d.conns.find((c) => c.welcome?.node_id === back.node_id && c.openedAtMs >= close.atMs);
-    check(conn?.helloFrom !== undefined && conn.helloFrom > 0, `${name} resumed from a non-zero acked seq (${conn?.helloFrom})`);
-    if (conn && conn.deliveries.length > 0) check(conn.deliveries[0]!.inbox_seq === conn.helloFrom! + 1, `${name}: first delivery after resume is ${conn.deliveries[0]!.inbox_seq}, hello said ${conn.helloFrom}`);
-  }
-  t.log('reconnect times (close → welcome), ms:', reconnects);
-  // Nobody else was disturbed.
-  for (const d of s.devices.filter((x) => !onN3.includes(x))) check(d.disconnects.length === 0, `${d.user.username}/${d.deviceId} was disconnected: ${JSON.stringify(d.disconnects.map((x) => x.code))}`);
-
-  const expected = expectedPerUser(load.acked(), s.membersOf);
-  if (!(await waitForConvergence(s, expected, 15_000))) problems.push(...convergenceReport(s, expected));
-  const verified = await verifyScenario(s, load.acked(), n1);
-  t.log('inbox sizes', verified.inboxSizes);
-  problems.push(...verified.problems);
+  const handoff = await handoffReport(s, onN3, 'n3', stopAt, load.acked(), n1);
+  t.log('reconnect times (close → welcome), ms:', handoff.reconnects);
+  t.log('inbox sizes', handoff.inboxSizes);
+  problems.push(...handoff.problems);
   check(n3.logs.some((l) => l.includes('"left cluster"')), 'the stopped node logged "left cluster"');
   t.log('handoff lines:', logLines(cluster, 'actors handed off').map((x) => `${x.nodeId}: ${x.line.slice(0, 160)}`));
   t.deepEqual(problems, []);

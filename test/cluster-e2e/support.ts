@@ -663,3 +663,43 @@ export class RawSession {
     this.ws.terminate();
   }
 }
+
+/**
+ * What a node's graceful leave (SIGTERM, `parleyctl drain`) owes its clients and everyone else:
+ * each device on it closed with 1012 after `stopAt`, welcomed by another node within 5 s and
+ * resumed from its last acked seq (its first delivery the next one); no other device disturbed;
+ * every acked message converged and verified. Returns the problems and the reconnect times.
+ */
+export async function handoffReport(
+  s: ChatScenario,
+  leaving: readonly Device[],
+  leftNode: string,
+  stopAt: number,
+  acked: readonly SendOutcome[],
+  verifier: ClusterNode,
+): Promise<{ problems: string[]; reconnects: number[]; inboxSizes: number[] }> {
+  const problems: string[] = [];
+  const check = (ok: boolean, what: string): void => {
+    if (!ok) problems.push(what);
+  };
+  const reconnects: number[] = [];
+  for (const d of leaving) {
+    const name = `${d.user.username}/${d.deviceId}`;
+    const close = d.disconnects.find((x) => x.atMs >= stopAt);
+    check(close?.code === 1012, `${name} closed with 1012 (got ${close?.code})`);
+    const back = d.welcomes.find((w) => w.atMs >= (close?.atMs ?? stopAt));
+    check(back !== undefined && back.node_id !== leftNode, `${name} reconnected to another node (closes ${JSON.stringify(d.disconnects.map((x) => x.code))})`);
+    if (!close || !back) continue;
+    reconnects.push(back.atMs - close.atMs);
+    check(back.atMs - close.atMs < 5_000, `${name} reconnected within 5 s (${back.atMs - close.atMs} ms)`);
+    const conn = d.conns.find((c) => c.welcome?.node_id === back.node_id && c.openedAtMs >= close.atMs);
+    check(conn?.helloFrom !== undefined && conn.helloFrom > 0, `${name} resumed from a non-zero acked seq (${conn?.helloFrom})`);
+    if (conn && conn.deliveries.length > 0) check(conn.deliveries[0]!.inbox_seq === conn.helloFrom! + 1, `${name}: first delivery after resume is ${conn.deliveries[0]!.inbox_seq}, hello said ${conn.helloFrom}`);
+  }
+  for (const d of s.devices.filter((x) => !leaving.includes(x))) check(d.disconnects.length === 0, `${d.user.username}/${d.deviceId} was disconnected: ${JSON.stringify(d.disconnects.map((x) => x.code))}`);
+  const expected = expectedPerUser(acked, s.membersOf);
+  if (!(await waitForConvergence(s, expected, 15_000))) problems.push(...convergenceReport(s, expected));
+  const verified = await verifyScenario(s, acked, verifier);
+  problems.push(...verified.problems);
+  return { problems, reconnects, inboxSizes: verified.inboxSizes };
+}
