@@ -6,6 +6,9 @@
  * Each tab is its own device (a device id in sessionStorage, which tabs do not share), so a
  * second tab gets the same messages live as another phone would; the login itself is shared
  * through localStorage, so a new tab does not ask for the password again.
+ *
+ * Example: `npm ci && npm start`, then open http://127.0.0.1:8080/ in two browsers (test/page
+ * drives exactly that in chromium).
  */
 import { ParleyApiError, ParleyClient, ParleyHttp, type LoginResult, type Message } from '../client/index.ts';
 

@@ -2,6 +2,15 @@
  * parleyctl's operator commands (nodes, where, drain, stats, users show|disable): each reads the
  * cluster through a ClusterTarget and returns what to print, as a table for people and as one
  * JSON object for scripts (`--json`), plus the exit code (README "Operating a cluster").
+ *
+ * The folder (bin/ctl): the target (one node by `--url`, or every member in etcd), operator
+ * tokens, the Prometheus text parser `stats` sums with, tables, and CtlError, whose code is the
+ * exit code. Guarantees: a command never prints a partial answer as a whole one (nodes that did
+ * not answer are listed, and the exit code says so); nothing here changes a node without an
+ * operator token signed with the cluster's secret.
+ *
+ * Example: `parleyctl where channel 1234567890 --etcd 127.0.0.1:2379 --json`
+ *   -> {"kind":"channel","key":"1234567890","owner":"n2","members":3,"owner_agrees":true,"active":true}
  */
 import { HashRing } from '../../runtime/cluster/hash-ring.ts';
 import type { AdminUserView } from '../../actors/api/admin-api.ts';
