@@ -201,29 +201,35 @@ function writeHasMore(o: Out, hasMore: boolean): void {
  */
 export function createdAtMsOf(message: Uint8Array): number {
   let pos = 0;
-  const varint = (): number => {
-    let v = 0;
-    let mul = 1;
-    for (;;) {
-      if (pos >= message.length) return -1;
-      const b = message[pos++]!;
-      v += (b & 0x7f) * mul; // by multiplication: ms since 1970 pass 2^31, where bit shifts wrap
-      if (b < 0x80) return v;
-      mul *= 128;
-    }
-  };
   while (pos < message.length) {
-    const tag = varint();
+    const tag = readVarint(message, pos);
     if (tag < 0) return 0;
+    pos = varintEnd;
     const wire = tag & 7;
-    if (tag >>> 3 === F.message.created_at_ms && wire === VARINT) return Math.max(0, varint());
-    if (wire === VARINT) {
-      if (varint() < 0) return 0;
-    } else if (wire === LEN) {
-      const n = varint();
-      if (n < 0) return 0;
-      pos += n;
-    } else return 0;
+    if (tag >>> 3 === F.message.created_at_ms && wire === VARINT) return Math.max(0, readVarint(message, pos));
+    if (wire !== VARINT && wire !== LEN) return 0;
+    const v = readVarint(message, pos);
+    if (v < 0) return 0;
+    pos = wire === LEN ? varintEnd + v : varintEnd;
   }
   return 0;
+}
+
+/** Where the varint readVarint read last ends: a module variable rather than a result object, so reading allocates nothing. */
+let varintEnd = 0;
+
+/** The varint at `pos` (-1 when the bytes end first), by multiplication: ms since 1970 pass 2^31, where bit shifts wrap. */
+function readVarint(bytes: Uint8Array, pos: number): number {
+  let v = 0;
+  let mul = 1;
+  while (pos < bytes.length) {
+    const b = bytes[pos++]!;
+    v += (b & 0x7f) * mul;
+    if (b < 0x80) {
+      varintEnd = pos;
+      return v;
+    }
+    mul *= 128;
+  }
+  return -1;
 }

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { decodeMessage, decodeServerFrame } from '../../proto/client-codec.ts';
-import { completeMessage, deliveryFrame, encodeMessageBody, historyResultFrame, syncResultFrame } from '../../proto/message-bytes.ts';
+import { completeMessage, createdAtMsOf, deliveryFrame, encodeMessageBody, historyResultFrame, syncResultFrame } from '../../proto/message-bytes.ts';
 import type { Message } from '../../proto/client-frames.ts';
 
 const message = (over: Partial<Message> = {}): Message => ({
@@ -52,4 +52,15 @@ test('message bytes - frames built around message bytes decode as the protobufjs
   const history = decodeServerFrame(historyResultFrame(1_000_000, [bytesOf(b), bytesOf(a)], false));
   t.is(history.ref, 1_000_000);
   t.deepEqual(plain(history.body === 'history_result' && history.history_result.messages), [b, a]);
+});
+
+test('message bytes - created_at_ms is read without decoding, past long texts; cut bytes read as 0', (t) => {
+  for (const text of ['', 'x', 'y'.repeat(200), 'z'.repeat(100_000)]) {
+    t.is(createdAtMsOf(bytesOf(message({ text }))), 1_764_000_000_123, `text of ${text.length}`);
+  }
+  t.is(createdAtMsOf(bytesOf(message({ created_at_ms: 0 }))), 0, 'absent');
+  const whole = bytesOf(message());
+  // Cut anywhere: the value if its field was whole before the cut, else 0; never a throw or a part.
+  for (let cut = 0; cut < whole.length; cut++) t.true([0, 1_764_000_000_123].includes(createdAtMsOf(whole.subarray(0, cut))), `cut at ${cut}`);
+  t.is(createdAtMsOf(Uint8Array.of(0x08, 0x80)), 0, 'a varint that never ends');
 });
