@@ -17,6 +17,8 @@ export async function recordLoss(store: Store, nodeId: string, what: string, log
       const epoch = await journal.acquire(Journals.losses, nodeId);
       const seq = (await journal.highestSeq(Journals.losses)) + 1;
       await journal.append(Journals.losses, epoch, [{ seq, data }]);
+      // So the next node to record one has no writer of ours to fence.
+      await journal.release(Journals.losses, epoch);
       return;
     } catch (err) {
       const code = codeOf(err);

@@ -96,6 +96,12 @@ class ChannelActor implements Actor<ChannelMessage> {
     return (this.sends?.idle ?? true) && this.unnotified.size === 0;
   }
 
+  async onDeactivate(): Promise<void> {
+    // A clean end: the next activation, on this node or another, has no older writer to fence.
+    const epoch = this.sends?.liveEpoch;
+    if (epoch !== undefined) await this.deps.store.journal.release(this.pid, epoch);
+  }
+
   receive(m: ChannelMessage): unknown {
     switch (m.type) {
       case 'create':

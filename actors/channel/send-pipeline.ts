@@ -66,6 +66,11 @@ export class SendPipeline {
     return !this.inFlight && this.queue.length === 0;
   }
 
+  /** The owner epoch this channel writes with, while no write of it failed. */
+  get liveEpoch(): number | undefined {
+    return this.broken ? undefined : this.o.epoch;
+  }
+
   submit(senderId: string, clientMsgId: string, text: string): Promise<SendAck> {
     if (this.broken) return Promise.reject(reject(ChatCodes.UNAVAILABLE, 'channel is recovering from a failed write; retry'));
     const dedupKey = `${senderId}:${clientMsgId}`;

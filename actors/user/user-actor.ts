@@ -133,7 +133,10 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
 
   async onDeactivate(): Promise<void> {
     await this.cursors.flush();
-    if (!this.failed) await this.feed.saveSnapshot(true);
+    if (this.failed) return;
+    await this.feed.saveSnapshot(true);
+    // A clean end: the next activation, on this node or another, has no older writer to fence.
+    await this.deps.store.journal.release(Journals.inbox(this.id), this.epoch);
   }
 
   canPassivate(): boolean {

@@ -65,6 +65,7 @@ export function instrumentStore(store: Store, metrics: NodeMetrics): Store {
   };
   const tj: Journal = {
     acquire: (pid: string, owner: string) => timed(acquire, j.acquire(pid, owner), performance.now()),
+    release: (pid: string, epoch: number) => j.release(pid, epoch),
     append: (pid: string, epoch: number, events: readonly JournalEvent[]) => timed(append, j.append(pid, epoch, events), performance.now()),
     read: (pid: string, after: number, limit: number) => timed(read, j.read(pid, after, limit), performance.now()),
     readBefore: (pid: string, before: bigint | undefined, limit: number) => timed(readBefore, j.readBefore(pid, before, limit), performance.now()),

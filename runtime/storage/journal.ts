@@ -9,6 +9,8 @@
  *   FENCED tells the activation to stop; like a timeout it does not say whether that append's
  *   events were kept (an engine may have written them before the new owner read its head, and
  *   then they are part of the journal for good), so a retry must carry the same dedup keys.
+ * - `release` ends an epoch cleanly; an activation that ends without it (a crash) is fenced by
+ *   the next acquire instead.
  * - An event may carry a `dedupKey`, unique per id. The check is part of the append: when any
  *   event's key is stored already, the append writes nothing and answers with the stored events
  *   (`duplicates`), so a writer learns of a retried request with no read of its own.
@@ -37,6 +39,14 @@ export interface Snapshot {
 export interface Journal {
   /** Claims ownership for a new activation; every older epoch is fenced from now on. */
   acquire(persistenceId: string, owner: string): Promise<number>;
+  /**
+   * The activation holding `epoch` ends cleanly (its appends are done, and it makes no more):
+   * the next acquire, on any node, has nothing to fence. An engine may refuse later appends of
+   * that epoch (FENCED). Only a cost saving: an engine that checks the epoch in every append
+   * (SQLite) ignores it, and an activation that never releases (a crash) is fenced by the next
+   * acquire instead (Cassandra: one revocation write). An epoch no longer the caller's is ignored.
+   */
+  release(persistenceId: string, epoch: number): Promise<void>;
   append(persistenceId: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult>;
   /** Events with seq > afterSeq, oldest first. */
   read(persistenceId: string, afterSeq: number, limit: number): Promise<JournalEvent[]>;

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import cassandra from 'cassandra-driver';
 import { CodedError } from '../../runtime/errors.ts';
 import { silentLogger } from '../../runtime/log.ts';
 import { findFreePort, startCassandra, type RunningService } from '../../services/index.ts';
@@ -195,6 +196,76 @@ test('cassandra race: a timeout with unknown outcome; the same store settles it 
   await b.append(pid, next, events(13, 1));
   t.deepEqual((await b.readBefore(pid, undefined, 100)).map((e) => e.seq), Array.from({ length: 13 }, (_, i) => 13 - i));
 });
+
+test('cassandra writers: a takeover revokes the one pid it took; the old writer keeps appending to its others', async (t) => {
+  const [p, q] = [`rev/${randomUUID()}`, `rev/${randomUUID()}`];
+  const [a, b] = await twoStores(t);
+  const [ap, aq] = [await a.acquire(p, 'a'), await a.acquire(q, 'a')];
+  await a.append(p, ap, events(1, 2));
+  await a.append(q, aq, events(1, 2));
+  const bp = await b.acquire(p, 'b');
+  await t.throwsAsync(a.append(p, ap, events(3, 1)), { code: StoreCodes.FENCED });
+  await a.append(q, aq, events(3, 1));
+  await b.append(p, bp, events(3, 1, () => ({ data: 'b' })));
+  // Taken back: now b's epoch is the revoked one, and a writes on.
+  const ap2 = await a.acquire(p, 'a');
+  await t.throwsAsync(b.append(p, bp, events(4, 1)), { code: StoreCodes.FENCED });
+  await a.append(p, ap2, events(4, 1));
+  t.deepEqual((await b.read(p, 0, 10)).map((e) => e.data), ['e1', 'e2', 'b', 'e4']);
+  t.deepEqual((await b.read(q, 0, 10)).map((e) => e.seq), [1, 2, 3]);
+  // A revocation a writer has seen is removed from its row, so its checks stay small.
+  await a.append(q, aq, events(4, 1));
+  await waitFor(async () => (await revokedOf(p)) === 0);
+});
+
+test('cassandra writers: a released epoch is refused to its writer, and the next owner revokes nothing', async (t) => {
+  const pid = `rel/${randomUUID()}`;
+  const [a, b] = await twoStores(t);
+  const epoch = await a.acquire(pid, 'a');
+  await a.append(pid, epoch, events(1, 3));
+  await a.release(pid, epoch);
+  await t.throwsAsync(a.append(pid, epoch, events(4, 1)), { code: StoreCodes.FENCED });
+  // A stale release is ignored.
+  await a.release(pid, epoch - 1);
+  const next = await b.acquire(pid, 'b');
+  t.is(await revokedOf(pid), 0);
+  await b.append(pid, next, events(4, 2));
+  t.deepEqual((await a.read(pid, 0, 10)).map((e) => e.seq), [1, 2, 3, 4, 5]);
+});
+
+test('cassandra writers: one store checks many pids\' appends at once, each with its own verdict', async (t) => {
+  const [a, b] = await twoStores(t);
+  const pids = Array.from({ length: 40 }, () => `many/${randomUUID()}`);
+  const epochs = await Promise.all(pids.map((pid) => a.acquire(pid, 'a')));
+  await Promise.all(pids.map((pid, i) => a.append(pid, epochs[i]!, events(1, 1))));
+  // Half are taken over; the next round of appends, all at once, splits exactly along that line.
+  const taken = new Set(pids.filter((_, i) => i % 2 === 0));
+  await Promise.all([...taken].map((pid) => b.acquire(pid, 'b')));
+  const results = await Promise.allSettled(pids.map((pid, i) => a.append(pid, epochs[i]!, events(2, 1))));
+  t.deepEqual(
+    results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as CodedError).code)),
+    pids.map((pid) => (taken.has(pid) ? StoreCodes.FENCED : 'ok')),
+  );
+});
+
+/** Entries naming `pid` in any writer's revoked map. */
+async function revokedOf(pid: string): Promise<number> {
+  const client = new cassandra.Client({ contactPoints: [`127.0.0.1:${port}`], localDataCenter: 'datacenter1' });
+  try {
+    const rs = await client.execute(`SELECT revoked FROM ${KEYSPACE}.writers`);
+    return rs.rows.filter((r) => r['revoked'] && Object.keys(r['revoked'] as object).includes(pid)).length;
+  } finally {
+    await client.shutdown();
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 test('cassandra: openStore opens a cassandra:// URL', async (t) => {
   const store = await openStore(`cassandra://127.0.0.1:${port}/${KEYSPACE}?dc=datacenter1&consistency=LOCAL_QUORUM&replication=simple:1`, { log: silentLogger() });

@@ -55,6 +55,7 @@ const toBytes = (e: TextEvent): JournalEvent => ({ ...e, data: Buffer.from(e.dat
 export function textual(j: Journal): TextJournal {
   return {
     acquire: (pid, owner) => j.acquire(pid, owner),
+    release: (pid, epoch) => j.release(pid, epoch),
     highestSeq: (pid) => j.highestSeq(pid),
     append: async (pid, epoch, evs) => {
       const r = await j.append(pid, epoch, evs.map(toBytes));

@@ -9,7 +9,17 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
 /**
  * The networked engine: the same Journal and KeyValueStore as SQLite, on Cassandra (5.0, protocol
  * v4/v5). Fencing and gap-free seqs cost one lightweight transaction per *activation*, not per
- * append: an append is plain LOCAL_QUORUM writes and one LOCAL_QUORUM read.
+ * append: an append is a dedup read and plain LOCAL_QUORUM writes, and its fencing check is one
+ * LOCAL_QUORUM read shared with every other append of this store that finished writing meanwhile.
+ *
+ * ## Writers
+ * Each store object is a *writer* with a random id. An acquire records its writer in `heads`
+ * with the epoch. Another writer's appends to a pid are fenced through the writer's own row in
+ * `writers`: an acquire that replaces an epoch of writer W (which W did not release) adds
+ * `pid -> that epoch` to W's `revoked` map, and W acks an append only after a read of its row,
+ * started after the append's writes completed, does not revoke that pid's epoch. One such read
+ * checks every append that was waiting for it, so under load the check costs a fraction of a
+ * request per append; with a per-pid check it cost one read each (a quarter of the requests).
  *
  * ## Write timestamps carry the epoch
  *
@@ -23,8 +33,10 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
  * LWT-per-append layout this store used before.)
  *
  * ## acquire(pid): one LWT, then a head scan and a claim
- *  1. The epoch: a LOCAL_SERIAL read, then `UPDATE heads SET epoch=e+1 ... IF epoch=e` (or
- *     `INSERT ... IF NOT EXISTS`); an unknown outcome is settled by a serial read and owner_token.
+ *  1. The epoch: a LOCAL_SERIAL read, then `UPDATE heads SET epoch=e+1, writer=us ... IF epoch=e`
+ *     (or `INSERT ... IF NOT EXISTS`); an unknown outcome is settled by a serial read and
+ *     owner_token. Then, when the epoch replaced belongs to another writer and was not released,
+ *     its revocation in that writer's row (a quorum write, before step 2).
  *  2. The head H: the last event of the last non-empty bucket (LOCAL_QUORUM reads, starting at
  *     the bucket of the `seq` hint in `heads`).
  *  3. The claim, for epoch E: a range deletion of seq > H in H's bucket and whole-partition
@@ -44,17 +56,33 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
  *     (so a reader who reaches a bucket's end never finds an older epoch's rows in the next), the
  *     dedup rows, then the events with their index rows (one unlogged batch per bucket: a single
  *     atomic mutation; buckets in seq order, so a reader sees a prefix, never a hole).
- *  4. The check: a LOCAL_QUORUM read of `heads.epoch`. Still E: acked. Otherwise: FENCED.
+ *  4. The check: a LOCAL_QUORUM read of this writer's row, shared (at most one in flight; an
+ *     append waits for the next one that starts after its writes). The pid's epoch E not revoked:
+ *     acked. Otherwise: FENCED, and this store forgets the pid (later appends of E are refused
+ *     before writing) and removes the revocation from its row.
  *
  * ## Why an acked write is never lost, and a stale one is never acked
- * A's append is acked only if its check read, started after its writes completed at quorum, saw
- * epoch E. B's acquire of E+1 completes its Paxos commit at quorum before B scans. If that commit
- * had completed before A's check started, the two quorums intersect and A would have seen E+1. So
- * B's commit, and hence B's scan, come after A's writes completed: B's head includes them, and
- * B's claim starts after them. Writes of A that B's scan did not see are past B's head, hence
- * inside B's claim and hidden; A's check after them can only see E+1 or later, so they are never
- * acked. No clock is involved: a writer paused for minutes (GC, SIGSTOP) between its write and
- * its check is caught by the check, and one paused before its write is hidden by the claim.
+ * Writer A holds epoch E of a pid; B acquires E+1. A's append is acked only if its check read,
+ * started after its writes completed at quorum, found E not revoked. There are three ways B's
+ * acquire can go, and in each A's acked writes complete before B's head scan:
+ *  - A did not release E: B writes the revocation at quorum before it scans. Had that write
+ *    completed before A's check started, the two quorums would intersect and A would have seen
+ *    it. So A's check started, and A's writes completed, before B's revocation completed, hence
+ *    before B's scan: B's head includes them.
+ *  - A released E: A's release ran after A's last append of E finished, A refuses appends of E
+ *    from then on, and B's LWT read the release, so the release, and every acked write of E
+ *    before it, completed before B's scan.
+ *  - B is A (the same store): acquires and appends of one pid run one at a time here, so the
+ *    append finished before the new acquire began.
+ * Writes of A that B's scan did not see are past B's head, hence inside B's claim and hidden, and
+ * A's check after them finds E revoked (or A refused them), so they are never acked. No clock is
+ * involved: a writer paused for minutes (GC, SIGSTOP) between its write and its check is caught
+ * by the check, and one paused before its write is hidden by the claim.
+ *
+ * The revocation names one pid, so a node that lost one actor to a placement disagreement
+ * keeps its others; a dead node's row collects one entry per pid taken over, read by no one.
+ * Mixed versions: writers of the per-pid-check layout record no writer, so they are never
+ * revoked and must not run against the same keyspace as this version.
  * FENCED from an append therefore means "stop: another activation owns this id"; like a timeout,
  * it does not say whether the events were written (a new owner's scan may have included them,
  * which is why the caller's retry must carry the same dedup key).
@@ -142,10 +170,21 @@ type Params = readonly unknown[];
 interface Head {
   readonly epoch?: number;
   readonly ownerToken?: string;
+  /** The writer (store object) that acquired `epoch`; none for epochs of older versions. */
+  readonly writer?: string;
+  /** The last epoch its writer released (see `release`). */
+  readonly released?: number;
   /** A seq at or below the head, in its bucket or the one after: where a head scan starts. */
   readonly hint: number;
   /** Left by the LWT-per-append layout (an append it committed but may not have written). */
   readonly legacyIntent?: readonly JournalEvent[];
+}
+
+interface CheckWaiter {
+  readonly pid: string;
+  readonly owned: Owned;
+  readonly resolve: () => void;
+  readonly reject: (err: CodedError) => void;
 }
 
 /** What this store knows of a pid it acquired (or adopted): appends of that epoch go through it. */
@@ -157,6 +196,8 @@ interface Owned {
   claimed: number;
   /** An append whose outcome is unknown: written again before anything else on the pid. */
   pending?: readonly JournalEvent[];
+  /** Released by its owner (see `release`): no more appends. */
+  released?: boolean;
 }
 
 /**
@@ -182,6 +223,12 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   private readonly serial: number;
   /** Pids acquired or adopted here, oldest first (a Map keeps insertion order). */
   private readonly owned = new Map<string, Owned>();
+  /** This store as a writer (see the class comment). */
+  private readonly writer = cassandra.types.Uuid.random();
+  /** Appends whose writes completed, waiting for a writer check that starts after them. */
+  private checkWaiters: CheckWaiter[] = [];
+  private checkRunning = false;
+  private forgetting = false;
   /** Appends per pid run one after another: the local seq check and `pending` rely on it. */
   private readonly appendChains = new Map<string, Promise<unknown>>();
   /** (pid, bucket) pairs known to be listed in key_buckets. */
@@ -244,7 +291,17 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   // ---- Journal
 
   async acquire(persistenceId: string, owner: string): Promise<number> {
+    this.ensureOpen();
+    // In line with the pid's appends: an append of an older epoch of this store that is still in
+    // flight finishes (acked or not) before the new epoch scans the head.
+    return this.serialize(persistenceId, () => this.acquireNow(persistenceId, owner));
+  }
+
+  private async acquireNow(persistenceId: string, owner: string): Promise<number> {
     const token = cassandra.types.Uuid.random();
+    const writer = this.writer;
+    /** The head as it was before our last LWT: its writer is the one to fence if that LWT won. */
+    let before: Head | undefined;
     const deadline = Date.now() + ACQUIRE_DEADLINE_MS;
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
@@ -259,23 +316,26 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
         throw err;
       }
       // A round of ours whose answer was lost (timeout, contention) did win: the token says so.
-      if (head?.ownerToken === token.toString()) return this.claim(persistenceId, head.epoch!, head);
+      if (head?.ownerToken === token.toString()) return this.claim(persistenceId, head.epoch!, head, before);
       const current = head?.epoch;
       const next = current === undefined ? 1 : current + 1;
       const statement =
         current === undefined
-          ? this.lwt(`INSERT INTO ${this.ks}.heads (pid, epoch, owner, owner_token, seq) VALUES (?, 1, ?, ?, 0) IF NOT EXISTS`, [
+          ? this.lwt(`INSERT INTO ${this.ks}.heads (pid, epoch, owner, owner_token, writer, seq) VALUES (?, 1, ?, ?, ?, 0) IF NOT EXISTS`, [
               persistenceId,
               owner,
               token,
+              writer,
             ])
-          : this.lwt(`UPDATE ${this.ks}.heads SET epoch = ?, owner = ?, owner_token = ? WHERE pid = ? IF epoch = ?`, [
+          : this.lwt(`UPDATE ${this.ks}.heads SET epoch = ?, owner = ?, owner_token = ?, writer = ? WHERE pid = ? IF epoch = ?`, [
               BigInt(next),
               owner,
               token,
+              writer,
               persistenceId,
               BigInt(current),
             ]);
+      before = head;
       // Any failure here has an unknown outcome; the next round's serial read settles it. If the
       // cluster is gone, that read fails at once and ends the loop.
       const applied = await statement.then(
@@ -286,7 +346,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
           return false;
         },
       );
-      if (applied) return this.claim(persistenceId, next, head);
+      if (applied) return this.claim(persistenceId, next, head, head);
     }
   }
 
@@ -294,7 +354,8 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
    * Steps 2 and 3 of acquire: the epoch is committed, so no older one can have a write acked from
    * now on; find the head and hide whatever older epochs wrote, or will write, past it.
    */
-  private async claim(pid: string, epoch: number, head: Head | undefined): Promise<number> {
+  private async claim(pid: string, epoch: number, head: Head | undefined, before: Head | undefined): Promise<number> {
+    await this.revoke(pid, epoch, before);
     if (head?.legacyIntent) {
       await this.writeEvents(pid, epoch, head.legacyIntent);
       await this.exec(`UPDATE ${this.ks}.heads USING TIMESTAMP ? SET intent = null, intent_from = null WHERE pid = ?`, [claimTime(epoch), pid], true);
@@ -309,6 +370,20 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     ]);
     this.own(pid, { epoch, head: last, claimed: bucket + 1 });
     return epoch;
+  }
+
+  /**
+   * Step 1b of acquire: the writer of the epoch just replaced may still be appending (a node
+   * thought dead, a paused process), and its appends are acked by its own writer check. Unless it
+   * released that epoch, or it is this store, the pid is marked revoked up to that epoch in the
+   * writer's row, at quorum, before the head scan (see the class comment). The element carries
+   * the new epoch's claim time, so the old writer's cleanup of it can never remove a later one.
+   */
+  private async revoke(pid: string, epoch: number, before: Head | undefined): Promise<void> {
+    const writer = before?.writer;
+    if (writer === undefined || before!.epoch === undefined || before!.released === before!.epoch) return;
+    if (writer === this.writer.toString()) return;
+    await this.exec(`UPDATE ${this.ks}.writers USING TIMESTAMP ? SET revoked[?] = ? WHERE id = ?`, [claimTime(epoch), pid, BigInt(before!.epoch), cassandra.types.Uuid.fromString(writer)], true);
   }
 
   /** Hides every older epoch's rows in whole buckets (their events and index rows). */
@@ -546,7 +621,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     const owned = await this.ownedFor(pid, epoch);
     await this.settle(pid, owned);
     if (events.length === 0) {
-      await this.checkEpoch(pid, epoch);
+      await this.checkWriter(pid, owned);
       return { ok: true };
     }
     const from = events[0]!.seq;
@@ -556,7 +631,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     const duplicates = await this.storedDuplicates(pid, events);
     if (duplicates.length > 0) {
       // Like SQLite, a stale owner is told it is fenced before it is told anything else.
-      await this.checkEpoch(pid, epoch);
+      await this.checkWriter(pid, owned);
       return { ok: false, duplicates };
     }
     if (from !== owned.head + 1) throw new CodedError(StoreCodes.SEQ_CONFLICT, `${pid}: expected seq ${owned.head + 1}, got ${from}`);
@@ -567,7 +642,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     await this.fault('afterWrite', pid);
     // The writes are done (so on any failure from here the append counts as written, see
     // settle); only the check decides whether they may be acked.
-    await this.checkEpoch(pid, epoch);
+    await this.checkWriter(pid, owned);
     owned.head = to;
     owned.pending = undefined;
     return { ok: true };
@@ -589,21 +664,97 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
    */
   private async ownedFor(pid: string, epoch: number): Promise<Owned> {
     const known = this.owned.get(pid);
-    if (known?.epoch === epoch) return known;
+    if (known?.epoch === epoch) {
+      if (known.released) throw fenced(pid, epoch, undefined, 'its owner released it');
+      return known;
+    }
     const head = await this.readHead(pid, false);
     if (head?.epoch !== epoch) throw fenced(pid, epoch, head?.epoch);
+    // Only this writer's own epochs, and not one it released: another writer's appends are
+    // acked by that writer's check, and an acquire after a release fences no one.
+    if (head.writer !== this.writer.toString() || head.released === epoch) throw fenced(pid, epoch, head.epoch, 'it was released or belongs to another writer');
     const last = await this.scanHead(pid, head.hint);
     const adopted: Owned = { epoch, head: last, claimed: this.bucketOf(last + 1) };
     this.own(pid, adopted);
     return adopted;
   }
 
-  /** Step 4: FENCED (and forgotten here) unless the stored epoch is still `epoch`. */
-  private async checkEpoch(pid: string, epoch: number): Promise<void> {
-    const head = await this.readHead(pid, false);
-    if (head?.epoch === epoch) return;
-    if (this.owned.get(pid)?.epoch === epoch) this.owned.delete(pid);
-    throw fenced(pid, epoch, head?.epoch);
+  /**
+   * Step 4: FENCED unless a read of this writer's row, started after the caller's writes
+   * completed, finds it unfenced. Reads are shared: one is in flight at a time, and every append
+   * that finished writing meanwhile waits for the next one, so under load one read checks the
+   * appends of many pids (a read already in flight may have started before their writes ended,
+   * so it cannot count for them).
+   */
+  private checkWriter(pid: string, owned: Owned): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.checkWaiters.push({ pid, owned, resolve, reject });
+      if (!this.checkRunning) void this.runChecks();
+    });
+  }
+
+  private async runChecks(): Promise<void> {
+    this.checkRunning = true;
+    while (this.checkWaiters.length > 0) {
+      const waiters = this.checkWaiters;
+      this.checkWaiters = [];
+      let revoked: Map<string, bigint>;
+      try {
+        const rs = await this.query(`SELECT revoked FROM ${this.ks}.writers WHERE id = ?`, [this.writer], 1);
+        revoked = toRevoked(rs.first()?.['revoked']);
+      } catch (err) {
+        const coded = toStoreError(err);
+        for (const w of waiters) w.reject(coded);
+        continue;
+      }
+      for (const w of waiters) {
+        const upTo = revoked.get(w.pid);
+        if (upTo === undefined || upTo < BigInt(w.owned.epoch)) {
+          w.resolve();
+          continue;
+        }
+        if (this.owned.get(w.pid) === w.owned) this.owned.delete(w.pid);
+        w.reject(fenced(w.pid, w.owned.epoch, undefined, 'another writer acquired it'));
+      }
+      if (revoked.size > 0 && !this.forgetting) {
+        this.forgetting = true;
+        void this.forgetRevoked(revoked).finally(() => (this.forgetting = false));
+      }
+    }
+    this.checkRunning = false;
+  }
+
+  /**
+   * Revocations this writer has seen are acted on (the pid's epoch is dropped here, so later
+   * appends of it are refused by `ownedFor`), then removed so checks stay small. Each removal
+   * has the timestamp of the revocation it removes: a later one, for a later epoch, survives it.
+   */
+  private async forgetRevoked(revoked: ReadonlyMap<string, bigint>): Promise<void> {
+    for (const [pid, upTo] of revoked) {
+      const owned = this.owned.get(pid);
+      if (owned && BigInt(owned.epoch) <= upTo) this.owned.delete(pid);
+      // Best effort: one left behind is read again by the next check and removed then.
+      try {
+        await this.exec(`DELETE revoked[?] FROM ${this.ks}.writers USING TIMESTAMP ? WHERE id = ?`, [pid, claimTime(Number(upTo) + 1), this.writer], true);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  async release(persistenceId: string, epoch: number): Promise<void> {
+    this.ensureOpen();
+    await this.serialize(persistenceId, async () => {
+      const owned = this.owned.get(persistenceId);
+      if (owned?.epoch !== epoch) return;
+      // An append of unknown outcome stays this writer's to settle: no release, so the next
+      // owner fences this writer instead (always safe, only dearer).
+      if (owned.pending) return;
+      // Kept, marked: an append of this epoch after its release is refused here (its owner said
+      // it was done), even while the write below is still on its way.
+      owned.released = true;
+      await this.exec(`UPDATE ${this.ks}.heads USING TIMESTAMP ? SET released = ? WHERE pid = ?`, [writeTime(epoch), BigInt(epoch), persistenceId], true);
+    });
   }
 
   /**
@@ -726,7 +877,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
 
   private async readHead(pid: string, serial: boolean): Promise<Head | undefined> {
     const rs = await this.query(
-      `SELECT epoch, owner_token, seq, intent FROM ${this.ks}.heads WHERE pid = ? LIMIT 1`,
+      `SELECT epoch, owner_token, writer, released, seq, intent FROM ${this.ks}.heads WHERE pid = ? LIMIT 1`,
       [pid],
       1,
       serial ? this.serial : this.cl,
@@ -738,6 +889,8 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
       epoch: toNumber(row['epoch']),
       hint: toNumber(row['seq'] ?? 0n),
       ...(row['owner_token'] ? { ownerToken: String(row['owner_token']) } : {}),
+      ...(row['writer'] ? { writer: String(row['writer']) } : {}),
+      ...(row['released'] !== null && row['released'] !== undefined ? { released: toNumber(row['released']) } : {}),
       ...(intentText ? { legacyIntent: decodeIntent(intentText) } : {}),
     };
   }
@@ -1009,8 +1162,17 @@ function hintKey(pid: string, key: bigint): string {
   return `${pid}\u0000${key}`;
 }
 
-function fenced(pid: string, epoch: number, current: number | undefined): CodedError {
-  return new CodedError(StoreCodes.FENCED, `epoch ${epoch} of ${pid} is no longer the owner (now ${current ?? 'none'})`);
+function fenced(pid: string, epoch: number, current: number | undefined, why?: string): CodedError {
+  return new CodedError(StoreCodes.FENCED, `epoch ${epoch} of ${pid} is no longer the owner (${why ?? `now ${current ?? 'none'}`})`);
+}
+
+/** The `revoked` map of a writer row, as the driver returns it (an object, or null when empty). */
+function toRevoked(value: unknown): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  if (value === null || value === undefined) return out;
+  const entries = value instanceof Map ? [...(value as Map<string, unknown>)] : Object.entries(value as Record<string, unknown>);
+  for (const [pid, epoch] of entries) out.set(pid, typeof epoch === 'bigint' ? epoch : BigInt(String(epoch)));
+  return out;
 }
 
 function sleep(ms: number): Promise<void> {

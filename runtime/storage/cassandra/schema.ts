@@ -30,6 +30,9 @@ import { CodedError, RuntimeCodes } from '../../errors.ts';
  * - `dedup` ((pid, dedup_key)): dedup key -> seq, written (plainly) before the event it names;
  *   a row counts only when the event at that seq carries that key. One tiny partition per key,
  *   so no partition grows with the journal.
+ * - `heads.writer`, `heads.released` and `writers` (id) (migration 2): the store object (the
+ *   *writer*) that acquired the current epoch, and the last epoch its writer released; a writer
+ *   row lists the pids other writers took from it (pid -> epoch revoked). See cassandra-store.ts.
  * - `kv` ((tbl, part), k): the key-value store; a partition is read whole by `list`. `claim`
  *   is the token of the putIfAbsent that created a row, so a timed-out one can tell afterwards
  *   whether the row is its own.
@@ -75,6 +78,15 @@ export const MIGRATIONS: readonly { readonly id: number; readonly description: s
          tbl text, part text, k text, v text, claim uuid,
          PRIMARY KEY ((tbl, part), k)
        ) WITH CLUSTERING ORDER BY (k ASC)`,
+    ],
+  },
+  {
+    id: 2,
+    description: 'writers: one fencing check shared by every append of a store',
+    statements: [
+      `ALTER TABLE {ks}.heads ADD IF NOT EXISTS writer uuid static`,
+      `ALTER TABLE {ks}.heads ADD IF NOT EXISTS released bigint static`,
+      `CREATE TABLE IF NOT EXISTS {ks}.writers (id uuid PRIMARY KEY, revoked map<text, bigint>)`,
     ],
   },
 ];

@@ -153,6 +153,9 @@ export class SqliteStore implements Store, Journal, KeyValueStore {
     return expectOk(r).epoch!;
   }
 
+  /** Every append checks its epoch in its own transaction, so there is nothing to hand over. */
+  async release(): Promise<void> {}
+
   async append(persistenceId: string, epoch: number, events: readonly JournalEvent[]): Promise<AppendResult> {
     const wire: WireEvent[] = events.map((e) => ({
       seq: e.seq,
