@@ -248,15 +248,39 @@ test('cassandra writers: one store checks many pids\' appends at once, each with
   );
 });
 
-/** Entries naming `pid` in any writer's revoked map. */
-async function revokedOf(pid: string): Promise<number> {
-  const client = new cassandra.Client({ contactPoints: [`127.0.0.1:${port}`], localDataCenter: 'datacenter1' });
+test('cassandra writers: an append cut between its events and its dedup rows is repaired by the next acquire', async (t) => {
+  const pid = `cut/${randomUUID()}`;
+  const [a, b] = await twoStores(t);
+  const epoch = await a.acquire(pid, 'a');
+  await a.append(pid, epoch, events(1, 2, (s) => ({ dedupKey: `k${s}` })));
+  await a.append(pid, epoch, events(3, 3, (s) => ({ dedupKey: `k${s}` })));
+  // What a writer that died mid-batch leaves: the last append's events without their dedup rows
+  // (the deletion carries the writer's own timestamp, 2^52 + 2E + 1, so it wins over its rows).
+  await raw(async (client) => {
+    for (const key of ['k3', 'k4', 'k5']) {
+      await client.execute(`DELETE FROM ${KEYSPACE}.dedup USING TIMESTAMP ? WHERE pid = ? AND dedup_key = ?`, [BigInt(2 ** 52 + 2 * epoch + 1), pid, key], { prepare: true });
+    }
+  });
+  const next = await b.acquire(pid, 'b');
+  const again = await b.append(pid, next, events(6, 2, (s) => ({ dedupKey: s === 6 ? 'k4' : 'k1' })));
+  t.false(again.ok);
+  t.deepEqual(again.ok ? [] : again.duplicates.map((e) => e.seq), [4, 1]);
+  t.is(await b.highestSeq(pid), 5);
+});
+
+async function raw<T>(use: (client: cassandra.Client) => Promise<T>): Promise<T> {
+  const client = new cassandra.Client({ contactPoints: [`127.0.0.1:${port}`], localDataCenter: 'datacenter1', encoding: { useBigIntAsLong: true } });
   try {
-    const rs = await client.execute(`SELECT revoked FROM ${KEYSPACE}.writers`);
-    return rs.rows.filter((r) => r['revoked'] && Object.keys(r['revoked'] as object).includes(pid)).length;
+    return await use(client);
   } finally {
     await client.shutdown();
   }
+}
+
+/** Entries naming `pid` in any writer's revoked map. */
+async function revokedOf(pid: string): Promise<number> {
+  const rs = await raw((client) => client.execute(`SELECT revoked FROM ${KEYSPACE}.writers`));
+  return rs.rows.filter((r) => r['revoked'] && Object.keys(r['revoked'] as object).includes(pid)).length;
 }
 
 async function waitFor(check: () => Promise<boolean>, ms = 10_000): Promise<void> {

@@ -39,6 +39,7 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
  *     its revocation in that writer's row (a quorum write, before step 2).
  *  2. The head H: the last event of the last non-empty bucket (LOCAL_QUORUM reads, starting at
  *     the bucket of the `seq` hint in `heads`).
+ *  2b. The last append's dedup rows, written again (see "Dedup rows" below).
  *  3. The claim, for epoch E: a range deletion of seq > H in H's bucket and whole-partition
  *     deletions (events and key index) of the next bucket. Whatever an older epoch writes past H,
  *     now or later, is hidden. (Its index rows in H's own bucket stay, but `readBefore` keeps an
@@ -53,9 +54,10 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
  *     An epoch this store did not acquire is first compared with the stored one (FENCED when it
  *     differs, nothing written) and then adopted with a head scan.
  *  3. Writes, in this order: a claim of the next bucket before the first event lands in a new one
- *     (so a reader who reaches a bucket's end never finds an older epoch's rows in the next), the
- *     dedup rows, then the events with their index rows (one unlogged batch per bucket: a single
- *     atomic mutation; buckets in seq order, so a reader sees a prefix, never a hole).
+ *     (so a reader who reaches a bucket's end never finds an older epoch's rows in the next), then
+ *     the events with their index rows (one unlogged batch per bucket: a single atomic mutation
+ *     of the events' partition; buckets in seq order, so a reader sees a prefix, never a hole)
+ *     and their dedup rows (in the batch for a few, first for more: see below).
  *  4. The check: a LOCAL_QUORUM read of this writer's row, shared (at most one in flight; an
  *     append waits for the next one that starts after its writes). The pid's epoch E not revoked:
  *     acked. Otherwise: FENCED, and this store forgets the pid (later appends of E are refused
@@ -89,9 +91,16 @@ import { applyCassandraSchema, assertKeyspaceName, DC_NAME, type Replication } f
  *
  * Gap-free seqs: every owner writes from its head + 1 on, in seq order, one append at a time;
  * rows past the head from older epochs are hidden by the claim; a seq is written by one append of
- * one epoch (a second append at N+1 fails the local check). Why dedup rows are written before
- * their events: a writer may die between the two, and an event must never be readable without
- * its dedup row (a resend would then be stored twice); a dedup row without its event is ignored.
+ * one epoch (a second append at N+1 fails the local check).
+ *
+ * Dedup rows: an event must never be readable, to a later owner's dedup check, without its dedup
+ * row (a resend would then be stored twice); a dedup row without its event is ignored. An append
+ * with up to DEDUP_IN_BATCH keyed events puts their dedup rows in its events' batch: one request
+ * instead of two, but a batch across partitions is not atomic, so a writer that dies mid-batch
+ * can leave events without their dedup rows. Only its last append: appends of a pid run one at a
+ * time, and one whose batch failed is written again before the next (below). So an acquire,
+ * after its head scan and before the claim, reads the last append (`append_from` of the head
+ * event) and writes its dedup rows again. Larger appends write their dedup rows first, alone.
  *
  * An unknown outcome (a write timed out): the pid keeps the append as *pending*; before anything
  * else on that pid, this store writes it again (same cells, same timestamps: harmless) and treats
@@ -144,6 +153,11 @@ const BATCH_BYTES = 4 * 1024 * 1024;
 /** Multi-partition logged batches above this are refused by Cassandra (batch_size_fail_threshold 50 KiB). */
 const LOGGED_BATCH_BYTES = 40 * 1024;
 const IN_CHUNK = 100;
+/**
+ * Dedup rows an append may carry in its events' batch: with the events' partition, 10 partitions,
+ * Cassandra's default unlogged_batch_across_partitions_warn_threshold (a warning per batch above).
+ */
+const DEDUP_IN_BATCH = 9;
 const HINT_LIMIT = 10_000;
 const ACQUIRE_DEADLINE_MS = 30_000;
 const INVALID_ARGUMENT = 'INVALID_ARGUMENT';
@@ -361,6 +375,7 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
       await this.exec(`UPDATE ${this.ks}.heads USING TIMESTAMP ? SET intent = null, intent_from = null WHERE pid = ?`, [claimTime(epoch), pid], true);
     }
     const last = await this.scanHead(pid, head?.hint ?? 0);
+    await this.repairDedup(pid, epoch, last);
     const bucket = this.bucketOf(last + 1);
     const at = claimTime(epoch);
     await Promise.all([
@@ -384,6 +399,32 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
     if (writer === undefined || before!.epoch === undefined || before!.released === before!.epoch) return;
     if (writer === this.writer.toString()) return;
     await this.exec(`UPDATE ${this.ks}.writers USING TIMESTAMP ? SET revoked[?] = ? WHERE id = ?`, [claimTime(epoch), pid, BigInt(before!.epoch), cassandra.types.Uuid.fromString(writer)], true);
+  }
+
+  /**
+   * Step 2b of acquire: the last append before the head may have been cut between its batch's
+   * partitions (its dedup rows ride in the batch, and a batch across partitions is not atomic), so
+   * its dedup rows are written again before this epoch appends anything. Only the last one: every
+   * earlier append's batch completed before the next began, or was written again (`settle`).
+   */
+  private async repairDedup(pid: string, epoch: number, last: number): Promise<void> {
+    if (last === 0) return;
+    const bucket = this.bucketOf(last);
+    const head = (await this.query(`SELECT append_from FROM ${this.ks}.events WHERE pid = ? AND bucket = ? AND seq = ?`, [pid, bucket, BigInt(last)], 1)).first();
+    const from = head?.['append_from'];
+    if (from === null || from === undefined) return; // written by a version that wrote dedup rows first
+    const at = writeTime(epoch);
+    // The bucket's part only: an append's batches go one per bucket, in order, each complete
+    // before the next, so an earlier bucket's part was whole.
+    for (let cursor = Math.max(toNumber(from), this.bucketEnd(bucket - 1) + 1); cursor <= last; cursor += PAGE) {
+      const upTo = Math.min(last, cursor + PAGE - 1);
+      const rs = await this.query(`SELECT seq, dedup FROM ${this.ks}.events WHERE pid = ? AND bucket = ? AND seq >= ? AND seq <= ?`, [pid, bucket, BigInt(cursor), BigInt(upTo)], upTo - cursor + 1);
+      await Promise.all(
+        rs.rows
+          .filter((r) => typeof r['dedup'] === 'string')
+          .map((r) => this.exec(`INSERT INTO ${this.ks}.dedup (pid, dedup_key, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`, [pid, r['dedup'], r['seq'], at], true)),
+      );
+    }
   }
 
   /** Hides every older epoch's rows in whole buckets (their events and index rows). */
@@ -821,11 +862,13 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
       owned.claimed = lastBucket + 1;
     }
     const keyed = new Set(events.filter((e) => e.key !== undefined).map((e) => this.bucketOf(e.seq)));
-    // Dedup rows first: an event must never be readable without its dedup row. One partition
-    // per dedup key; plain idempotent writes, all at once, with the directory rows of new buckets.
+    // A few dedup rows ride in the events' batch (one request; see the class comment for the
+    // repair that makes that safe); more than that are written first, each its own partition,
+    // so that a batch stays under Cassandra's warning for batches across many partitions.
+    const withKeys = events.filter((e) => e.dedupKey !== undefined);
+    const dedupInBatch = withKeys.length <= DEDUP_IN_BATCH;
     await Promise.all([
-      ...events
-        .filter((e) => e.dedupKey !== undefined)
+      ...(dedupInBatch ? [] : withKeys)
         .map((e) => this.exec(`INSERT INTO ${this.ks}.dedup (pid, dedup_key, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`, [pid, e.dedupKey!, BigInt(e.seq), at], true)),
       ...[...keyed].filter((b) => !this.knownKeyBuckets.has(`${pid}\u0000${b}`)).map((b) => this.exec(`INSERT INTO ${this.ks}.key_buckets (pid, bucket) VALUES (?, ?)`, [pid, b], true)),
     ]);
@@ -849,9 +892,12 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
       batchBucket = bucket;
       batchBytes += bytes;
       batch.push({
-        query: `INSERT INTO ${this.ks}.events (pid, bucket, seq, data, key, dedup) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
-        params: [pid, bucket, BigInt(e.seq), text, e.key ?? null, e.dedupKey ?? null, at],
+        query: `INSERT INTO ${this.ks}.events (pid, bucket, seq, data, key, dedup, append_from) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
+        params: [pid, bucket, BigInt(e.seq), text, e.key ?? null, e.dedupKey ?? null, BigInt(events[0]!.seq), at],
       });
+      if (dedupInBatch && e.dedupKey !== undefined) {
+        batch.push({ query: `INSERT INTO ${this.ks}.dedup (pid, dedup_key, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`, params: [pid, e.dedupKey, BigInt(e.seq), at] });
+      }
       if (e.key !== undefined) {
         batch.push({ query: `INSERT INTO ${this.ks}.events_by_key (pid, bucket, key, seq) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`, params: [pid, bucket, e.key, BigInt(e.seq), at] });
       }

@@ -33,6 +33,8 @@ import { CodedError, RuntimeCodes } from '../../errors.ts';
  * - `heads.writer`, `heads.released` and `writers` (id) (migration 2): the store object (the
  *   *writer*) that acquired the current epoch, and the last epoch its writer released; a writer
  *   row lists the pids other writers took from it (pid -> epoch revoked). See cassandra-store.ts.
+ *   `events.append_from`: the first seq of the append that wrote the event, so an acquire can
+ *   find the last append and write its dedup rows again (they share its batch).
  * - `kv` ((tbl, part), k): the key-value store; a partition is read whole by `list`. `claim`
  *   is the token of the putIfAbsent that created a row, so a timed-out one can tell afterwards
  *   whether the row is its own.
@@ -82,10 +84,11 @@ export const MIGRATIONS: readonly { readonly id: number; readonly description: s
   },
   {
     id: 2,
-    description: 'writers: one fencing check shared by every append of a store',
+    description: 'writers: one fencing check shared by every append of a store; dedup rows in the event batch',
     statements: [
       `ALTER TABLE {ks}.heads ADD IF NOT EXISTS writer uuid static`,
       `ALTER TABLE {ks}.heads ADD IF NOT EXISTS released bigint static`,
+      `ALTER TABLE {ks}.events ADD IF NOT EXISTS append_from bigint`,
       `CREATE TABLE IF NOT EXISTS {ks}.writers (id uuid PRIMARY KEY, revoked map<text, bigint>)`,
     ],
   },
