@@ -139,6 +139,7 @@ test.serial('push - recipient offline, one message: exactly one push naming the 
   t.is(got.length, 1, 'exactly one push');
   t.like(got[0], { type: 'message', channel_id: channelId, message_id: sent.message_id, sender_id: a.userId, sender_name: 'Alice Sender', unread_count: 1, user_id: b.userId });
   t.is(got[0]!.text, undefined, 'no text without --push-include-text');
+  t.regex(got[0]!.notification_id, new RegExp(`^${b.userId}:\\d+$`), 'a stable notification id');
   t.true(got[0]!.device_ids.includes('phone') || got[0]!.device_ids.length === 0);
   t.is(receiver.badSignatures, 0);
 });
