@@ -94,14 +94,17 @@ redis.call('XDEL', KEYS[3], ARGV[3])
 return 1
 `);
 
-/** KEYS: job, schedule, stream. ARGV: id, entry. Done is done, whoever holds the entry now. */
-const FINISH = lua(`
+/** KEYS: job, schedule, stream. ARGV: id, entry. The job and its entry gone, in one step. */
+const DROP = `
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('XACK', KEYS[3], '${GROUP}', ARGV[2])
 redis.call('XDEL', KEYS[3], ARGV[2])
 return 1
-`);
+`;
+
+/** KEYS: job, schedule, stream. ARGV: id, entry. Done is done, whoever holds the entry now. */
+const FINISH = lua(DROP);
 
 /** KEYS: job, schedule, stream, dead. ARGV: id, entry, consumer, failure, now, body and attempts as claimed. */
 const BURY = lua(`${OURS}
@@ -115,12 +118,7 @@ for i = 1, #h, 2 do
   elseif string.sub(f, 1, 2) == 'm:' then marks[#marks + 1] = string.sub(f, 3) end
 end
 redis.call('HSET', KEYS[4], ARGV[1], cjson.encode({ body = body, attempts = attempts + 1, marks = marks, last_error = ARGV[4], dead_at_ms = ARGV[5] }))
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('XACK', KEYS[3], '${GROUP}', ARGV[2])
-redis.call('XDEL', KEYS[3], ARGV[2])
-return 1
-`);
+${DROP}`);
 
 /** KEYS: dead, schedule. ARGV: dead id, new id, body, due, job key prefix. */
 const REVIVE = lua(`

@@ -5,34 +5,16 @@
  * real Redis started here on a free port, as test/presence does.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { findFreePort, startRedis, type RunningService } from '../../services/index.ts';
+import { redisOnDemand } from '../support/redis.ts';
 import { runPushScenarios } from './push-scenarios.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'parley-redis-push-'));
-let redis: RunningService | undefined;
-let url: Promise<string> | undefined;
-
-function redisUrl(): Promise<string> {
-  url ??= (async () => {
-    const port = await findFreePort();
-    redis = await startRedis({ dataDir: dir, port });
-    return `redis://127.0.0.1:${port}`;
-  })();
-  return url;
-}
-
-test.after.always(async () => {
-  await redis?.stop({ graceMs: 0 });
-  rmSync(dir, { recursive: true, force: true });
-});
+const redis = redisOnDemand();
+test.after.always(() => redis.stop());
 
 runPushScenarios('redis queue', {
-  flags: async () => ({ redis: await redisUrl() }),
+  flags: async () => ({ redis: await redis.url() }),
   // Another database of the same Redis: another queue.
-  ownQueueFlags: async () => ({ redis: `${await redisUrl()}/1` }),
-  ctlArgs: async () => ['--redis', await redisUrl()],
+  ownQueueFlags: async () => ({ redis: `${await redis.url()}/1` }),
+  ctlArgs: async () => ['--redis', await redis.url()],
   queueOnly: true,
 });
