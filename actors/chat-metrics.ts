@@ -12,8 +12,8 @@ const DELIVERY_BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  *   just before the append) to a live delivery of it being written to a recipient's socket: the
  *   store append, the fan-out through the user actor and any node hop, by the wall clock (across
  *   nodes, clock skew is in it);
- * - `parley_push_queue_depth`: push jobs the notifier found queued at its last scan (at most a
- *   page per shard), a gauge read when scraped.
+ * - `parley_push_queue_depth`: push jobs queued as the notifier's last poll saw them (the store's
+ *   queue: at most a page per partition; Redis: the schedule plus the stream), read when scraped.
  */
 export class ChatMetrics {
   readonly messagesIn: FastCounter;
@@ -26,6 +26,6 @@ export class ChatMetrics {
     this.sendToDelivery = metrics
       .histogram('parley_send_to_delivery_seconds', 'From a message being stamped by its channel to its live delivery to a socket, seconds.', DELIVERY_BOUNDS)
       .child();
-    metrics.gauge('parley_push_queue_depth', 'Push jobs queued, as seen by the last scan of this node.', [], () => [[{}, pushQueueDepth()]]);
+    metrics.gauge('parley_push_queue_depth', 'Push jobs queued, as seen by the last poll of this node.', [], () => [[{}, pushQueueDepth()]]);
   }
 }

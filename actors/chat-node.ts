@@ -30,6 +30,8 @@ import { Notifier } from './push/notifier.ts';
 import { listSubscriptions, removeSubscription } from './push/push-subscriptions.ts';
 import { loadVapidKeys } from './push/vapid-keys.ts';
 import type { PushSettings } from './user/push-decider.ts';
+import { KvJobQueue, type JobQueue, type JobWorker } from '../runtime/queue/index.ts';
+import { PUSH_QUEUE } from './push/push-jobs.ts';
 import { NodeMetrics, registerRuntimeMetrics } from '../runtime/metrics/index.ts';
 import { ChatMetrics } from './chat-metrics.ts';
 import { Tables } from './tables.ts';
@@ -41,7 +43,12 @@ const READY_STORE_TIMEOUT_MS = 1_000;
 export type Readiness = () => Promise<string | undefined>;
 
 /** Push for offline users (actors/push, README "Push"). */
-export interface ChatPushOptions extends PushSettings {
+export interface ChatPushOptions extends Omit<PushSettings, 'queue'> {
+  /**
+   * Where push jobs are queued and claimed: the composition root passes Redis's with --redis;
+   * by default the store's tables (runtime/queue/kv-job-queue.ts). The node does not close it.
+   */
+  readonly queue?: JobQueue & JobWorker;
   /** Providers besides Web Push, which is always there (the webhook, when set). */
   readonly providers: readonly PushProvider[];
   readonly maxAttempts: number;
@@ -130,6 +137,7 @@ export class ChatNode {
     this.system = new ActorSystem({ log: o.log });
     this.metrics = o.metrics ?? new NodeMetrics();
     const push = o.push ?? DEFAULT_PUSH;
+    const queue = push.queue ?? new KvJobQueue(o.store.kv, { name: PUSH_QUEUE, owner: o.nodeId });
     this.deps = {
       nodeId: o.nodeId,
       system: this.system,
@@ -139,7 +147,7 @@ export class ChatNode {
       log: o.log,
       timings: o.timings,
       deviceNodes: o.deviceNodes ?? new NoDeviceNodes(),
-      push: { coalesceMs: push.coalesceMs, includeText: push.includeText },
+      push: { coalesceMs: push.coalesceMs, includeText: push.includeText, queue },
       metrics: new ChatMetrics(this.metrics, () => this.notifier.queueDepth),
     };
     // Web Push is always on (devices register subscriptions through the API); its provider is
@@ -152,6 +160,7 @@ export class ChatNode {
         list: (userId) => listSubscriptions(o.store.kv, userId),
         remove: (userId, deviceId, endpoint) => removeSubscription(o.store.kv, userId, deviceId, endpoint),
       },
+      queue,
       coalesceMs: push.coalesceMs,
       maxAttempts: push.maxAttempts,
       retryBaseMs: push.retryBaseMs,

@@ -68,34 +68,13 @@ export const Tables = {
   pushVapid: 'push_vapid',
   /** user -> muted channels (key = channel id, value {until_ms}); written by the user's actor only. */
   mute: 'mute',
-  /**
-   * Push jobs waiting to be sent: partition = pushShard(user id), key = job id, value a PushJob
-   * (actors/push/push-jobs.ts). Written by the user's actor (create, merge, cancel) and deleted
-   * by the notifier that sent it.
-   */
-  pushQueue: 'push_queue',
   /** user -> the job the user's actor is filling now (key ''); see actors/user/push-decider.ts. */
   pushOpen: 'push_open',
-  /**
-   * job id -> its claims (key = claim number, zero-padded): a lease chain. Claim n+1 can only be
-   * created (putIfAbsent) once claim n has lapsed, so one node at a time holds a job.
-   */
-  pushClaim: 'push_claim',
   /** user -> the last job sent (key '', value {first_seq, sent_ms}): a job is never sent twice, and one window apart. */
   pushSent: 'push_sent',
-  /** Jobs that ran out of attempts: partition = pushShard(user id), key = job id. `parleyctl push dead-letters` lists and retries them. */
-  pushDead: 'push_dead',
+  // The push queue itself (jobs, claims, dead letters) is runtime/queue's: tables push_queue,
+  // push_claim and push_dead in the store, or Redis keys parley:{push}:* with --redis.
 } as const;
-
-/** Queue partitions: every node's notifier scans all of them, so a partition stays small. */
-export const PUSH_SHARDS = 16;
-
-/** The queue partition of a user's jobs (FNV-1a of the id). */
-export function pushShard(userId: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < userId.length; i++) h = Math.imul(h ^ userId.charCodeAt(i), 0x01000193);
-  return `s${(h >>> 0) % PUSH_SHARDS}`;
-}
 
 /** A channel muted for push until `until_ms` (Tables.mute). */
 export interface MuteRow {

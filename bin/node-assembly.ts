@@ -22,6 +22,8 @@ import { CorsPolicy } from '../runtime/gateway/index.ts';
 import { ConfigError, type Config } from '../config/config.ts';
 import { isVapidSubject } from '../runtime/push/vapid.ts';
 import { WebhookProvider, type PushProvider } from '../runtime/push/index.ts';
+import { RedisJobQueue } from '../runtime/queue/index.ts';
+import { PUSH_QUEUE } from '../actors/push/index.ts';
 import { instrumentStore, NodeMetrics, registerPeerQueueMetrics } from '../runtime/metrics/index.ts';
 
 export interface RunningNode {
@@ -196,6 +198,9 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     : membership
       ? new KvPresenceDirectory(store.kv)
       : undefined;
+  // With Redis, push jobs are queued there (a stream read by a consumer group); without, in the
+  // store's tables (ChatNode's default). Every node of a cluster must use the same one.
+  const pushQueue = config.redis ? new RedisJobQueue({ url: config.redis, name: PUSH_QUEUE, consumer: `${config.node_id}/${randomBytes(4).toString('hex')}` }) : undefined;
   const node = new ChatNode({
     nodeId: config.node_id,
     ids,
@@ -237,6 +242,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       maxAttempts: config.push_max_attempts,
       retryBaseMs: config.push_retry_base_ms,
       allowInsecure: config.push_allow_insecure,
+      ...(pushQueue ? { queue: pushQueue } : {}),
       ...(config.push_vapid_subject ? { vapidSubject: config.push_vapid_subject } : {}),
     },
   });
@@ -321,6 +327,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
         }
         await transport?.stop();
         if (presence instanceof RedisPresenceDirectory) await presence.close();
+        await pushQueue?.close();
         etcd?.close();
         await store.close();
       })()),

@@ -20,7 +20,7 @@
  *
  *   parleyctl users provision --data-dir DIR --count 250000 --prefix bench --out users.jsonl
  *   parleyctl token mint --data-dir DIR --user-id 5f0c...
- *   parleyctl push dead-letters --data-dir DIR [--json] [--retry ID | --retry --all]
+ *   parleyctl push dead-letters --data-dir DIR [--redis URL] [--json] [--retry ID | --retry --all]
  *
  * `users provision` writes users through the storage layer in big batches, in the order
  * Accounts.create uses (profile first, then the username claim by putIfAbsent, so a username is
@@ -44,7 +44,8 @@ import { newTokenId, TokenSigner } from '../actors/auth/tokens.ts';
 import { Tables, type UserProfile } from '../actors/tables.ts';
 import { silentLogger } from '../runtime/log.ts';
 import { openStore, type KeyValueWrite, type Store } from '../runtime/storage/index.ts';
-import { listDeadLetters, retryDeadLetters, type DeadLetter } from '../actors/push/index.ts';
+import { PUSH_QUEUE, listDeadLetters, retryDeadLetters, type DeadLetter } from '../actors/push/index.ts';
+import { KvJobQueue, RedisJobQueue } from '../runtime/queue/index.ts';
 
 /** A password hash no password verifies against (verifyPassword wants six `$` parts). */
 export const NO_LOGIN_HASH = 'provisioned$no-password-login';
@@ -224,24 +225,27 @@ function tokenSigner(o: { dataDir: string; secretFile?: string | undefined }, tt
 }
 
 /**
- * `parleyctl push dead-letters`: reads (and with --retry, rewrites) the queue in the store the
- * nodes share; a running node's notifier picks retried jobs up on its next scan.
+ * `parleyctl push dead-letters`: reads (and with --retry, rewrites) the push queue the nodes
+ * share: the store's tables, or Redis when the nodes run with --redis (then give the same URL
+ * here). A running node's notifier picks retried jobs up on its next poll.
  */
-export async function deadLetters(o: { dataDir: string; store?: string | undefined; json?: boolean | undefined; retry?: string | boolean | undefined; all?: boolean | undefined }): Promise<string> {
+export async function deadLetters(o: { dataDir: string; store?: string | undefined; redis?: string | undefined; json?: boolean | undefined; retry?: string | boolean | undefined; all?: boolean | undefined }): Promise<string> {
   if (o.retry === true && !o.all) throw new Error('--retry needs a dead letter id, or --all');
   if (o.all && o.retry === undefined) throw new Error('--all goes with --retry');
-  const store = await openStore(o.store ?? 'sqlite:', { log: silentLogger(), dataDir: o.dataDir });
+  const store = o.redis ? undefined : await openStore(o.store ?? 'sqlite:', { log: silentLogger(), dataDir: o.dataDir });
+  const queue = store ? new KvJobQueue(store.kv, { name: PUSH_QUEUE }) : new RedisJobQueue({ url: o.redis!, name: PUSH_QUEUE });
   try {
     if (o.retry !== undefined) {
       const wanted = o.all ? 'all' : [String(o.retry)];
-      const retried = await retryDeadLetters(store.kv, wanted);
+      const retried = await retryDeadLetters(queue, wanted);
       if (wanted !== 'all' && retried.length === 0) throw new Error(`no dead letter ${String(o.retry)}`);
       return o.json ? JSON.stringify({ retried }) + '\n' : `retried ${retried.length}: ${retried.join(' ')}\n`;
     }
-    const letters = await listDeadLetters(store.kv);
+    const letters = await listDeadLetters(queue);
     return o.json ? JSON.stringify({ dead_letters: letters }) + '\n' : deadLetterTable(letters);
   } finally {
-    await store.close();
+    await queue.close();
+    await store?.close();
   }
 }
 
@@ -394,10 +398,11 @@ export async function main(argv: string[]): Promise<number> {
     .description('list push jobs that ran out of attempts (a table, or --json); --retry ID or --retry --all puts them back in the queue, due now')
     .option('--data-dir <dir>', 'the node\'s data directory (where sqlite: keeps the database)', './data')
     .option('--store <url>', 'storage URL (default: sqlite: in the data dir)')
+    .option('--redis <url>', 'the nodes\' --redis: their push queue is in Redis, not in the store')
     .option('--json', 'one JSON object: {dead_letters: [...]} (or {retried: [...]})')
     .option('--retry [id]', 'put this dead letter back in the queue (with --all: every one)')
     .option('--all', 'with --retry: every dead letter')
-    .action(async (opts: { dataDir: string; store?: string; json?: boolean; retry?: string | boolean; all?: boolean }) => {
+    .action(async (opts: { dataDir: string; store?: string; redis?: string; json?: boolean; retry?: string | boolean; all?: boolean }) => {
       process.stdout.write(await deadLetters(opts));
     });
   program

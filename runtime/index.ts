@@ -7,6 +7,8 @@
  *   key-value store; SQLite embedded, networked engines behind the same interfaces.
  * - `gateway/`: HTTP and WebSocket on native uWebSockets.js.
  * - `limits/`: token buckets.
+ * - `queue/`: durable delayed job queues shared by the nodes (the store's tables, or a Redis
+ *   stream with a consumer group), leased to one worker at a time, with dead letters.
  * - `metrics/`: the node's Prometheus registry (`GET /metrics`), hot-path-cheap counters and
  *   histograms, the kernel's figures (actors, mailboxes, connections, store calls, peer queues).
  *

@@ -1,5 +1,4 @@
-import type { KeyValueStore, KeyValueWrite } from '../../runtime/storage/index.ts';
-import { PUSH_SHARDS, Tables, pushShard } from '../tables.ts';
+import type { DeadJobs, QueuedJob } from '../../runtime/queue/index.ts';
 
 /**
  * One notification to be: a user's offline inbox entries first_seq..last_seq, coalesced, told
@@ -22,20 +21,6 @@ export interface PushJob {
   readonly retried?: number;
 }
 
-/**
- * One link of a job's lease chain (Tables.pushClaim). The holder owns the job until `until_ms`;
- * after a retryable failure it moves `until_ms` to the next attempt's time, so the next claim
- * (by any node) is also the retry. `attempts` and `done_targets` carry over from link to link.
- */
-export interface PushClaim {
-  readonly owner: string;
-  readonly until_ms: number;
-  readonly attempts: number;
-  /** Targets already told ('webhook', or a subscription endpoint): a retry skips them. */
-  readonly done_targets: readonly string[];
-  readonly last_error?: string;
-}
-
 /** What `parleyctl push dead-letters` shows. */
 export interface DeadLetter {
   readonly job: PushJob;
@@ -50,37 +35,39 @@ export interface PushSent {
   readonly sent_ms: number;
 }
 
-/** Claim keys sort as numbers. */
-export const claimKey = (n: number): string => String(n).padStart(8, '0');
+/** The queue's name for push jobs (runtime/queue: tables `push_*`, Redis keys `parley:{push}:*`). */
+export const PUSH_QUEUE = 'push';
 
-export function jobRow(job: PushJob): KeyValueWrite {
-  return { op: 'put', table: Tables.pushQueue, partition: pushShard(job.user_id), key: job.id, value: JSON.stringify(job) };
-}
-
-export function dropJob(job: Pick<PushJob, 'id' | 'user_id'>): KeyValueWrite {
-  return { op: 'delete', table: Tables.pushQueue, partition: pushShard(job.user_id), key: job.id };
-}
-
-export async function listDeadLetters(kv: KeyValueStore): Promise<DeadLetter[]> {
-  const out: DeadLetter[] = [];
-  for (let s = 0; s < PUSH_SHARDS; s++) {
-    for (const r of await kv.list(Tables.pushDead, `s${s}`)) out.push(JSON.parse(r.value) as DeadLetter);
-  }
-  return out.sort((a, b) => a.dead_at_ms - b.dead_at_ms || a.job.id.localeCompare(b.job.id));
+/** A job as the queue takes it. */
+export function queued(job: PushJob): QueuedJob {
+  return { id: job.id, body: JSON.stringify(job), dueMs: job.due_ms };
 }
 
 /**
- * Puts dead letters back in the queue, due now, with a fresh id (a fresh lease chain and attempt
- * count), in one write each so a letter is never both dead and queued. Returns the ids retried.
+ * The notification's id, as receivers see it (`notification_id`): the job's, the same on every
+ * attempt, on every node, and when an operator retries it as a dead letter.
  */
-export async function retryDeadLetters(kv: KeyValueStore, ids: readonly string[] | 'all', nowMs = Date.now()): Promise<string[]> {
-  const letters = await listDeadLetters(kv);
+export function notificationIdOf(job: Pick<PushJob, 'id'>): string {
+  return job.id.replace(/:r\d+$/, '');
+}
+
+export async function listDeadLetters(dead: DeadJobs): Promise<DeadLetter[]> {
+  return (await dead.dead()).map((d) => ({ job: JSON.parse(d.body) as PushJob, attempts: d.attempts, last_error: d.lastError, dead_at_ms: d.deadAtMs }));
+}
+
+/**
+ * Puts dead letters back in the queue, due now, with a fresh id (a fresh attempt count; the
+ * targets told already stay told), in one step each so a letter is never both dead and queued.
+ * Returns the ids retried.
+ */
+export async function retryDeadLetters(dead: DeadJobs, ids: readonly string[] | 'all', nowMs = Date.now()): Promise<string[]> {
+  const letters = await listDeadLetters(dead);
   const chosen = ids === 'all' ? letters : letters.filter((d) => ids.includes(d.job.id));
+  const retried: string[] = [];
   for (const d of chosen) {
-    const retried = (d.job.retried ?? 0) + 1;
-    const base = d.job.id.replace(/:r\d+$/, '');
-    const job: PushJob = { ...d.job, id: `${base}:r${retried}`, due_ms: nowMs, retried };
-    await kv.write([jobRow(job), { op: 'delete', table: Tables.pushDead, partition: pushShard(d.job.user_id), key: d.job.id }]);
+    const n = (d.job.retried ?? 0) + 1;
+    const job: PushJob = { ...d.job, id: `${notificationIdOf(d.job)}:r${n}`, due_ms: nowMs, retried: n };
+    if (await dead.revive(d.job.id, queued(job))) retried.push(d.job.id);
   }
-  return chosen.map((d) => d.job.id);
+  return retried;
 }

@@ -14,7 +14,7 @@
  *
  * Example (the notifier):
  *   for (const { deviceId, subscription } of await listSubscriptions(kv, userId)) {
- *     const outcome = await webPush.send({ userId, deviceIds: [deviceId], subscription }, payload);
+ *     const outcome = await webPush.send({ userId, deviceIds: [deviceId], notificationId, subscription }, payload);
  *     if (!outcome.ok && outcome.gone) await removeSubscription(kv, userId, deviceId, subscription.endpoint);
  *   }
  */

@@ -1,8 +1,9 @@
 import { codeOf } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
+import type { JobQueue } from '../../runtime/queue/index.ts';
 import type { KeyValueStore, KeyValueWrite } from '../../runtime/storage/index.ts';
 import { decodeMessage } from '../../proto/client-codec.ts';
-import { dropJob, jobRow, type PushJob } from '../push/push-jobs.ts';
+import { queued, type PushJob } from '../push/push-jobs.ts';
 import { Tables, type MuteRow } from '../tables.ts';
 import type { PublishedMessage } from './user-messages.ts';
 
@@ -12,6 +13,8 @@ export interface PushSettings {
   readonly coalesceMs: number;
   /** Whether the message text goes into the job (and so the notification). */
   readonly includeText: boolean;
+  /** Where jobs go: the store's tables, or Redis with `--redis` (bin/node-assembly.ts chooses). */
+  readonly queue: JobQueue;
 }
 
 /**
@@ -27,6 +30,11 @@ export interface PushSettings {
  *
  * Cancelling: a device that acks an inbox seq at or past the job's last entry has what the job
  * would announce: the job is deleted. If a notifier holds it already, it is sent anyway.
+ *
+ * The job goes to the queue and the open job to the store (Tables.pushOpen), side by side: a
+ * crash between the two leaves either an open job whose next merge queues it, or a queued job
+ * the next activation does not merge into (it opens another; the notifier still keeps them a
+ * window apart). Neither loses a decision that was acknowledged as stored.
  *
  * Writes happen one at a time, in the order decisions were made; a failed write is logged and the
  * decision lost (the user is told at the next offline entry), never retried out of order.
@@ -72,20 +80,21 @@ export class PushDecider {
         this.open && now < this.open.due_ms - guard
           ? { ...omitText(this.open), ...latest }
           : { id: `${this.userId}:${firstSeq}`, user_id: this.userId, first_seq: firstSeq, due_ms: now + settings.coalesceMs, ...latest };
-      await this.kv.write([jobRow(job), { op: 'put', table: Tables.pushOpen, partition: this.userId, key: '', value: JSON.stringify(job) }]);
+      await Promise.all([settings.queue.put(queued(job)), this.kv.write([{ op: 'put', table: Tables.pushOpen, partition: this.userId, key: '', value: JSON.stringify(job) }])]);
       this.open = job;
     });
   }
 
   /** A device has every inbox entry up to `inboxSeq`: a job announcing nothing newer is not needed. */
   received(inboxSeq: number): void {
-    if (!this.settings) return;
+    const settings = this.settings;
+    if (!settings) return;
     if (this.loaded && (!this.open || inboxSeq < this.open.last_seq)) return;
     this.serially(async () => {
       const job = this.open;
       if (!job || inboxSeq < job.last_seq) return;
-      // A notifier that claimed it already finds the row gone and skips it (see notifier.ts).
-      await this.kv.write([dropJob(job), { op: 'delete', table: Tables.pushOpen, partition: this.userId, key: '' }]);
+      // A notifier that claims it later finds it gone; one that holds it already sends it.
+      await Promise.all([settings.queue.cancel(job.id), this.kv.write([{ op: 'delete', table: Tables.pushOpen, partition: this.userId, key: '' }])]);
       this.open = undefined;
     });
   }

@@ -10,7 +10,7 @@
  * @example
  * ```ts
  * const hook = new WebhookProvider({ url: 'https://ops.example/push', secret });
- * const outcome = await hook.send({ userId, deviceIds: ['phone'] }, payload);
+ * const outcome = await hook.send({ userId, deviceIds: ['phone'], notificationId }, payload);
  * if (!outcome.ok && outcome.retryable) scheduleRetry();
  * ```
  */

@@ -8,7 +8,7 @@
  * (404/410 from a push service), so the notifier can drop it. It never retries by itself.
  *
  * Example:
- *   const outcome = await webPush.send({ userId, deviceIds: ['phone'], subscription }, payload);
+ *   const outcome = await webPush.send({ userId, deviceIds: ['phone'], notificationId, subscription }, payload);
  *   if (!outcome.ok && outcome.gone) await forget(subscription);
  */
 
@@ -36,6 +36,11 @@ export interface PushTarget {
   readonly userId: string;
   /** The user's devices this notification is for (all of them that are offline). */
   readonly deviceIds: readonly string[];
+  /**
+   * The notification's stable id: the same on every attempt and from every node, so a receiver
+   * told twice (a sender killed between the answer and its record) can drop the repeat.
+   */
+  readonly notificationId: string;
   /** For Web Push: the one subscription to send to. Absent for providers that take every notification (the webhook). */
   readonly subscription?: WebPushSubscription;
 }

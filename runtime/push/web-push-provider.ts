@@ -10,7 +10,7 @@
  *
  * Example:
  *   const webPush = new WebPushProvider({ vapid: keys, subject: 'mailto:ops@example.com' });
- *   const outcome = await webPush.send({ userId, deviceIds: [deviceId], subscription }, payload);
+ *   const outcome = await webPush.send({ userId, deviceIds: [deviceId], notificationId, subscription }, payload);
  */
 import { createHash } from 'node:crypto';
 import { endpointProblem } from './push-endpoint.ts';

@@ -11,10 +11,12 @@ export interface WebhookProviderOptions {
   readonly timeoutMs?: number;
 }
 
-/** The body the receiver gets: the payload plus who it is for. */
+/** The body the receiver gets: the payload plus who it is for and which notification it is. */
 export interface WebhookBody extends PushPayload {
   readonly user_id: string;
   readonly device_ids: readonly string[];
+  /** Stable per notification (retries, another node, an operator's retry): a receiver dedupes on it. */
+  readonly notification_id: string;
 }
 
 /**
@@ -53,7 +55,7 @@ export class WebhookProvider implements PushProvider {
   }
 
   async send(target: PushTarget, payload: PushPayload): Promise<PushOutcome> {
-    const body = JSON.stringify({ ...payload, user_id: target.userId, device_ids: target.deviceIds } satisfies WebhookBody);
+    const body = JSON.stringify({ ...payload, user_id: target.userId, device_ids: target.deviceIds, notification_id: target.notificationId } satisfies WebhookBody);
     let status: number;
     try {
       const res = await fetch(this.url, {

@@ -180,10 +180,10 @@ test('web push - the provider delivers an encrypted, VAPID-signed message the pu
   const sub = push.subscription({ applicationServerKey: key });
   const webPush = await provider();
   t.is(webPush.name, 'webpush');
-  t.deepEqual(await webPush.send({ userId: alice.userId, deviceIds: ['phone'], subscription: sub }, payload), { ok: true });
+  t.deepEqual(await webPush.send({ userId: alice.userId, deviceIds: ['phone'], notificationId: 'n1', subscription: sub }, payload), { ok: true });
   push.setStatus(200, sub.endpoint);
   const withText = { ...payload, text: 'hello 😀' };
-  t.deepEqual(await webPush.send({ userId: alice.userId, deviceIds: ['phone'], subscription: sub }, withText), { ok: true });
+  t.deepEqual(await webPush.send({ userId: alice.userId, deviceIds: ['phone'], notificationId: 'n1', subscription: sub }, withText), { ok: true });
   const mine = push.received.filter((r) => r.endpoint === sub.endpoint);
   t.is(mine.length, 2);
   t.deepEqual(mine[0]!.payload, { ...payload });
@@ -214,7 +214,7 @@ test('web push - outcomes: 404 and 410 gone, 429 and 5xx retryable, other 4xx no
   for (const [status, expected] of cases) {
     const sub = push.subscription();
     push.setStatus(status, sub.endpoint);
-    const outcome = await webPush.send({ userId: 'u', deviceIds: ['d'], subscription: sub }, payload);
+    const outcome = await webPush.send({ userId: 'u', deviceIds: ['d'], notificationId: 'n1', subscription: sub }, payload);
     t.like(outcome, { ok: false, status, ...expected }, `status ${status}`);
     if (!outcome.ok) t.true(outcome.error.includes(String(status)));
   }
@@ -224,7 +224,7 @@ test('web push - a push service that signs with another key refuses it (403, not
   const other = createECDH('prime256v1');
   other.generateKeys();
   const sub = push.subscription({ applicationServerKey: other.getPublicKey().toString('base64url') });
-  t.like(await (await provider()).send({ userId: 'u', deviceIds: ['d'], subscription: sub }, payload), { ok: false, status: 403, retryable: false, gone: false });
+  t.like(await (await provider()).send({ userId: 'u', deviceIds: ['d'], notificationId: 'n1', subscription: sub }, payload), { ok: false, status: 403, retryable: false, gone: false });
 });
 
 test('web push - no answer within the timeout and a refused connection are retryable, and bounded', async (t) => {
@@ -233,7 +233,7 @@ test('web push - no answer within the timeout and a refused connection are retry
     slow.setDelayMs(5_000);
     const webPush = await provider({ timeoutMs: 300 });
     const started = Date.now();
-    const outcome = await webPush.send({ userId: 'u', deviceIds: ['d'], subscription: slow.subscription() }, payload);
+    const outcome = await webPush.send({ userId: 'u', deviceIds: ['d'], notificationId: 'n1', subscription: slow.subscription() }, payload);
     t.like(outcome, { ok: false, retryable: true, gone: false });
     t.true(Date.now() - started < 2_000, `took ${Date.now() - started} ms`);
   } finally {
@@ -247,14 +247,14 @@ test('web push - no answer within the timeout and a refused connection are retry
     });
   });
   const sub = { ...push.subscription(), endpoint: `http://127.0.0.1:${port}/push/x` };
-  t.like(await (await provider()).send({ userId: 'u', deviceIds: ['d'], subscription: sub }, payload), { ok: false, retryable: true, gone: false });
+  t.like(await (await provider()).send({ userId: 'u', deviceIds: ['d'], notificationId: 'n1', subscription: sub }, payload), { ok: false, retryable: true, gone: false });
 });
 
 test('web push - without allowInsecure the provider sends nothing to an http: endpoint; no subscription is refused', async (t) => {
   const before = push.requests;
   const webPush = await provider({ allowInsecure: false });
-  t.like(await webPush.send({ userId: 'u', deviceIds: ['d'], subscription: push.subscription() }, payload), { ok: false, retryable: false, gone: false });
-  t.like(await webPush.send({ userId: 'u', deviceIds: ['d'] }, payload), { ok: false, retryable: false, gone: false });
+  t.like(await webPush.send({ userId: 'u', deviceIds: ['d'], notificationId: 'n1', subscription: push.subscription() }, payload), { ok: false, retryable: false, gone: false });
+  t.like(await webPush.send({ userId: 'u', deviceIds: ['d'], notificationId: 'n1' }, payload), { ok: false, retryable: false, gone: false });
   t.is(push.requests, before);
 });
 
@@ -267,7 +267,7 @@ test('web push - PUT /v1/devices/{id}/push stores the subscription the notifier 
   t.deepEqual(await listSubscriptions(store.kv, user.userId), [{ deviceId: 'laptop', subscription: { provider: 'webpush', endpoint: sub.endpoint, keys: sub.keys } }]);
   // The stored subscription works: the notifier's path, end to end.
   const { subscription } = (await listSubscriptions(store.kv, user.userId))[0]!;
-  t.deepEqual(await (await provider()).send({ userId: user.userId, deviceIds: ['laptop'], subscription }, payload), { ok: true });
+  t.deepEqual(await (await provider()).send({ userId: user.userId, deviceIds: ['laptop'], notificationId: 'n1', subscription }, payload), { ok: true });
   const got = push.received.find((r) => r.endpoint === sub.endpoint)!;
   t.deepEqual(got.payload, { ...payload });
   // Through the other node, with the same key: one cluster key, any node may send.
