@@ -16,7 +16,7 @@ export interface GatewayOptions {
   readonly maxPayloadBytes: number;
   /**
    * Bytes a socket may hold unsent in this process after a write: past it the peer is not
-   * reading and the socket is closed at once (its handler sees code 1006). The application keeps
+   * reading and the socket is closed at once, without a close frame. The application keeps
    * far below it through `bufferedAmount` and `notifyDrain`; this is the bound for a dead peer.
    */
   readonly maxUnsentBytes: number;

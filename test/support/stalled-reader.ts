@@ -107,19 +107,27 @@ export async function metric(baseUrl: string, name: string): Promise<number | un
  * Scrapes `parley_socket_unsent_bytes_peak` every `everyMs` until stopped: each scrape reads and
  * resets the server's peak, so the largest reading is the most any one socket held in between.
  */
-export function watchUnsentPeak(baseUrl: string, everyMs = 50): { readonly max: number; stop(): Promise<number> } {
+export function watchUnsentPeak(baseUrl: string, everyMs = 50): { readonly max: number; maxSince(atMs: number): number; stop(): Promise<number> } {
+  const readings: { atMs: number; bytes: number }[] = [];
   let max = 0;
   let running = true;
   const loop = (async () => {
     while (running) {
       const v = await metric(baseUrl, 'parley_socket_unsent_bytes_peak');
-      if (v !== undefined && v > max) max = v;
+      if (v !== undefined) {
+        readings.push({ atMs: Date.now(), bytes: v });
+        if (v > max) max = v;
+      }
       await new Promise((r) => setTimeout(r, everyMs));
     }
   })();
   return {
     get max() {
       return max;
+    },
+    /** The largest reading taken at or after `atMs` (Date.now()). */
+    maxSince(atMs: number): number {
+      return readings.reduce((m, r) => (r.atMs >= atMs && r.bytes > m ? r.bytes : m), 0);
     },
     async stop() {
       running = false;
