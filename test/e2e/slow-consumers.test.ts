@@ -6,6 +6,7 @@
  * and the rest is the server's to hold or not; its figures come from GET /metrics.
  */
 import test, { type ExecutionContext } from 'ava';
+import { rmSync } from 'node:fs';
 import { loadConfig } from '../../config/config.ts';
 import { socketMaxUnsentBytes } from '../../actors/chat-node.ts';
 import { connect, eventually, newUser, startServer, type ServerHandle, type TestUser } from '../support/server.ts';
@@ -41,6 +42,7 @@ test.before(async () => {
 
 test.after.always(async () => {
   await server?.kill();
+  if (server) rmSync(server.dataDir, { recursive: true, force: true }); // tens of MB of messages
 });
 
 test.serial('slow consumers - a client that stops reading holds at most the cap or one frame in the server, then gets every message once, in order, gap-free', async (t) => {

@@ -8,7 +8,7 @@
  * in the issue: `PARLEY_SLOW_FULL=1 npx ava test/e2e/stuck-readers.test.ts --verbose`.
  */
 import test from 'ava';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ParleyHttp } from '../../client/index.ts';
@@ -111,5 +111,6 @@ test(`stuck readers - ${READERS} clients that never read, each in a busy group, 
   } finally {
     for (const s of sockets) s.close();
     await server.kill();
+    rmSync(dataDir, { recursive: true, force: true }); // tens of MB of messages
   }
 });
