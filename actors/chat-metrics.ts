@@ -13,12 +13,18 @@ const DELIVERY_BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  *   store append, the fan-out through the user actor and any node hop, by the wall clock (across
  *   nodes, clock skew is in it);
  * - `parley_push_queue_depth`: push jobs queued as the notifier's last poll saw them (the store's
- *   queue: at most a page per partition; Redis: the schedule plus the stream), read when scraped.
+ *   queue: at most a page per partition; Redis: the schedule plus the stream), read when scraped;
+ * - `parley_sessions_fell_behind_total`: times a session stopped live pushes because its client
+ *   did not read fast enough (past --session-max-unsent-bytes) and went on from the inbox;
+ * - `parley_ephemeral_frames_dropped_total`: presence, typing and read-receipt frames not sent
+ *   to such a client.
  */
 export class ChatMetrics {
   readonly messagesIn: FastCounter;
   readonly messagesOut: FastCounter;
   readonly sendToDelivery: HistogramCell;
+  readonly sessionsBehind: FastCounter;
+  readonly ephemeralDropped: FastCounter;
 
   constructor(metrics: NodeMetrics, pushQueueDepth: () => number) {
     this.messagesIn = metrics.counter('parley_messages_in_total', 'Messages stored in channel histories by this node.');
@@ -26,6 +32,8 @@ export class ChatMetrics {
     this.sendToDelivery = metrics
       .histogram('parley_send_to_delivery_seconds', 'From a message being stamped by its channel to its live delivery to a socket, seconds.', DELIVERY_BOUNDS)
       .child();
+    this.sessionsBehind = metrics.counter('parley_sessions_fell_behind_total', 'Times a session stopped live pushes for a client that did not read fast enough, and went on paging from its inbox.');
+    this.ephemeralDropped = metrics.counter('parley_ephemeral_frames_dropped_total', 'Presence, typing and read-receipt frames dropped for clients that did not read fast enough.');
     metrics.gauge('parley_push_queue_depth', 'Push jobs queued, as seen by the last poll of this node.', [], () => [[{}, pushQueueDepth()]]);
   }
 }

@@ -34,7 +34,7 @@ import { KvJobQueue, type JobQueue, type JobWorker } from '../runtime/queue/inde
 import { PUSH_QUEUE } from './push/push-jobs.ts';
 import { NodeMetrics, registerRuntimeMetrics } from '../runtime/metrics/index.ts';
 import { ChatMetrics } from './chat-metrics.ts';
-import { Tables } from './tables.ts';
+import { MAX_SEND_FRAME_BYTES, Tables } from './tables.ts';
 
 /** How long /readyz waits for its store read before calling the store unavailable. */
 const READY_STORE_TIMEOUT_MS = 1_000;
@@ -89,6 +89,8 @@ export interface ChatNodeOptions {
     readonly maxHttpBodyBytes: number;
     /** Sends in flight on this node (both paths) before new ones are refused with OVERLOADED. */
     readonly maxInflightSends: number;
+    /** Bytes a session's socket may hold unsent before it pages from the inbox (session-actor.ts). */
+    readonly sessionMaxUnsentBytes: number;
   };
   readonly actorIdleMs?: number;
   readonly presence?: PresenceDirectory;
@@ -176,7 +178,7 @@ export class ChatNode {
       signer: o.signer,
       revocations: this.revocations,
       allowance: sendAllowance,
-      highWaterBytes: 1024 * 1024,
+      maxUnsentBytes: o.limits.sessionMaxUnsentBytes,
       catchUpPage: 200,
       sessionEnded: () => this.liveSessions--,
     };
@@ -190,7 +192,7 @@ export class ChatNode {
       wsPath: '/v1/ws',
       log: o.log,
       maxPayloadBytes: o.limits.maxFrameBytes,
-      maxBackpressureBytes: this.sessionSettings.highWaterBytes,
+      maxUnsentBytes: socketMaxUnsentBytes(o.limits.sessionMaxUnsentBytes),
       maxHttpBodyBytes: o.limits.maxHttpBodyBytes,
       idleTimeoutMs: o.timings.presenceTimeoutMs,
       statusForCode: httpStatusFor,
@@ -221,7 +223,12 @@ export class ChatNode {
         }),
       }))),
     });
-    registerRuntimeMetrics(this.metrics, { system: this.system, connections: () => this.gateway.connectionCount });
+    registerRuntimeMetrics(this.metrics, {
+      system: this.system,
+      connections: () => this.gateway.connectionCount,
+      unsentPeak: () => this.gateway.takeUnsentPeak(),
+      closedUnread: () => this.gateway.closedUnread,
+    });
   }
 
   /** The operator's routes (actors/api/admin-api.ts) next to the API's. */
@@ -434,6 +441,15 @@ export class ChatNode {
     conn.send(encodeServerFrame(0, 'error', { code: ChatCodes.BAD_FRAME, message }));
     conn.close(CloseCodes.POLICY, ChatCodes.BAD_FRAME);
   }
+}
+
+/**
+ * Where the gateway closes a socket as not reading: a session holds at most its bound or one
+ * delivery frame, plus answers to its client's own requests, so four bounds and two of the
+ * largest frames is a peer that asks and does not read (or is gone), not a slow one.
+ */
+export function socketMaxUnsentBytes(sessionMaxUnsentBytes: number): number {
+  return 4 * sessionMaxUnsentBytes + 2 * MAX_SEND_FRAME_BYTES;
 }
 
 /** A socket turned away by a drained node: nothing it sends is read. */

@@ -226,6 +226,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       maxFrameBytes: config.max_frame_bytes,
       maxHttpBodyBytes: config.max_http_body_bytes,
       maxInflightSends: config.max_inflight_sends,
+      sessionMaxUnsentBytes: config.session_max_unsent_bytes,
     },
     ...(presence ? { presence } : {}),
     ...(membership ? { deviceNodes: new StoredDeviceNodes(store) } : {}),

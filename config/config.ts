@@ -20,6 +20,7 @@ export interface Config {
   send_rate: number;
   send_burst: number;
   max_inflight_sends: number;
+  session_max_unsent_bytes: number;
   heartbeat_interval_ms: number;
   presence_timeout_ms: number;
   fanout_timeout_ms: number;

@@ -44,6 +44,14 @@ export const SETTINGS = [
   { key: 'send_rate', type: 'int', default: 50, min: 1, doc: 'Messages per second one user may send (sustained), WebSocket and HTTP sends and all the user\'s devices together, counted per node; past it RATE_LIMITED (HTTP 429).' },
   { key: 'send_burst', type: 'int', default: 100, min: 1, doc: 'Messages one user may send at once before send_rate applies (same scope as send_rate).' },
   { key: 'max_inflight_sends', type: 'int', default: 1_024, min: 1, doc: 'Sends in flight on one node, WebSocket and HTTP together, before new ones are refused with OVERLOADED (HTTP 503; load shedding).' },
+  {
+    key: 'session_max_unsent_bytes', type: 'int', default: 65_536, min: 4_096, max: 268_435_456,
+    minReason: 'below a few frames every delivery to a slow client would wait for the one before it to be read',
+    doc: 'Bytes of frames one client socket may hold unsent in this process (what the kernel did not take: the client reads slower than it is sent to, or not at all). '
+      + 'Past it the session stops pushing live messages and sends them from the durable inbox, a page at a time, once the client has read half of it: nothing is lost, duplicated or reordered. '
+      + 'Presence, typing and read receipts that do not fit are dropped (presence is sent again whole once the client caught up). A larger frame still goes out alone. '
+      + 'A socket holding 4 times this plus two of the largest frames (a peer that sends requests and reads nothing) is closed. A client that never reads holds at most this, or one frame when a frame is larger.',
+  },
   { key: 'heartbeat_interval_ms', type: 'int', default: 5_000, min: 100, doc: 'Heartbeat interval announced to clients in welcome.' },
   { key: 'presence_timeout_ms', type: 'int', default: 30_000, min: 300, doc: 'A device not heard from for this long is disconnected and counts as offline.' },
   { key: 'fanout_timeout_ms', type: 'int', default: 5_000, min: 100, doc: "Time a channel waits for a member's user actor (a leave); a send waits twice this for its channel's ack, then gets TIMEOUT (resend with the same client_msg_id: the store answers duplicates)." },

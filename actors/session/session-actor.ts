@@ -29,14 +29,23 @@ export interface SessionSettings {
   readonly revocations: Revocations;
   /** The node's send admission, shared with the HTTP API (per-user rate, node-wide in-flight bound). */
   readonly allowance: SendAllowance;
-  /** Stop pushing and fall back to paging from the inbox above this many buffered bytes. */
-  readonly highWaterBytes: number;
+  /**
+   * Bytes of frames the socket may hold unsent in this process (--session-max-unsent-bytes):
+   * past it the session stops pushing live deliveries and pages them from the inbox once the
+   * client has read, and drops presence, typing and read receipts. At least one frame always
+   * goes into an empty buffer, so a session holds at most this or one frame, whichever is more,
+   * plus the answers to the client's own requests.
+   */
+  readonly maxUnsentBytes: number;
+  /** Most inbox entries read per page while catching up (fewer when they are large). */
   readonly catchUpPage: number;
   /** Called once when the session actor stops, for the node's count of live sessions. */
   readonly sessionEnded: () => void;
 }
 
 const MAX_SYNC = 500;
+/** What a delivery frame is assumed to weigh before the session has seen any. */
+const FIRST_FRAME_ESTIMATE = 1024;
 
 /**
  * One WebSocket connection. Owns the socket (through the gateway's Connection, never a socket
@@ -44,9 +53,15 @@ const MAX_SYNC = 500;
  *
  * Delivery invariant, per connection: inbox entries go out in inbox_seq order, each once, starting
  * after the client's `last_inbox_seq`. Live pushes are sent only when they are exactly the next
- * seq and the socket is not backed up; anything else (a gap, a slow reader, the backlog after
- * hello) switches to paging from the durable inbox, one page per turn and only while the send
- * buffer is below the high-water mark, so memory stays bounded however long the inbox is.
+ * seq and fit under `maxUnsentBytes`; anything else (a gap, a client that does not read, the
+ * backlog after hello) switches to paging from the durable inbox: `lastSent` is where the client
+ * is, live pushes are dropped meanwhile (they are in the inbox), and a page is read only once the
+ * socket holds at most half the bound, sized to what fits, and sent only as far as it fits. So a
+ * client that stops reading pins at most the bound (or one frame) here however much it is sent,
+ * and gets everything, in order, once it reads again.
+ *
+ * Presence, typing and read receipts that do not fit are dropped: they are of the moment, and
+ * presence is sent whole again (a snapshot from the user actor) once the client has caught up.
  */
 class SessionActor implements Actor<SessionMessage> {
   private phase: 'new' | 'authenticating' | 'ready' | 'closed' = 'new';
@@ -56,7 +71,14 @@ class SessionActor implements Actor<SessionMessage> {
   private deviceId = '';
   private lastSent = 0;
   private catchingUp = false;
-  private waitingForDrain = false;
+  /** Catch-up waits for the client to read (a drain) before its next page. */
+  private parked = false;
+  /** A notifyDrain is pending. */
+  private drainAsked = false;
+  /** A presence frame was dropped: the client's view is stale until a snapshot reaches it. */
+  private presenceStale = false;
+  /** A running average of delivery frame sizes, to size catch-up pages in bytes. */
+  private frameBytes = FIRST_FRAME_ESTIMATE;
   private lastTouchMs = 0;
 
   constructor(
@@ -83,16 +105,16 @@ class SessionActor implements Actor<SessionMessage> {
       case 'deliver':
         return this.onDeliver(m.firstInboxSeq, m.messages);
       case 'presence':
-        this.write(0, 'presence', m.presence);
+        this.presence(m.presence);
         return undefined;
       case 'typing':
-        this.write(0, 'typing', m.notice);
+        this.ephemeral('typing', m.notice);
         return undefined;
       case 'readReceipt':
-        this.write(0, 'read_receipt', m.receipt);
+        this.ephemeral('read_receipt', m.receipt);
         return undefined;
       case 'presenceSnapshot':
-        for (const p of m.presences) this.write(0, 'presence', p);
+        for (const p of m.presences) this.presence(p);
         return undefined;
       case 'superseded':
         this.conn.close(CloseCodes.SUPERSEDED, 'another connection of this device took over');
@@ -109,10 +131,12 @@ class SessionActor implements Actor<SessionMessage> {
       case 'reattach':
         return this.reattach();
       case 'drain':
-        if (this.waitingForDrain) {
-          this.waitingForDrain = false;
+        this.drainAsked = false;
+        if (this.parked) {
+          this.parked = false;
           return this.catchUp();
         }
+        if (!this.catchingUp) this.resyncPresence();
         return undefined;
       case 'closed':
         return this.onClosed(m.silent);
@@ -121,6 +145,66 @@ class SessionActor implements Actor<SessionMessage> {
 
   private write<K extends ServerBodyName>(ref: number, body: K, value: ServerBody<K>): void {
     this.conn.send(encodeServerFrame(ref, body, value));
+  }
+
+  /**
+   * Whether a frame of `bytes` may join the `held` bytes the socket holds unsent: under the
+   * bound, or alone in an empty buffer (a frame larger than the bound must still get through).
+   */
+  private fits(held: number, bytes: number): boolean {
+    return held === 0 || held + bytes <= this.settings.maxUnsentBytes;
+  }
+
+  /**
+   * How many leading entries of an answer (sync, history) to send: as many as hold at most the
+   * cap of message bytes, and at least one. The client asks on (`has_more`), so an answer never
+   * pins more than a live push may, and a slow reader's few answers stay under the socket bound.
+   */
+  private leadingWithinCap<T>(items: readonly T[], bytesOf: (item: T) => number): number {
+    let n = 0;
+    for (let total = 0; n < items.length; n++) {
+      total += bytesOf(items[n]!);
+      if (n > 0 && total > this.settings.maxUnsentBytes) break;
+    }
+    return n;
+  }
+
+  /** Presence, typing, a read receipt: sent if it fits, else dropped (false). */
+  private ephemeral<K extends 'presence' | 'typing' | 'read_receipt'>(body: K, value: ServerBody<K>): boolean {
+    const frame = encodeServerFrame(0, body, value);
+    if (!this.fits(this.conn.bufferedAmount(), frame.byteLength)) {
+      this.deps.metrics.ephemeralDropped.add();
+      this.askDrain();
+      return false;
+    }
+    this.conn.send(frame);
+    return true;
+  }
+
+  private presence(p: ServerBody<'presence'>): void {
+    if (!this.ephemeral('presence', p)) this.presenceStale = true;
+  }
+
+  /** After presence frames were dropped: every friend's state again, from the user actor. */
+  private resyncPresence(): void {
+    if (!this.presenceStale || this.phase !== 'ready') return;
+    this.presenceStale = false;
+    try {
+      users(this.deps, this.userId).tell({ type: 'presenceResync', session: this.key });
+    } catch {
+      this.presenceStale = true; // the next drain asks again
+    }
+  }
+
+  /** One `drain` message once the socket holds at most half the bound. */
+  private askDrain(): void {
+    if (this.drainAsked) return;
+    this.drainAsked = true;
+    this.conn.notifyDrain(this.settings.maxUnsentBytes >> 1);
+  }
+
+  private noteFrame(bytes: number): void {
+    this.frameBytes += (bytes - this.frameBytes) / 8;
   }
 
   private error(ref: number, code: string, message: string): void {
@@ -160,7 +244,8 @@ class SessionActor implements Actor<SessionMessage> {
         return this.reply(frame.ref, async () => {
           const limit = clamp(frame.sync.limit, 1, MAX_SYNC, 100);
           const deliveries = await this.readInbox(frame.sync.after_inbox_seq, limit + 1);
-          this.conn.send(syncResultFrame(frame.ref, deliveries.slice(0, limit), deliveries.length > limit));
+          const n = this.leadingWithinCap(deliveries.slice(0, limit), (d) => d.message.byteLength);
+          this.conn.send(syncResultFrame(frame.ref, deliveries.slice(0, n), deliveries.length > n));
         });
       case 'history':
         return this.reply(frame.ref, async () => {
@@ -171,7 +256,8 @@ class SessionActor implements Actor<SessionMessage> {
             ...(h.before_message_id ? { beforeMessageId: h.before_message_id } : {}),
             limit: h.limit || 50,
           });
-          this.conn.send(historyResultFrame(frame.ref, page.messages, page.has_more));
+          const n = this.leadingWithinCap(page.messages, (m) => m.byteLength);
+          this.conn.send(historyResultFrame(frame.ref, page.messages.slice(0, n), page.has_more || n < page.messages.length));
         });
       case 'read':
         return this.tellChannel(frame.ref, frame.read.channel_id, { type: 'read', userId: this.userId, seq: frame.read.channel_seq, session: this.key });
@@ -295,16 +381,31 @@ class SessionActor implements Actor<SessionMessage> {
 
   private onDeliver(first: number, messages: readonly Uint8Array[]): void {
     if (this.phase !== 'ready' || first + messages.length - 1 <= this.lastSent) return;
-    if (this.catchingUp || first > this.lastSent + 1 || this.conn.bufferedAmount() >= this.settings.highWaterBytes) return this.startCatchUp();
+    if (this.catchingUp || first > this.lastSent + 1) {
+      // Dropped: durable in the inbox, where the catch-up reads it. Its size still tells how
+      // large the pages may be.
+      this.noteFrame(messages[messages.length - 1]!.byteLength);
+      return this.startCatchUp();
+    }
     const m = this.deps.metrics;
     const now = Date.now();
+    let held = this.conn.bufferedAmount();
     for (let i = this.lastSent + 1 - first; i < messages.length; i++) {
-      this.conn.send(deliveryFrame(first + i, messages[i]!));
+      const frame = deliveryFrame(first + i, messages[i]!);
+      this.noteFrame(frame.byteLength);
+      if (!this.fits(held, frame.byteLength)) {
+        // The client is not reading as fast as it is sent to: from here it is fed from the
+        // inbox, a page at a time as it reads, and what is not sent now waits there.
+        m.sessionsBehind.add();
+        return this.startCatchUp();
+      }
+      held += frame.byteLength;
+      this.conn.send(frame);
+      this.lastSent = first + i;
       const at = createdAtMsOf(messages[i]!);
       if (at > 0) m.sendToDelivery.observe(Math.max(0, now - at) / 1000);
       m.messagesOut.add();
     }
-    this.lastSent = first + messages.length - 1;
   }
 
   /** Inbox entries after a seq, from the user actor (which knows where each one is). */
@@ -318,14 +419,18 @@ class SessionActor implements Actor<SessionMessage> {
     this.ctx.self.tell({ type: 'catchUp' });
   }
 
-  /** Sends one page of the backlog per turn, so pushes and frames interleave with a long replay. */
+  /**
+   * Sends one page of the backlog per turn, so pushes and frames interleave with a long replay.
+   * A page is read only while the socket holds at most half the bound, and holds about as many
+   * entries as fit in the rest: a client that does not read costs no reads, and one that reads
+   * slowly costs reads of about what it takes.
+   */
   private async catchUp(): Promise<void> {
     if (this.phase !== 'ready' || !this.catchingUp) return;
-    if (this.conn.bufferedAmount() >= this.settings.highWaterBytes) {
-      this.waitingForDrain = true;
-      return;
-    }
-    const page = this.settings.catchUpPage;
+    const max = this.settings.maxUnsentBytes;
+    const held = this.conn.bufferedAmount();
+    if (held > max >> 1) return this.park();
+    const page = Math.max(1, Math.min(this.settings.catchUpPage, Math.ceil((max - held) / this.frameBytes)));
     let deliveries;
     try {
       deliveries = await this.readInbox(this.lastSent, page);
@@ -335,13 +440,27 @@ class SessionActor implements Actor<SessionMessage> {
       return;
     }
     if (this.phase !== 'ready') return;
+    let unsent = this.conn.bufferedAmount();
     for (const d of deliveries) {
       if (d.inboxSeq !== this.lastSent + 1) break;
-      this.conn.send(deliveryFrame(d.inboxSeq, d.message));
+      const frame = deliveryFrame(d.inboxSeq, d.message);
+      this.noteFrame(frame.byteLength);
+      // The rest of the page is read again after the drain: holding it here would pin it.
+      if (!this.fits(unsent, frame.byteLength)) return this.park();
+      unsent += frame.byteLength;
+      this.conn.send(frame);
       this.lastSent = d.inboxSeq;
     }
-    if (deliveries.length < page) this.catchingUp = false;
-    else this.ctx.self.tell({ type: 'catchUp' });
+    if (deliveries.length < page) {
+      this.catchingUp = false;
+      this.resyncPresence();
+    } else this.ctx.self.tell({ type: 'catchUp' });
+  }
+
+  /** Catch-up resumes when the client has read (the socket holds at most half the bound). */
+  private park(): void {
+    this.parked = true;
+    this.askDrain();
   }
 
   /** Also reached when the session is stopped without its 'closed' message (mailbox full). */

@@ -199,6 +199,9 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
         return undefined;
       case 'presenceQuery':
         return this.presence.query(m.userIds);
+      case 'presenceResync':
+        // In this turn, as at a reattach: a change recorded later reaches the session after it.
+        return this.presence.sendSnapshot(m.session);
       case 'head':
         return this.inbox.head;
       case 'expireDevices':

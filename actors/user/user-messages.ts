@@ -54,6 +54,11 @@ export type UserMessage =
   | { type: 'blockedByChanged'; userId: string; hidePresence: boolean }
   /** Reply: string[], those of `userIds` this user blocks. */
   | { type: 'blocking'; userIds: string[] }
+  /**
+   * From a session that dropped presence frames for a client that did not read, once it caught
+   * up: every friend's current presence to that session again.
+   */
+  | { type: 'presenceResync'; session: string }
   /** Reply: Presence[] of those ids the user may see (friends or channel co-members). */
   | { type: 'presenceQuery'; userIds: string[] }
   /** Reply: the inbox head seq. */

@@ -14,8 +14,12 @@ export interface GatewayOptions {
   readonly log: Logger;
   /** Largest WebSocket message accepted; a larger one closes the socket (1009) without buffering it. */
   readonly maxPayloadBytes: number;
-  /** Send-buffer bound per socket; above it `send` reports 'buffered' and the app should hold off. */
-  readonly maxBackpressureBytes: number;
+  /**
+   * Bytes a socket may hold unsent in this process after a write: past it the peer is not
+   * reading and the socket is closed at once, without a close frame. The application keeps
+   * far below it through `bufferedAmount` and `notifyDrain`; this is the bound for a dead peer.
+   */
+  readonly maxUnsentBytes: number;
   /** Largest HTTP body; a larger one gets 413 on its declared length, or as soon as the bytes read exceed it. */
   readonly maxHttpBodyBytes: number;
   /** Close a socket that sent nothing for this long (0: never). */
@@ -33,6 +37,31 @@ interface SocketData {
 }
 
 const CLOSE_SILENT = 4008;
+
+/**
+ * Unsent bytes across the node's sockets: the bound past which a peer counts as not reading, and
+ * the most any one socket held since the metrics last read it.
+ * @internal
+ */
+class UnsentBytes {
+  private peakBytes = 0;
+  /** Sockets closed for holding more than `max` unsent bytes. */
+  closedUnread = 0;
+
+  constructor(readonly max: number) {}
+
+  /** Records what a socket holds after a write; whether that is within the bound. */
+  within(bytes: number): boolean {
+    if (bytes > this.peakBytes) this.peakBytes = bytes;
+    return bytes <= this.max;
+  }
+
+  takePeak(): number {
+    const p = this.peakBytes;
+    this.peakBytes = 0;
+    return p;
+  }
+}
 
 /**
  * Frames sent during one turn of the event loop are written per socket in one corked burst at
@@ -66,12 +95,16 @@ class SocketConnection implements Connection {
   /** Frames waiting for the end of this turn; allocated only while there are some. */
   private outbox: Uint8Array[] | undefined;
   private outboxBytes = 0;
+  /** The bound of a pending `notifyDrain`, or -1. */
+  private drainBelow = -1;
 
   constructor(
     readonly id: number,
     readonly remoteAddress: string,
     private readonly ws: uWSTypes.WebSocket<SocketData>,
     private readonly coalescer: WriteCoalescer,
+    private readonly unsent: UnsentBytes,
+    private readonly log: Logger,
   ) {}
 
   send(bytes: Uint8Array): 'sent' | 'buffered' | 'dropped' | 'closed' {
@@ -85,18 +118,46 @@ class SocketConnection implements Connection {
     return 'buffered';
   }
 
+  notifyDrain(lowWaterBytes: number): void {
+    if (!this.open) return;
+    this.drainBelow = lowWaterBytes;
+    // Checked at the end of this turn, after the frames queued in it are written.
+    this.coalescer.add(this);
+  }
+
   flush(): void {
     const frames = this.outbox;
     this.outbox = undefined;
     this.outboxBytes = 0;
-    if (!frames || !this.open) return;
-    if (frames.length === 1) {
-      this.ws.send(frames[0]!, true, false);
+    if (!this.open) return;
+    if (frames?.length === 1) this.ws.send(frames[0]!, true, false);
+    else if (frames) {
+      this.ws.cork(() => {
+        for (const f of frames) this.ws.send(f, true, false);
+      });
+    }
+    this.written();
+  }
+
+  /**
+   * After a write, or when uWS wrote some of what the socket held (its drain event): the bound
+   * on unsent bytes, then a drain the application asked for.
+   */
+  written(): void {
+    const held = this.ws.getBufferedAmount();
+    if (!this.unsent.within(held)) {
+      // Whatever the application queues, a peer that reads keeps this near zero: one that lets
+      // it grow past the bound is gone or hostile, and each byte here is ours to hold. Closed
+      // without a close frame, which would only queue behind what it does not read.
+      this.unsent.closedUnread++;
+      this.log.warn({ connection: this.id, remote: this.remoteAddress, unsent_bytes: held, max: this.unsent.max }, 'closing a socket whose peer does not read');
+      this.ws.close();
       return;
     }
-    this.ws.cork(() => {
-      for (const f of frames) this.ws.send(f, true, false);
-    });
+    if (this.drainBelow >= 0 && held <= this.drainBelow) {
+      this.drainBelow = -1;
+      this.handler.onDrain();
+    }
   }
 
   bufferedAmount(): number {
@@ -106,7 +167,7 @@ class SocketConnection implements Connection {
   close(code: number, reason = ''): void {
     if (!this.open) return;
     this.flush(); // an error frame sent just before closing must still go out first
-    this.ws.end(code, reason);
+    if (this.open) this.ws.end(code, reason); // (the flush closes a peer that does not read)
   }
 }
 
@@ -122,6 +183,7 @@ export class Gateway {
   private listenSocket: uWSTypes.us_listen_socket | undefined;
   private readonly connections = new Set<SocketConnection>();
   private readonly coalescer = new WriteCoalescer();
+  private readonly unsent: UnsentBytes;
   private nextId = 1;
   private sweeper: NodeJS.Timeout | undefined;
   private readonly uws = nativeUws();
@@ -130,10 +192,13 @@ export class Gateway {
 
   constructor(private readonly options: GatewayOptions) {
     this.cors = options.cors ?? CorsPolicy.OFF;
+    this.unsent = new UnsentBytes(options.maxUnsentBytes);
     this.app = this.uws.App();
     this.app.ws<SocketData>(options.wsPath, {
       maxPayloadLength: options.maxPayloadBytes,
-      maxBackpressure: options.maxBackpressureBytes * 4,
+      // The same bound in uWS: a frame it would queue past it is dropped and the socket shut,
+      // and `written` closes it at the end of that write anyway.
+      maxBackpressure: options.maxUnsentBytes,
       closeOnBackpressureLimit: 1,
       idleTimeout: 0,
       sendPingsAutomatically: false,
@@ -153,7 +218,7 @@ export class Gateway {
       },
       open: (ws) => {
         const data = ws.getUserData();
-        const conn = new SocketConnection(this.nextId++, data.remoteAddress, ws, this.coalescer);
+        const conn = new SocketConnection(this.nextId++, data.remoteAddress, ws, this.coalescer, this.unsent, options.log);
         data.conn = conn;
         this.connections.add(conn);
         conn.handler = options.onConnection(conn);
@@ -164,7 +229,7 @@ export class Gateway {
         // The ArrayBuffer is only valid during this call; handlers decode synchronously.
         conn.handler.onMessage(new Uint8Array(message), isBinary);
       },
-      drain: (ws) => ws.getUserData().conn?.handler.onDrain(),
+      drain: (ws) => ws.getUserData().conn?.written(),
       pong: (ws) => {
         const conn = ws.getUserData().conn;
         if (conn) conn.lastHeardMs = Date.now();
@@ -182,6 +247,16 @@ export class Gateway {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** The most bytes one socket held unsent after a write since the previous call (which reset it). */
+  takeUnsentPeak(): number {
+    return this.unsent.takePeak();
+  }
+
+  /** Sockets closed so far for holding more than `maxUnsentBytes` unsent (their peers did not read). */
+  get closedUnread(): number {
+    return this.unsent.closedUnread;
   }
 
   listen(): Promise<number> {

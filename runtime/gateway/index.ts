@@ -6,7 +6,12 @@
  * messages close the socket without being buffered; oversized HTTP bodies get 413 on a declared
  * length over the bound or as soon as the bytes read cross it, never after buffering them
  * whole; every HTTP error body is `{"error":{"code","message"}}`; sockets that send nothing for
- * `idleTimeoutMs` are closed and reported as silent; every HTTP response carries `X-Request-Id`
+ * `idleTimeoutMs` are closed and reported as silent; a socket holding more than `maxUnsentBytes`
+ * unsent after a write (its peer does not read) is closed at once, so no peer pins more than that
+ * plus the frames of one turn; `notifyDrain` tells a handler when its socket's unsent bytes fell
+ * to a bound, so the application can stop queueing well before; an HTTP request whose headers or
+ * body do not arrive whole is closed by uWS after its 10 s idle timeout, which its 4 s timer ticks
+ * make 8-12 s (measured: test/e2e/slowloris.test.ts); every HTTP response carries `X-Request-Id`
  * (the caller's when sane, else a fresh UUID: `requestIdOf`), and a handler's `req.log` binds it
  * as `request_id`. A route may answer bytes of its own type (`{ status, raw: { contentType, bytes } }`), as /metrics
  * and the static files do.

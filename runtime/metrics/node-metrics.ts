@@ -101,6 +101,11 @@ export class NodeMetrics {
     return c;
   }
 
+  /** A counter its owner keeps (a plain number that only grows), read when scraped. */
+  counterReading(name: string, help: string, read: () => number): void {
+    this.custom(name, help, 'counter', () => [{ labels: {}, value: read() }]);
+  }
+
   histogram(name: string, help: string, bounds: readonly number[], labelName?: string): FastHistogram {
     const h = new FastHistogram(bounds, labelName);
     this.custom(name, help, 'histogram', () => h.values(name));

@@ -12,6 +12,10 @@ export interface RuntimeSources {
   readonly system: ActorSystem;
   /** Open client connections (WebSockets) on this node. */
   readonly connections: () => number;
+  /** The most bytes one socket held unsent since the previous call, which resets it (Gateway.takeUnsentPeak). */
+  readonly unsentPeak?: () => number;
+  /** Sockets closed so far because their peers did not read (Gateway.closedUnread). */
+  readonly closedUnread?: () => number;
 }
 
 /**
@@ -19,7 +23,8 @@ export interface RuntimeSources {
  * set):
  * `parley_connections`, `parley_actors_active{kind}`, `parley_mailbox_depth{kind}` (queued now,
  * summed), `parley_mailbox_depth_peak{kind}` (deepest mailbox of the kind since the last scrape),
- * and, with registerPeerQueueMetrics, `parley_grpc_queue_depth{peer}`.
+ * `parley_socket_unsent_bytes_peak` and `parley_sockets_closed_unread_total` (when the gateway's
+ * figures are given), and, with registerPeerQueueMetrics, `parley_grpc_queue_depth{peer}`.
  */
 export function registerRuntimeMetrics(metrics: NodeMetrics, s: RuntimeSources): void {
   metrics.gauge('parley_connections', 'Open client connections (WebSocket) on this node.', [], () => [[{}, s.connections()]]);
@@ -35,6 +40,11 @@ export function registerRuntimeMetrics(metrics: NodeMetrics, s: RuntimeSources):
   metrics.gauge('parley_mailbox_depth_peak', 'Deepest single mailbox of this kind since the previous scrape (read and reset by each scrape).', ['kind'], () => {
     return [...read()].map(([kind, x]) => [{ kind }, x.peak] as const);
   });
+  const { unsentPeak, closedUnread } = s;
+  if (unsentPeak) {
+    metrics.gauge('parley_socket_unsent_bytes_peak', 'Most bytes one client socket held unsent in this process after a write, since the previous scrape (read and reset by each scrape).', [], () => [[{}, unsentPeak()]]);
+  }
+  if (closedUnread) metrics.counterReading('parley_sockets_closed_unread_total', 'Client sockets closed because their peers did not read (unsent bytes past the bound).', closedUnread);
 }
 
 /** `parley_grpc_queue_depth{peer}`: envelopes waiting for each peer (a cluster node's transport). */

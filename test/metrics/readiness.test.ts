@@ -62,7 +62,7 @@ test.before(async () => {
     passwordCost: { logN: 10, r: 8, p: 1 },
     log,
     timings: { heartbeatIntervalMs: 5_000, presenceTimeoutMs: 15_000, touchIntervalMs: 2_500, fanoutTimeoutMs: 2_000 },
-    limits: { sendRatePerSec: 50, sendBurst: 100, authPerMinute: 600, maxFrameBytes: 65_536, maxHttpBodyBytes: 65_536, maxInflightSends: 10_000 },
+    limits: { sendRatePerSec: 50, sendBurst: 100, authPerMinute: 600, maxFrameBytes: 65_536, maxHttpBodyBytes: 65_536, maxInflightSends: 10_000, sessionMaxUnsentBytes: 65_536 },
     metrics,
     registration: () => (registered ? undefined : 'not registered in the cluster (test)'),
   });
@@ -146,6 +146,10 @@ test.serial('metrics - Prometheus text with every figure named in the README', a
     'parley_send_to_delivery_seconds',
     'parley_store_op_seconds',
     'parley_push_queue_depth',
+    'parley_socket_unsent_bytes_peak',
+    'parley_sockets_closed_unread_total',
+    'parley_sessions_fell_behind_total',
+    'parley_ephemeral_frames_dropped_total',
     'nodejs_eventloop_lag_p99_seconds',
   ]) {
     t.true(text.includes(`# TYPE ${name} `), name);
