@@ -84,13 +84,17 @@ export const MIGRATIONS: readonly { readonly id: number; readonly description: s
   },
   {
     id: 2,
-    description: 'writers: one fencing check shared by every append of a store; dedup rows in the event batch',
+    description: 'writers: one fencing check shared by every append of a store',
     statements: [
       `ALTER TABLE {ks}.heads ADD IF NOT EXISTS writer uuid static`,
       `ALTER TABLE {ks}.heads ADD IF NOT EXISTS released bigint static`,
-      `ALTER TABLE {ks}.events ADD IF NOT EXISTS append_from bigint`,
       `CREATE TABLE IF NOT EXISTS {ks}.writers (id uuid PRIMARY KEY, revoked map<text, bigint>)`,
     ],
+  },
+  {
+    id: 3,
+    description: 'events.append_from: dedup rows in the events batch',
+    statements: [`ALTER TABLE {ks}.events ADD IF NOT EXISTS append_from bigint`],
   },
 ];
 
