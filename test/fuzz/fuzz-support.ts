@@ -1,9 +1,10 @@
 /**
  * What the fuzz tests share: the health check run after every case (the process is alive and a
  * normal client still signs in and chats), parleyd's resident memory, a seeded random source
- * (a failure reproduces with its seed), counts from the environment, and a hello on a raw socket.
+ * (a failure reproduces with its seed), counts from the environment, a hello on a raw socket, and
+ * the figures a run reports.
  */
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import type { ExecutionContext } from 'ava';
 import { decodeServerFrame, encodeClientFrame, type ServerFrame } from '../../proto/index.ts';
 import { connect, eventually, newUser, type ServerHandle, type TestUser } from '../support/server.ts';
@@ -16,6 +17,15 @@ export function countFromEnv(name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(raw)}`);
   return n;
+}
+
+/**
+ * A run's figures as one JSON line appended to the file PARLEY_FUZZ_REPORT names (when set), for
+ * the chaos runner to print; the tests also `t.log` them for people.
+ */
+export function report(figures: Record<string, unknown>): void {
+  const file = process.env.PARLEY_FUZZ_REPORT;
+  if (file) appendFileSync(file, JSON.stringify(figures) + '\n');
 }
 
 /** xorshift32: small, fast, and the same sequence for the same seed on every machine. */
@@ -56,6 +66,44 @@ export function rssBytes(server: ServerHandle): number {
 }
 
 export const MiB = 1024 * 1024;
+
+export interface MemorySample {
+  /** VmRSS, bytes. */
+  readonly rss: number;
+  /** V8's young generation (new space, from /metrics), bytes. */
+  readonly young: number;
+}
+
+/**
+ * parleyd's RSS, and how much of it is V8's young generation. parleyd runs with a young
+ * generation of up to 3 × 64 MiB (bin/parleyd-node-args.ts), which V8 grows step by step (32, 64,
+ * 128 MiB) while the allocation rate stays high and keeps: a fast run adds ~100 MiB of RSS that
+ * is scratch space, not memory held. Growth is therefore judged on RSS minus the young
+ * generation, with the young generation's own size checked against its bound.
+ */
+export async function memory(server: ServerHandle): Promise<MemorySample> {
+  const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
+  const young = /^nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)$/m.exec(text);
+  if (!young) throw new Error('no new-space size in /metrics');
+  return { rss: rssBytes(server), young: Number(young[1]) };
+}
+
+/** The young generation's ceiling: 3 × --max-semi-space-size (64 MiB). */
+export const YOUNG_GENERATION_MAX = 3 * 64 * MiB;
+
+const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
+
+/** RSS growth with the young generation taken out (see `memory`). */
+export function retainedGrowth(before: MemorySample, after: MemorySample): number {
+  return after.rss - after.young - (before.rss - before.young);
+}
+
+export function describeMemory(cold: MemorySample, before: MemorySample, after: MemorySample): string {
+  return (
+    `parleyd RSS cold ${mib(cold.rss)} MiB, after warm-up ${mib(before.rss)} MiB, after ${mib(after.rss)} MiB (RSS growth ${mib(after.rss - before.rss)} MiB; ` +
+    `young generation ${mib(before.young)} -> ${mib(after.young)} MiB; growth without it ${mib(retainedGrowth(before, after))} MiB)`
+  );
+}
 
 export function alive(server: ServerHandle): boolean {
   return server.proc.exitCode === null && server.proc.signalCode === null;

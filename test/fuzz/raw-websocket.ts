@@ -23,7 +23,11 @@ export interface FrameSpec {
   readonly lengthForm?: 7 | 16 | 64;
   /** Write this value as the 64-bit length instead of the payload's (for lengths that lie). */
   readonly declaredLength?: bigint;
+  /** The masking key; default random. `ZERO_MASK` is as valid (the key is the client's to pick) and skips the XOR pass: for bulk. */
+  readonly maskKey?: Uint8Array;
 }
+
+export const ZERO_MASK = new Uint8Array(4);
 
 /** The bytes of one frame as a client writes it. */
 export function frame(spec: FrameSpec): Buffer {
@@ -45,7 +49,8 @@ export function frame(spec: FrameSpec): Buffer {
     ext.writeBigUInt64BE(spec.declaredLength ?? BigInt(len));
   }
   if (!mask) return Buffer.concat([Buffer.from(head), ext, payload]);
-  const key = randomBytes(4);
+  const key = spec.maskKey ?? randomBytes(4);
+  if (key.every((b) => b === 0)) return Buffer.concat([Buffer.from(head), ext, key, payload]);
   const masked = Buffer.allocUnsafe(len);
   for (let i = 0; i < len; i++) masked[i] = payload[i]! ^ key[i & 3]!;
   return Buffer.concat([Buffer.from(head), ext, key, masked]);
