@@ -41,7 +41,7 @@ const SEED = seedFromEnv();
 const BATCH = 200;
 /** Memory the run may add (RSS without V8's young generation: fuzz-support.ts `memory`), after a warm-up of a tenth of the frames. */
 const MAX_GROWTH = 50 * MiB;
-/** A floor of 1,000 frames a second (about a tenth of what a loaded 2-core box does). */
+/** A floor of 1,000 frames a second (the shared 2-core box did 1,700-5,700 under others' load). */
 const DEADLINE_MS = 60_000 + FRAMES;
 
 /** Codes a decodable but wrong frame may get: refusals and flow control, never a fault. */
@@ -101,9 +101,9 @@ class Tally {
 type Verdict = 'ok' | 'BAD_FRAME' | 'FRAME_TOO_DEEP';
 
 /**
- * Mutants sorted by what the server will do with them. Lanes take the kind they send; the other
- * kind waits in its queue, up to a bound past which new ones are dropped unsent (the sent mix
- * then leans to what the faster lanes take; the tally reports it).
+ * Mutants sorted by what the server will do with them. Lanes take the kind they send (in the mix
+ * REFUSED_SHARE sets); a mutant of the other kind waits in its queue, up to a bound past which
+ * new ones are dropped unsent.
  */
 class MutantSource {
   private readonly decodable: Uint8Array[] = [];
@@ -310,7 +310,7 @@ test('fuzz - mutated frames get a clear answer or close; the process survives an
   t.deepEqual(faults.slice(0, 5), [], 'nothing logged at error or fatal');
   t.log(
     `fuzz mutated: ${tally.frames} frames (${tally.decodable} decodable) over ${tally.sockets} sockets in ${seconds.toFixed(1)} s, ` +
-      `${Math.round(tally.frames / seconds)} frames/s; ${describeMemory(cold, before, after)}; crashes: 0; seed ${SEED}`,
+      `${Math.round(tally.frames / seconds)} frames/s; ${describeMemory(cold, before, after)}; crashes: ${alive(server) ? 0 : 1}; seed ${SEED}`,
   );
   t.log(`answers: ${JSON.stringify(Object.fromEntries(tally.bodies))}; error codes: ${JSON.stringify(Object.fromEntries(tally.codes))}`);
   const leftBehind = await activeActors();

@@ -27,7 +27,7 @@ const LANES = 16;
 /** Deepest payload drawn (log-uniform from 3): 100,000 levels of two-byte groups is 200 KB. */
 const MAX_LEVELS = 100_000;
 const MAX_GROWTH = 50 * MiB;
-/** A floor of 300 payloads a second. */
+/** A floor of 300 payloads a second (the shared 2-core box did 540-950). */
 const DEADLINE_MS = 60_000 + Math.ceil(NESTED / 300) * 1000;
 
 let server: ServerHandle;
@@ -161,7 +161,7 @@ test.serial('nesting - deep payloads of every shape are refused with FRAME_TOO_D
   t.true(alive(server));
   t.log(
     `fuzz nested: ${sent} deep payloads (${authenticated} after hello; ${(bytes / MiB).toFixed(0)} MiB) in ${seconds.toFixed(1)} s, ` +
-      `${Math.round(sent / seconds)} payloads/s; ${describeMemory(cold, before, after)}; crashes: 0; seed ${SEED}`,
+      `${Math.round(sent / seconds)} payloads/s; ${describeMemory(cold, before, after)}; crashes: ${alive(server) ? 0 : 1}; seed ${SEED}`,
   );
   t.log(`shapes: ${JSON.stringify(Object.fromEntries(shapes))}`);
   report({
