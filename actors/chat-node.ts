@@ -3,7 +3,7 @@ import { codeOf } from '../runtime/errors.ts';
 import { Gateway, type Connection, type ConnectionHandler, type CorsPolicy, type HttpRouter } from '../runtime/gateway/index.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Store } from '../runtime/storage/index.ts';
-import { decodeClientFrame, encodeServerFrame } from '../proto/client-codec.ts';
+import { decodeClientFrame, encodeServerFrame, FrameDecodeError } from '../proto/client-codec.ts';
 import { httpApi, type Discovery, type ServerInfo } from './api/http-api.ts';
 import { addWebPage } from './api/web-page.ts';
 import { adminApi, type ClusterControl } from './api/admin-api.ts';
@@ -437,9 +437,9 @@ export class ChatNode {
   }
 
   /** @internal */
-  badFrame(conn: Connection, message: string): void {
-    conn.send(encodeServerFrame(0, 'error', { code: ChatCodes.BAD_FRAME, message }));
-    conn.close(CloseCodes.POLICY, ChatCodes.BAD_FRAME);
+  badFrame(conn: Connection, message: string, code: typeof ChatCodes.BAD_FRAME | typeof ChatCodes.FRAME_TOO_DEEP = ChatCodes.BAD_FRAME): void {
+    conn.send(encodeServerFrame(0, 'error', { code, message }));
+    conn.close(CloseCodes.POLICY, code);
   }
 }
 
@@ -479,7 +479,8 @@ class SessionLink implements ConnectionHandler {
     let frame;
     try {
       frame = decodeClientFrame(bytes);
-    } catch {
+    } catch (err) {
+      if (err instanceof FrameDecodeError && err.code === ChatCodes.FRAME_TOO_DEEP) return this.node.badFrame(this.conn, err.message, err.code);
       return this.node.badFrame(this.conn, 'frame is not a valid chat.v1.ClientFrame');
     }
     this.tell({ type: 'frame', frame });

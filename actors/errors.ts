@@ -14,6 +14,11 @@ export const ChatCodes = {
   TEXT_TOO_LONG: 'TEXT_TOO_LONG',
   RATE_LIMITED: 'RATE_LIMITED',
   BAD_FRAME: 'BAD_FRAME',
+  /**
+   * A WebSocket frame nesting deeper than chat.v1.ClientFrame allows (proto/frame-depth.ts),
+   * refused before it is decoded; like BAD_FRAME, the socket is then closed (1008).
+   */
+  FRAME_TOO_DEEP: 'FRAME_TOO_DEEP',
   OVERLOADED: 'OVERLOADED',
   UNAVAILABLE: 'UNAVAILABLE',
   TIMEOUT: 'TIMEOUT',

@@ -1,16 +1,30 @@
 import protobuf from 'protobufjs/light.js';
 import { clientDescriptor } from './client-descriptor.ts';
+import { DepthGuard } from './frame-depth.ts';
 import type { ClientBody, ClientBodyName, ClientFrame, Message, ServerBody, ServerBodyName, ServerFrame } from './client-frames.ts';
 
 const root = protobuf.Root.fromJSON(clientDescriptor as unknown as protobuf.INamespace);
 const ClientFrameType = root.lookupType('chat.v1.ClientFrame');
 const ServerFrameType = root.lookupType('chat.v1.ServerFrame');
 const MessageType = root.lookupType('chat.v1.Message');
+/**
+ * Each frame type's nesting bound, computed from the schema (ClientFrame: the frame and its body,
+ * 2; ServerFrame: frame, SyncResult, Delivery, Message, 4) and checked before protobufjs decodes.
+ */
+const clientFrameDepth = new DepthGuard(ClientFrameType);
+const serverFrameDepth = new DepthGuard(ServerFrameType);
 
-/** Raised for bytes that are not a valid frame; the server answers BAD_FRAME. */
+/**
+ * Raised for bytes that are not a valid frame: BAD_FRAME, or FRAME_TOO_DEEP for a frame that
+ * nests deeper than its schema allows (refused before it is decoded). The server answers with
+ * the code and closes the socket.
+ */
 export class FrameDecodeError extends Error {
-  readonly code = 'BAD_FRAME';
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    options?: { cause?: unknown },
+    readonly code: 'BAD_FRAME' | 'FRAME_TOO_DEEP' = 'BAD_FRAME',
+  ) {
     super(message, options);
     this.name = 'FrameDecodeError';
   }
@@ -93,7 +107,9 @@ function numbersInServerFrame(f: Mutable): void {
   }
 }
 
-function decode<F>(type: protobuf.Type, bytes: Uint8Array): F {
+function decode<F>(type: protobuf.Type, depth: DepthGuard, bytes: Uint8Array): F {
+  // Unreadable bytes are protobufjs's to refuse below, with the same BAD_FRAME.
+  if (depth.check(bytes) === 'too_deep') throw new FrameDecodeError(`frame nests deeper than ${depth.maxDepth} levels`, undefined, 'FRAME_TOO_DEEP');
   let decoded: protobuf.Message & { body?: string };
   try {
     decoded = type.decode(bytes) as protobuf.Message & { body?: string };
@@ -109,7 +125,7 @@ export function encodeClientFrame<K extends ClientBodyName>(ref: number, body: K
 }
 
 export function decodeClientFrame(bytes: Uint8Array): ClientFrame {
-  const f = decode<ClientFrame>(ClientFrameType, bytes);
+  const f = decode<ClientFrame>(ClientFrameType, clientFrameDepth, bytes);
   numbersInClientFrame(f as unknown as Mutable);
   return f;
 }
@@ -119,7 +135,7 @@ export function encodeServerFrame<K extends ServerBodyName>(ref: number, body: K
 }
 
 export function decodeServerFrame(bytes: Uint8Array): ServerFrame {
-  const f = decode<ServerFrame>(ServerFrameType, bytes);
+  const f = decode<ServerFrame>(ServerFrameType, serverFrameDepth, bytes);
   numbersInServerFrame(f as unknown as Mutable);
   return f;
 }

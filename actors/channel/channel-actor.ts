@@ -103,6 +103,11 @@ class ChannelActor implements Actor<ChannelMessage> {
   }
 
   receive(m: ChannelMessage): unknown {
+    // No such channel: whatever this is gets NOT_FOUND (or nothing), and the activation ends with
+    // it instead of idling for idleMs. Any authenticated client may name channel ids at will
+    // (history, read, typing, send), and an activation kept per made-up id would let one socket
+    // pin memory without bound; what queued behind this message goes to a fresh activation.
+    if (!this.meta && m.type !== 'create') this.ctx.stop();
     switch (m.type) {
       case 'create':
         return this.create(m.kind, m.name, m.creatorId, m.memberIds);
