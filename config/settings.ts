@@ -62,6 +62,7 @@ export const SETTINGS = [
   { key: 'cluster_prefix', type: 'string', default: '/parley', doc: 'etcd key prefix of the cluster; nodes with the same prefix form one cluster.' },
   { key: 'grpc_host', type: 'string', default: undefined, doc: 'Address for inter-node gRPC; default: host.' },
   { key: 'grpc_port', type: 'int', default: 0, min: 0, max: 65535, doc: 'Port for inter-node gRPC (0: any free port, advertised through etcd).' },
+  { key: 'grpc_advertise', type: 'string', default: undefined, doc: 'HOST:PORT the other nodes dial for this node\'s inter-node gRPC, published in etcd. Default: the address it listens on (grpc_host and grpc_port). Set it when peers reach the node through a proxy or a NAT (the chaos suite puts a delaying proxy there).' },
   { key: 'lease_ttl_s', type: 'int', default: 5, min: 2, max: 60, doc: 'Membership lease TTL: a node that stops renewing is gone for the others after this long.' },
   { key: 'redis', type: 'string', default: undefined, doc: 'Redis URL for presence (redis://127.0.0.1:6379). Unset: presence in process (single node) or in the store (cluster).' },
   { key: 'push_allow_insecure', type: 'bool', default: false, doc: 'Web Push: accept `http:` subscription endpoints on loopback (127.0.0.0/8, ::1, localhost), for tests and a local push service. Off: `https:` only. Never opens plain HTTP to another machine. As a flag, `--push-allow-insecure` alone means true.' },
