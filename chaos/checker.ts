@@ -57,6 +57,23 @@ export function percentiles(xs: readonly number[]): Percentiles {
   return { n: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1]! };
 }
 
+/** A report of a run that saw no messages (a test suite, a run that could not start). */
+export function emptyReport(problems: readonly string[] = []): CheckReport {
+  const none = { n: 0, p50: 0, p99: 0, max: 0 };
+  return {
+    ackedLost: 0,
+    duplicates: 0,
+    orderViolations: 0,
+    gaps: 0,
+    reconnect: { ...none, stuck: 0 },
+    presence: { expectations: 0, late: 0, never: 0, p99Ms: 0, staleOnline: 0 },
+    sendAck: none,
+    delivery: none,
+    sends: { total: 0, acked: 0, unacked: 0 },
+    problems,
+  };
+}
+
 /** Safety holds: nothing lost, duplicated, reordered or skipped; no device stuck; no stale presence. */
 export function invariantsHold(r: CheckReport): boolean {
   return (

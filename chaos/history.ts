@@ -24,7 +24,8 @@ export interface SendRecord {
   readonly startedAtMs: number;
   /** Codes of failed attempts, in order (each retried with the same client_msg_id). */
   readonly errors: string[];
-  ack?: { readonly messageId: string; readonly channelSeq: number; readonly atMs: number };
+  /** `node`: the node whose socket carried the ack. */
+  ack?: { readonly messageId: string; readonly channelSeq: number; readonly atMs: number; readonly node?: string };
 }
 
 /** One delivery the SDK handed to the app (after its own de-duplication and hole filling). */
