@@ -98,6 +98,8 @@ export async function runScenario(scenario: Scenario, o: RunOptions): Promise<Sc
     ...scenario.cluster,
   });
   let workload: Workload | undefined;
+  // A failed run keeps its directory (every node's log, etcd, the store) for a post-mortem.
+  let keep = o.keep;
   try {
     workload = new Workload({
       nodes: cluster.nodes.map((n) => ({ nodeId: n.nodeId, baseUrl: n.baseUrl, wsUrl: n.wsUrl })),
@@ -134,11 +136,15 @@ export async function runScenario(scenario: Scenario, o: RunOptions): Promise<Sc
     const summary = summaryLine(report, fault.extras(report));
     for (const p of report.problems.slice(0, 40)) log(`problem: ${p}`);
     for (const f of fault.failures) log(`failure: ${f}`);
+    if (!invariantsHold(report) || fault.failures.length > 0) keep = true;
     return { scenario: scenario.name, check: report, figures, failures: fault.failures, ok, summary, dir };
+  } catch (err) {
+    keep = true;
+    throw err;
   } finally {
     workload?.closeAll();
     await cluster.stop();
-    if (!o.keep) rmSync(dir, { recursive: true, force: true });
+    if (!keep) rmSync(dir, { recursive: true, force: true });
     else log(`kept ${dir}`);
   }
 }
@@ -150,8 +156,16 @@ export function commonFigures(scenario: string, r: CheckReport, ttlMs: number): 
     { scenario, name: 'duplicates', target: '0', measured: String(r.duplicates), met: r.duplicates === 0 },
     { scenario, name: 'order violations', target: '0', measured: String(r.orderViolations), met: r.orderViolations === 0 },
     { scenario, name: 'gaps', target: '0', measured: String(r.gaps), met: r.gaps === 0 },
-    { scenario, name: 'reconnect + resume p99', target: `<= ${ttlMs + 2_000} ms (TTL + 2 s)`, measured: `${r.reconnect.p99} ms (n=${r.reconnect.n}, max ${r.reconnect.max} ms, stuck ${r.reconnect.stuck})`, met: r.reconnect.p99 <= ttlMs + 2_000 && r.reconnect.stuck === 0 },
+    // The issue's bound is the kill-loop's (a killed node's sockets close at once); elsewhere the
+    // app first has to find out (a paused node's sockets stay open), so the figure is informative.
+    scenario === 'kill-loop'
+      ? { scenario, name: 'reconnect + resume p99', target: `<= ${ttlMs + 2_000} ms (TTL + 2 s)`, measured: reconnectText(r), met: r.reconnect.p99 <= ttlMs + 2_000 && r.reconnect.stuck === 0 }
+      : { scenario, name: 'reconnect + resume p99 (from the last good probe)', target: 'informative', measured: reconnectText(r) },
     { scenario, name: 'presence shown in time', target: 'every expectation within its bound', measured: `${r.presence.expectations - r.presence.late - r.presence.never}/${r.presence.expectations} (late ${r.presence.late}, never ${r.presence.never}, p99 ${r.presence.p99Ms} ms)`, met: r.presence.late === 0 && r.presence.never === 0 },
     { scenario, name: 'sends', target: '', measured: `${r.sends.acked} acked of ${r.sends.total}; send->ack p99 ${r.sendAck.p99} ms; delivery p99 ${r.delivery.p99} ms` },
   ];
+}
+
+function reconnectText(r: CheckReport): string {
+  return `${r.reconnect.p99} ms (n=${r.reconnect.n}, max ${r.reconnect.max} ms, stuck ${r.reconnect.stuck})`;
 }
