@@ -16,7 +16,7 @@
  *   knew it good) to the next welcome; a device that never came back is `stuck`;
  * - presence: how long an observer took to be shown what an expectation says (late: over its
  *   bound; never: not by the end), and any "online" shown for a user inside one of its offline
- *   windows (stale online).
+ *   windows after the observer had been shown it offline (stale online: a stale write took effect).
  */
 import type { DeliveryRecord, History, PresenceObservation, SendRecord } from './history.ts';
 
@@ -384,10 +384,13 @@ function presenceFigures(h: History, problems: Problems): CheckReport['presence'
   }
   let staleOnline = 0;
   for (const w of h.offlineWindows) {
-    for (const o of seen.get(`${w.observer}|${w.subject}`) ?? []) {
-      if (o.online && o.atMs >= w.fromMs && o.atMs <= w.toMs) {
+    const obs = seen.get(`${w.observer}|${w.subject}`) ?? [];
+    const shownGone = obs.find((o) => !o.online && o.atMs >= w.goneSinceMs)?.atMs;
+    if (shownGone === undefined) continue; // never converged: the expectations count it
+    for (const o of obs) {
+      if (o.online && o.atMs >= Math.max(w.fromMs, shownGone) && o.atMs <= w.toMs) {
         staleOnline++;
-        problems.add('stale online', `${w.observer} was shown ${w.subject} online at ${o.atMs} (${o.via}) while it had no device (${w.why})`);
+        problems.add('stale online', `${w.observer} was shown ${w.subject} online at ${o.atMs} (${o.via}), offline before, while it had no device (${w.why})`);
       }
     }
   }

@@ -14,7 +14,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findFreePort, startCassandra, startEtcd, startRedis, type RunningService } from '../services/index.ts';
+import { startCassandra, startEtcd, startRedis, type RunningService } from '../services/index.ts';
+import { assertPortsFree } from '../services/ports.ts';
 import { NodeProcess, type CountedLine } from './node-process.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
@@ -51,16 +52,23 @@ export class ChaosCluster {
 
   private constructor(private readonly o: ChaosClusterOptions) {}
 
-  /** Starts everything; on failure stops what did start and rethrows. */
+  /**
+   * Starts everything; on failure stops what did start and rethrows. A port taken between its
+   * check and its use (the box is shared) costs a new attempt on other ports, twice at most.
+   */
   static async start(o: ChaosClusterOptions): Promise<ChaosCluster> {
-    const c = new ChaosCluster(o);
-    try {
-      await c.boot();
-    } catch (err) {
-      await c.stop();
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      const c = new ChaosCluster(o);
+      try {
+        await c.boot();
+        return c;
+      } catch (err) {
+        await c.stop();
+        const taken = /in use|EADDRINUSE/.test(String((err as Error).message));
+        if (!taken || attempt >= 3) throw err;
+        o.log(`a port was taken meanwhile (${(err as Error).message.split('\n')[0]}); starting again on other ports`);
+      }
     }
-    return c;
   }
 
   get hasRedis(): boolean {
@@ -80,17 +88,17 @@ export class ChaosCluster {
 
   private async boot(): Promise<void> {
     const { dir, log } = this.o;
-    this.etcdPort = await findFreePort();
-    this.etcdPeerPort = await findFreePort();
+    this.etcdPort = await stablePort();
+    this.etcdPeerPort = await stablePort();
     this.etcd = await this.launchEtcd();
     log(`etcd on 127.0.0.1:${this.etcdPort}`);
     if (this.o.redis) {
-      this.redisPort = await findFreePort();
+      this.redisPort = await stablePort();
       this.redis = await this.launchRedis();
       log(`redis on 127.0.0.1:${this.redisPort}`);
     }
     if (this.o.store === 'cassandra') {
-      this.cassandraPorts = { cql: await findFreePort(), storage: await findFreePort() };
+      this.cassandraPorts = { cql: await stablePort(), storage: await stablePort() };
       log('starting a private Cassandra (about a minute)');
       this.cassandra = await this.launchCassandra();
       this.storeUrl = `cassandra://127.0.0.1:${this.cassandraPorts.cql}/parley_chaos?replication=simple:1`;
@@ -106,11 +114,11 @@ export class ChaosCluster {
     writeFileSync(secretFile, randomBytes(36).toString('base64url'), { mode: 0o600 });
     for (let i = 1; i <= this.o.nodes; i++) {
       const nodeId = `n${i}`;
-      const port = await findFreePort();
-      const grpcPort = await findFreePort();
+      const port = await stablePort();
+      const grpcPort = await stablePort();
       let etcdUrl = `http://127.0.0.1:${this.etcdPort}`;
       if (this.o.etcdProxies) {
-        const p = await TcpProxy.start({ host: '127.0.0.1', port: this.etcdPort });
+        const p = await TcpProxy.start({ host: '127.0.0.1', port: this.etcdPort }, await stablePort());
         this.etcdProxies.push(p);
         etcdUrl = `http://127.0.0.1:${p.port}`;
       }
@@ -129,7 +137,7 @@ export class ChaosCluster {
         ...this.o.flags,
       };
       if (this.o.grpcProxies) {
-        const p = await TcpProxy.start({ host: '127.0.0.1', port: grpcPort });
+        const p = await TcpProxy.start({ host: '127.0.0.1', port: grpcPort }, await stablePort());
         this.grpcProxies.push(p);
         flags['grpc-advertise'] = `127.0.0.1:${p.port}`;
       }
@@ -184,25 +192,8 @@ export class ChaosCluster {
    * Polls until every running node (or those of `among`) lists exactly `nodeIds` in
    * GET /v1/servers; resolves with the time it took.
    */
-  async waitForView(nodeIds: readonly string[], timeoutMs: number, among?: readonly NodeProcess[]): Promise<number> {
-    const start = Date.now();
-    const want = [...nodeIds].sort().join(',');
-    for (;;) {
-      const views = await Promise.all(
-        (among ?? this.nodes).filter((n) => n.running && !n.isPaused).map(async (n) => {
-          try {
-            const res = await fetch(`${n.baseUrl}/v1/servers`, { signal: AbortSignal.timeout(2_000) });
-            const body = (await res.json()) as { servers: { node_id: string }[] };
-            return body.servers.map((s) => s.node_id).sort().join(',');
-          } catch {
-            return '';
-          }
-        }),
-      );
-      if (views.every((v) => v === want)) return Date.now() - start;
-      if (Date.now() - start > timeoutMs) throw new Error(`membership views ${JSON.stringify(views)} did not become ${want} in ${timeoutMs} ms`);
-      await sleep(100);
-    }
+  waitForView(nodeIds: readonly string[], timeoutMs: number, among?: readonly NodeProcess[]): Promise<number> {
+    return waitForViews((among ?? this.nodes).filter((n) => n.running && !n.isPaused), nodeIds, timeoutMs);
   }
 
   /** A counted log line summed over every node (node-process.ts COUNTED_LINES). */
@@ -219,3 +210,51 @@ export class ChaosCluster {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Ports this process handed out, so two parts of one run never get the same one. */
+const handedOut = new Set<number>();
+
+/**
+ * A free port below the kernel's ephemeral range (Linux: 32768 and up). A node keeps its ports
+ * across restarts; an ephemeral one could be taken while it is down by any process's outgoing
+ * connection, a random one down here only by someone choosing it on purpose.
+ */
+async function stablePort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port)) continue;
+    try {
+      await assertPortsFree('chaos', { port });
+    } catch {
+      continue;
+    }
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error('no free port found in 20000-31999 (EADDRINUSE)');
+}
+
+/**
+ * Polls until each of `nodes` lists exactly `nodeIds` in GET /v1/servers (its membership view);
+ * resolves with the time it took, rejects past `timeoutMs` with the views it last saw.
+ */
+export async function waitForViews(nodes: readonly { readonly baseUrl: string }[], nodeIds: readonly string[], timeoutMs: number, pollMs = 100): Promise<number> {
+  const start = Date.now();
+  const want = [...nodeIds].sort().join(',');
+  for (;;) {
+    const views = await Promise.all(
+      nodes.map(async (n) => {
+        try {
+          const res = await fetch(`${n.baseUrl}/v1/servers`, { signal: AbortSignal.timeout(2_000) });
+          const body = (await res.json()) as { servers: { node_id: string }[] };
+          return body.servers.map((s) => s.node_id).sort().join(',');
+        } catch {
+          return '';
+        }
+      }),
+    );
+    if (views.every((v) => v === want)) return Date.now() - start;
+    if (Date.now() - start > timeoutMs) throw new Error(`membership views ${JSON.stringify(views)} did not become ${want} in ${timeoutMs} ms`);
+    await sleep(pollMs);
+  }
+}

@@ -72,10 +72,16 @@ export interface PresenceExpectation {
   readonly why: string;
 }
 
-/** A time in which `subject` has no device: an observer shown it online then saw a stale state. */
+/**
+ * A time in which `subject` has no device (it went at `goneSinceMs`): an observer that was already
+ * shown it offline after it went, and is then shown it online between `fromMs` and `toMs`, saw a
+ * stale write take effect. (Shown online before any offline is a late convergence instead, which
+ * the expectations measure.)
+ */
 export interface OfflineWindow {
   readonly observer: string;
   readonly subject: string;
+  readonly goneSinceMs: number;
   readonly fromMs: number;
   readonly toMs: number;
   readonly why: string;

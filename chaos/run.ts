@@ -47,11 +47,12 @@ const program = new Command('chaos')
   .option('--keep', 'keep the run directory (logs, data) even when the run passes', false)
   .option('--strict', 'also fail when a figure misses its target', false)
   .option('--dump <file>', 'write the recorded history as JSON (one scenario only)')
+  .option('--no-build', 'run dist/ as it is (the caller built it) instead of building it when older than the sources')
   .showHelpAfterError()
   .exitOverride();
 
 let scenarioName: string;
-let opts: { minutes: number; nodes: number; clients: number; channels: number; rate: number; leaseTtlS: number; killEveryS: number; restartAfterS: number; leaversPerNode: number; store: string; redis: boolean; seed: number; keep: boolean; strict: boolean; dump?: string };
+let opts: { minutes: number; nodes: number; clients: number; channels: number; rate: number; leaseTtlS: number; killEveryS: number; restartAfterS: number; leaversPerNode: number; store: string; redis: boolean; seed: number; keep: boolean; strict: boolean; build: boolean; dump?: string };
 try {
   program.parse(process.argv);
   scenarioName = program.args[0]!;
@@ -81,7 +82,7 @@ function printTable(figures: readonly Figure[], suites: readonly SuiteResult[]):
 async function main(): Promise<number> {
   const faultNames = scenarioName === 'all' ? Object.keys(FAULTS) : scenarioName in FAULTS ? [scenarioName] : [];
   const suiteNames = (scenarioName === 'all' ? Object.keys(SUITES) : scenarioName in SUITES ? [scenarioName] : []) as SuiteName[];
-  if (faultNames.length > 0 || suiteNames.length > 0) ensureBuild(log);
+  if (opts.build && (faultNames.length > 0 || suiteNames.length > 0)) ensureBuild(log);
   const results: ScenarioResult[] = [];
   for (const name of faultNames) {
     try {

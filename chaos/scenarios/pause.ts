@@ -15,7 +15,7 @@
  */
 import { sleep } from '../cluster.ts';
 import type { FaultReport, Scenario, ScenarioContext } from '../scenario.ts';
-import { bringBack, expectGone, planDeparture } from './presence-probe.ts';
+import { bringBack, expectGone, planDeparture, untilShownGone } from './presence-probe.ts';
 
 export const pause: Scenario = {
   name: 'pause',
@@ -45,10 +45,11 @@ export const pause: Scenario = {
       const subjects = departure.leavers.map((l) => l.userId);
       const watchers = workload.watcherDevices();
       for (const s of subjects) {
-        for (const w of watchers) workload.recorder.offlineWindows.push({ observer: w.name, subject: s, fromMs: resumedAt, toMs: resumedAt + watchMs, why: `${target.nodeId} resumed after ${pauseMs} ms stopped` });
+        for (const w of watchers) workload.recorder.offlineWindows.push({ observer: w.name, subject: s, goneSinceMs: pausedAt, fromMs: resumedAt, toMs: resumedAt + watchMs, why: `${target.nodeId} resumed after ${pauseMs} ms stopped` });
       }
       if (subjects.length > 0) await workload.pollPresence(watchers, subjects, resumedAt + watchMs, 250);
       else await sleep(watchMs);
+      await untilShownGone(ctx, departure, pausedAt, pausedAt + ctx.ttlMs + 15_000);
       await bringBack(ctx, departure, `back after ${target.nodeId} was paused`);
     }
     const presenceRefused = cluster.count('stalePresenceRefused');

@@ -29,6 +29,18 @@ export function expectGone(ctx: ScenarioContext, d: Departure, atMs: number, why
   }
 }
 
+/**
+ * Waits until every observer was shown every leaver offline after `sinceMs` (the fault), or until
+ * `untilMs`: a leaver that came back sooner would turn a late "offline" into one never shown.
+ */
+export async function untilShownGone(ctx: ScenarioContext, d: Departure, sinceMs: number, untilMs: number): Promise<void> {
+  const shown = () =>
+    d.leavers.every((l) =>
+      d.observers.every((o) => ctx.workload.recorder.presence.some((p) => p.observer === o.name && p.subject === l.userId && !p.online && p.atMs > sinceMs)),
+    );
+  while (!shown() && Date.now() < untilMs) await new Promise((r) => setTimeout(r, 100));
+}
+
 /** The leavers come back; each watcher up must be shown each one online within 2 s of its welcome. */
 export async function bringBack(ctx: ScenarioContext, d: Departure, why: string): Promise<void> {
   await Promise.all(

@@ -188,7 +188,7 @@ test('checker - reconnect time runs from losing the connection (or the last good
   t.false(invariantsHold(r));
 });
 
-test('checker - presence: shown in time, late, never; an online shown inside an offline window is stale', (t) => {
+test('checker - presence: shown in time, late, never; an online shown inside an offline window, after an offline, is stale', (t) => {
   const h = cleanHistory();
   h.presence = [
     { observer: 'w1', subject: 'x', online: true, atMs: 1_000, via: 'push' },
@@ -204,7 +204,11 @@ test('checker - presence: shown in time, late, never; an online shown inside an 
     { observer: 'w1', subject: 'z', online: false, fromMs: 2_000, withinMs: 8_000, why: 'z died with n3' },
     { observer: 'w1', subject: 'z', online: true, fromMs: 500, withinMs: 2_000, why: 'already online when it came back' },
   ];
-  h.offlineWindows = [{ observer: 'w1', subject: 'x', fromMs: 25_000, toMs: 35_000, why: 'x has no device after the pause' }];
+  h.offlineWindows = [
+    { observer: 'w1', subject: 'x', goneSinceMs: 2_000, fromMs: 25_000, toMs: 35_000, why: 'x has no device after the pause' },
+    // z was never shown offline at all: a late convergence (counted above as never), not a stale write.
+    { observer: 'w1', subject: 'z', goneSinceMs: 2_000, fromMs: 0, toMs: 35_000, why: 'z has no device after the pause' },
+  ];
   const r = check(h);
   t.deepEqual(r.presence, { expectations: 4, late: 1, never: 1, p99Ms: 18_000, staleOnline: 1 });
   t.false(invariantsHold(r));

@@ -10,9 +10,13 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { ensureBuild } from '../../bench/lib/build.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const SMALL = ['--minutes', '0.4', '--clients', '12', '--channels', '6', '--rate', '20', '--lease-ttl-s', '3', '--leavers-per-node', '1'];
+// dist/ is built once here (npm test has built it already), not by both runs at once.
+const SMALL = ['--minutes', '0.4', '--clients', '12', '--channels', '6', '--rate', '20', '--lease-ttl-s', '3', '--leavers-per-node', '1', '--no-build'];
+
+test.before(() => ensureBuild((line) => process.stderr.write(`${line}\n`)));
 const SUMMARY = /^(\d+) acked lost, (\d+) duplicates, (\d+) order violations, (\d+) gaps, reconnect p99 (\d+) ms(, .*)?$/;
 
 async function chaos(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
