@@ -58,7 +58,8 @@ export class ChaosCluster {
    */
   static async start(o: ChaosClusterOptions): Promise<ChaosCluster> {
     for (let attempt = 1; ; attempt++) {
-      const c = new ChaosCluster(o);
+      // A directory of its own per attempt: etcd refuses a data dir that knew other ports.
+      const c = new ChaosCluster(attempt === 1 ? o : { ...o, dir: join(o.dir, `attempt-${attempt}`) });
       try {
         await c.boot();
         return c;
@@ -88,6 +89,7 @@ export class ChaosCluster {
 
   private async boot(): Promise<void> {
     const { dir, log } = this.o;
+    mkdirSync(dir, { recursive: true });
     this.etcdPort = await stablePort();
     this.etcdPeerPort = await stablePort();
     this.etcd = await this.launchEtcd();

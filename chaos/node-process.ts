@@ -39,6 +39,7 @@ export class NodeProcess {
   private exited: Promise<void> = Promise.resolve();
   private log: WriteStream | undefined;
   private paused = false;
+  private starting: Promise<void> | undefined;
   readonly counts: Record<CountedLine, number> = { stalePresenceRefused: 0, fenced: 0, membershipLost: 0 };
   /** Times (ms) at which the process was seen serving, one per start. */
   readonly startedAt: number[] = [];
@@ -70,13 +71,23 @@ export class NodeProcess {
    * restart right after a SIGKILL waits for the dead process's lease to lapse) is tried again
    * each second until `timeoutMs`.
    */
-  async start(timeoutMs = 60_000): Promise<void> {
+  start(timeoutMs = 60_000): Promise<void> {
+    // One start at a time: a second caller (a kill loop catching up) waits for the same one.
+    this.starting ??= this.startRetrying(timeoutMs).finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async startRetrying(timeoutMs: number): Promise<void> {
+    if (this.running) return;
     const end = Date.now() + timeoutMs;
     let lastError = '';
     while (Date.now() < end) {
       const result = await this.startOnce(end - Date.now());
       if (result === 'serving') return;
       lastError = result;
+      await this.exited;
       await new Promise((r) => setTimeout(r, 1_000));
     }
     throw new Error(`node ${this.nodeId} did not start within ${timeoutMs} ms: ${lastError}`);
@@ -105,7 +116,11 @@ export class NodeProcess {
       this.log!.write(d);
     });
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(`no "serving" line in ${timeoutMs} ms`), timeoutMs);
+      const timer = setTimeout(() => {
+        // Not serving in time: end it, so that a retry never runs two of one node.
+        proc.kill('SIGKILL');
+        resolve(`no "serving" line in ${timeoutMs} ms`);
+      }, timeoutMs);
       let buf = '';
       proc.stdout!.on('data', (d: Buffer) => {
         this.log!.write(d);
