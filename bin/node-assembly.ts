@@ -126,9 +126,21 @@ export function pushProvidersOf(config: Pick<Config, 'push_webhook' | 'push_webh
   return providers;
 }
 
+/** The gRPC address peers are told to dial: `grpc_advertise` when set (checked here), else undefined. */
+export function grpcAdvertiseOf(config: Pick<Config, 'grpc_advertise'>): string | undefined {
+  const a = config.grpc_advertise;
+  if (a === undefined) return undefined;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(a);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new ConfigError(`--grpc-advertise must be HOST:PORT (a host name or address, a port 1-65535), got ${JSON.stringify(a)}`);
+  }
+  return a;
+}
+
 export async function assembleNode(config: Config, log: Logger): Promise<RunningNode> {
   // Bad settings fail here, before anything is opened.
   const cors = CorsPolicy.parse(config.cors_origins);
+  const grpcAdvertise = grpcAdvertiseOf(config);
   if (config.push_vapid_subject !== undefined && !isVapidSubject(config.push_vapid_subject)) {
     throw new ConfigError(`--push-vapid-subject must be a mailto: address or an https: URL, got ${JSON.stringify(config.push_vapid_subject)}`);
   }
@@ -306,7 +318,7 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
 
   const port = await node.start();
   if (membership && transport) {
-    await membership.join({ nodeId: config.node_id, grpcAddress: transport.address, wsUrl: node.publicUrl, load: 0, startedAtMs: Date.now() }).catch((err: unknown) => {
+    await membership.join({ nodeId: config.node_id, grpcAddress: grpcAdvertise ?? transport.address, wsUrl: node.publicUrl, load: 0, startedAtMs: Date.now() }).catch((err: unknown) => {
       throw nodeNumberError(err, config) ?? err;
     });
     loadTimer = setInterval(() => membership!.setLoad(node.connectionCount), 1_000);

@@ -10,7 +10,7 @@
 import { Command } from 'commander';
 import { createLogger } from '../runtime/log.ts';
 import { loadConfig, type Config } from '../config/config.ts';
-import { assembleNode, pushProvidersOf } from './node-assembly.ts';
+import { assembleNode, grpcAdvertiseOf, pushProvidersOf } from './node-assembly.ts';
 import { flagOf, SETTINGS, type Setting } from '../config/settings.ts';
 
 
@@ -29,8 +29,10 @@ export async function main(argv: string[]): Promise<void> {
   let config: Config;
   try {
     config = loadConfig(parseFlags(argv));
-    // Settings that are only wrong together, checked with the others: nothing has started yet.
+    // Settings that are only wrong together, or in their form, checked with the others:
+    // nothing has started yet.
     pushProvidersOf(config);
+    grpcAdvertiseOf(config);
   } catch (err) {
     process.stderr.write(`parleyd: ${(err as Error).message}\n`);
     process.exit(2);

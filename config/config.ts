@@ -31,6 +31,7 @@ export interface Config {
   cluster_prefix: string;
   grpc_host: string | undefined;
   grpc_port: number;
+  grpc_advertise: string | undefined;
   lease_ttl_s: number;
   redis: string | undefined;
   push_allow_insecure: boolean;

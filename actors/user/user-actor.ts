@@ -14,7 +14,7 @@ import { InboxFeed, type InboxFeedOwner } from './inbox-feed.ts';
 import type { Presence } from '../../proto/client-frames.ts';
 import type { SessionMessage } from '../session/session-messages.ts';
 import type { PublishedMessage, UserMessage } from './user-messages.ts';
-import { UserPresence } from './user-presence.ts';
+import { UserPresence, type PresenceOwner } from './user-presence.ts';
 import { PushDecider } from './push-decider.ts';
 
 /**
@@ -30,7 +30,7 @@ import { PushDecider } from './push-decider.ts';
  * Presence: online while at least one device is connected. Sessions report clean and silent
  * closes at once; devices whose session stopped touching (its node died) expire on a timer.
  */
-class UserActor implements Actor<UserMessage>, InboxFeedOwner {
+class UserActor implements Actor<UserMessage>, InboxFeedOwner, PresenceOwner {
   private epoch = 0;
   /** The node-loss count as of the last check of every channel's head (see heal). */
   private checkedLoss = 0;
@@ -52,13 +52,27 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     this.cursors = new Cursors(id, deps.store.kv, deps.log);
     this.blocks = new Blocks(id, deps.store.kv);
     this.contacts = new Contacts(id, deps.store.kv, this.blocks);
-    this.presence = new UserPresence(id, deps, this.contacts, this.blocks);
+    this.presence = new UserPresence(id, deps, this.contacts, this.blocks, this);
     this.feed = new InboxFeed(this);
     this.pushes = new PushDecider(id, deps.store.kv, deps.log, deps.push);
   }
 
   private get id(): string {
     return this.ctx.address.key;
+  }
+
+  // ---- PresenceOwner
+
+  presenceEpoch(): number {
+    return this.epoch;
+  }
+
+  presenceSuperseded(): void {
+    if (this.failed) return;
+    this.failed = true;
+    // Stable text: the chaos suite counts these lines (chaos/README.md).
+    this.deps.log.warn({ user: this.id, epoch: this.epoch }, 'stale presence write refused: a newer owner of this user exists; stopping this activation');
+    this.ctx.stop();
   }
 
   // ---- InboxFeedOwner (the feed calls back through these)
@@ -127,6 +141,9 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     }
     // Epochs grow by one per acquire: the one before ours saved a clean snapshot as it ended.
     const intact = saved?.clean === true && saved.epoch === this.epoch - 1 && saved.checkedLoss >= losses;
+    // Not intact and not the first activation ever: the one before may still be running on a
+    // node that cannot tell it lost its lease. Fence its presence writes before ours begin.
+    if (!intact && this.epoch > 1) await this.presence.fence();
     if (!intact) await this.heal();
     this.checkedLoss = losses;
   }
@@ -341,7 +358,8 @@ class UserActor implements Actor<UserMessage>, InboxFeedOwner {
     }
     if (d.session !== session) return undefined;
     d.touchedMs = Date.now();
-    return this.deps.presence.refresh?.(this.id).catch(() => undefined);
+    // Only directories whose states expire refresh; the others cost no promise per touch.
+    return this.deps.presence.refresh === undefined ? undefined : this.presence.refresh();
   }
 
   /**

@@ -1,4 +1,4 @@
-import { codeOf } from '../../runtime/errors.ts';
+import { CodedError, RuntimeCodes, codeOf } from '../../runtime/errors.ts';
 import type { PresenceState } from '../../runtime/presence/index.ts';
 import type { Presence } from '../../proto/client-frames.ts';
 import { sessions, users, type ChatDeps } from '../chat-deps.ts';
@@ -8,10 +8,23 @@ import type { Contacts } from './contacts.ts';
 
 const MAX_PRESENCE_QUERY = 500;
 
+/** The activation presence is written for: its owner epoch, and what to do once it is stale. */
+export interface PresenceOwner {
+  /** The owner epoch the user's store acquire gave this activation. */
+  presenceEpoch(): number;
+  /** The directory refused a write: a newer owner of the user exists, this activation must end. */
+  presenceSuperseded(): void;
+}
+
 /**
  * The user's presence as others see it: recorded in the presence directory on each transition,
  * pushed to online friends; group co-members ask instead (`query`). Best effort throughout:
  * chat keeps working while the directory is away, and clients can always ask.
+ *
+ * Every write carries the activation's owner epoch, and the directory refuses one older than a
+ * write or fence it already took (runtime/presence): an activation on a node that was paused past
+ * its lease, and resumed, finds its writes refused and stops, instead of publishing "online" for
+ * a user whose devices are gone (or "offline" for one who reconnected elsewhere).
  */
 export class UserPresence {
   constructor(
@@ -19,13 +32,37 @@ export class UserPresence {
     private readonly deps: ChatDeps,
     private readonly contacts: Contacts,
     private readonly blocks: Blocks,
+    private readonly owner: PresenceOwner,
   ) {}
+
+  /**
+   * Claims the user's presence for this activation before it writes anything: called when the
+   * previous activation did not end cleanly, so it may still be running somewhere. Throws FENCED
+   * when an even newer activation claimed it already.
+   */
+  async fence(): Promise<void> {
+    if (!(await this.deps.presence.fence(this.userId, this.owner.presenceEpoch()))) {
+      throw new CodedError(RuntimeCodes.FENCED, `a newer owner of user ${this.userId} claimed its presence`);
+    }
+  }
+
+  /** The user is still online (a device touched): directories with expiring states extend it. */
+  async refresh(): Promise<void> {
+    try {
+      if ((await this.deps.presence.refresh?.(this.userId, this.owner.presenceEpoch())) === false) this.owner.presenceSuperseded();
+    } catch {
+      // The next touch refreshes again; the TTL spans several touches.
+    }
+  }
 
   /** Records the transition and tells the friends who are online. */
   async transition(online: boolean): Promise<void> {
     const presence: Presence = { user_id: this.userId, online, last_active_at_ms: Date.now() };
     try {
-      await this.deps.presence.set(this.userId, { online, lastActiveAtMs: presence.last_active_at_ms });
+      if (!(await this.deps.presence.set(this.userId, { online, lastActiveAtMs: presence.last_active_at_ms }, this.owner.presenceEpoch()))) {
+        this.owner.presenceSuperseded();
+        return;
+      }
       const friends = await this.contacts.mutualFriends();
       if (friends.length === 0) return;
       const states = await this.deps.presence.getMany(friends);

@@ -152,7 +152,7 @@ export class ClusterRouter implements RemoteRouter {
       this.pending.delete(env.correlationId);
       p.deadline.settle();
       if (env.kind === 'reply') p.resolve(decodePayload(env.payload));
-      else p.reject(new Rejection(env.errorCode ?? 'INTERNAL', env.errorMessage ?? 'remote actor failed'));
+      else p.reject(remoteError(env));
       return;
     }
     const address = { kind: env.targetKind, key: env.targetKey };
@@ -203,6 +203,7 @@ export class ClusterRouter implements RemoteRouter {
             errorCode: error instanceof CodedError ? error.code : 'INTERNAL',
             errorMessage: error instanceof Error ? error.message : 'remote actor failed',
             senderNode: this.o.nodeId,
+            ...(isRefusal(error) ? { errorRefusal: true } : {}),
           };
     try {
       this.send(env.senderNode, back);
@@ -257,6 +258,22 @@ export class ClusterRouter implements RemoteRouter {
     this.o.log.error('cluster membership lost; passivating placed actors and refusing their messages');
     await this.o.system.passivateWhere((a) => this.o.pinnedNode?.(a) === undefined);
   }
+}
+
+/** Whether an error is an answer ("you may not", "no such thing") rather than a fault. */
+function isRefusal(error: unknown): boolean {
+  return error instanceof Rejection || (error instanceof CodedError && error.expected);
+}
+
+/**
+ * The caller sees a remote error as it would a local one: a refusal stays a Rejection, a fault
+ * stays a fault (not `expected`) with its code, so an actor that lets it through is restarted
+ * and an HTTP edge logs it, as they would had the failing actor lived on this node.
+ */
+function remoteError(env: Envelope): CodedError {
+  const code = env.errorCode || 'INTERNAL';
+  const message = env.errorMessage || 'remote actor failed';
+  return env.errorRefusal === true ? new Rejection(code, message) : new CodedError(code, message);
 }
 
 /**

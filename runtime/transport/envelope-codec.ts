@@ -24,6 +24,7 @@ const TAG_PAYLOAD = 0x32;
 const TAG_ERROR_CODE = 0x3a;
 const TAG_ERROR_MESSAGE = 0x42;
 const TAG_SENDER = 0x4a;
+const TAG_ERROR_REFUSAL = 0x50;
 
 /** Strings up to this length are scanned in JS; longer ones are cheaper through Buffer. */
 const SHORT_STRING = 64;
@@ -120,6 +121,7 @@ function measure(env: Envelope, lens: number[], at: number): number {
   if (env.kind !== 'tell') size += 2;
   if (env.correlationId !== 0) size += 1 + varintSize(env.correlationId);
   if (env.hops !== 0) size += 1 + varintSize(env.hops);
+  if (env.errorRefusal === true) size += 2;
   return size;
 }
 
@@ -166,6 +168,10 @@ export function encodeBatch(envelopes: readonly Envelope[]): Buffer {
     if (lens[at + 2]) w.string(TAG_ERROR_CODE, env.errorCode!, lens[at + 2]!);
     if (lens[at + 3]) w.string(TAG_ERROR_MESSAGE, env.errorMessage!, lens[at + 3]!);
     w.string(TAG_SENDER, env.senderNode, lens[at + 4]!);
+    if (env.errorRefusal === true) {
+      w.byte(TAG_ERROR_REFUSAL);
+      w.byte(1);
+    }
   }
   if (w.pos !== total) throw new Error(`encodeBatch size mismatch: wrote ${w.pos} of ${total}`);
   return w.buf;
@@ -307,6 +313,10 @@ function decodeEnvelope(r: Reader, end: number): Envelope {
         break;
       case TAG_SENDER:
         env.senderNode = r.string();
+        break;
+      case TAG_ERROR_REFUSAL:
+        // proto3 bool: any non-zero varint is true; false is never written.
+        if (r.varint() !== 0) env.errorRefusal = true;
         break;
       default:
         // Unknown fields from a newer peer are skipped, as protobuf requires.

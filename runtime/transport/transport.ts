@@ -19,6 +19,12 @@ export interface Envelope {
   payload: Uint8Array;
   errorCode?: string;
   errorMessage?: string;
+  /**
+   * For `error`: a refusal (the request was wrong or not allowed) rather than a fault (something
+   * broke). Absent or false: a fault, so an error from a peer that does not say is never taken
+   * for a mere "no".
+   */
+  errorRefusal?: boolean;
   /** The node that created the envelope, which a forwarder keeps unchanged. */
   senderNode: string;
 }

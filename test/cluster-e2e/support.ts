@@ -10,6 +10,7 @@ import { ParleyClient, ParleyError, type Delivery, type Presence, type SendAck, 
 import { decodeServerFrame, encodeClientFrame } from '../../proto/client-codec.ts';
 import type { ClientBody, ClientBodyName, Message, ServerFrame, Welcome } from '../../proto/client-frames.ts';
 import { ownerOf } from '../../runtime/cluster/hash-ring.ts';
+import { waitForViews } from '../../chaos/cluster.ts';
 import type { ClusterNode, TestCluster } from '../support/cluster.ts';
 import { newUser, type TestUser } from '../support/server.ts';
 
@@ -159,25 +160,8 @@ export function placement(kind: 'user' | 'channel', key: string, nodeIds: readon
 }
 
 /** Polls until every listed node lists exactly `expected` in GET /v1/servers (its membership view). */
-export async function waitForView(nodes: readonly ClusterNode[], expected: readonly string[], timeoutMs = 20_000): Promise<number> {
-  const start = Date.now();
-  const want = [...expected].sort().join(',');
-  for (;;) {
-    const views = await Promise.all(
-      nodes.map(async (n) => {
-        try {
-          const res = await fetch(`${n.baseUrl}/v1/servers`);
-          const body = (await res.json()) as { servers: { node_id: string }[] };
-          return body.servers.map((s) => s.node_id).sort().join(',');
-        } catch {
-          return '';
-        }
-      }),
-    );
-    if (views.every((v) => v === want)) return Date.now() - start;
-    if (Date.now() - start > timeoutMs) throw new Error(`membership views ${JSON.stringify(views)} did not become ${want} in ${timeoutMs} ms`);
-    await sleep(50);
-  }
+export function waitForView(nodes: readonly ClusterNode[], expected: readonly string[], timeoutMs = 20_000): Promise<number> {
+  return waitForViews(nodes, expected, timeoutMs, 50);
 }
 
 /** Codes after which an app retries a send with the same client_msg_id. */

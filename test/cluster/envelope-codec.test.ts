@@ -21,6 +21,7 @@ function sample(i: number): Envelope {
   if (env.kind === 'error') {
     env.errorCode = 'SOME_CODE';
     env.errorMessage = `failure ${i} — détails`;
+    if (i % 8 === 3) env.errorRefusal = true;
   }
   return env;
 }
@@ -33,6 +34,19 @@ test('round-trips every field', (t) => {
   const envs = Array.from({ length: 300 }, (_, i) => sample(i));
   const decoded = decodeBatch(encodeBatch(envs));
   t.deepEqual(decoded.map(normalise), envs.map(normalise));
+});
+
+test('an error envelope says refusal or fault; an envelope without the field reads as a fault', (t) => {
+  const base = { ...sample(3), kind: 'error' as const, errorCode: 'FORBIDDEN', errorMessage: 'no' };
+  const refusal = decodeBatch(encodeBatch([{ ...base, errorRefusal: true }]))[0]!;
+  const fault = decodeBatch(encodeBatch([{ ...base, errorRefusal: false }]))[0]!;
+  const { errorRefusal: _, ...unsaid } = base;
+  t.true(refusal.errorRefusal);
+  t.is(fault.errorRefusal, undefined, 'false is the default and is not written');
+  t.is(decodeBatch(encodeBatch([unsaid]))[0]!.errorRefusal, undefined);
+  // As protobufjs sees it: field 10, a bool.
+  const decoded = Batch.toObject(Batch.decode(encodeBatch([{ ...base, errorRefusal: true }])), { defaults: true }) as { envelopes: { errorRefusal: boolean }[] };
+  t.true(decoded.envelopes[0]!.errorRefusal);
 });
 
 test('an empty batch is an empty frame', (t) => {
@@ -58,6 +72,7 @@ test('protobufjs reads what the codec writes', (t) => {
     payload: Uint8Array.from(e.payload as Uint8Array),
     errorMessage: e.errorMessage,
     senderNode: e.senderNode,
+    errorRefusal: e.errorRefusal,
   }));
   t.deepEqual(
     got,
@@ -69,6 +84,7 @@ test('protobufjs reads what the codec writes', (t) => {
       payload: Uint8Array.from(e.payload),
       errorMessage: e.errorMessage ?? '',
       senderNode: e.senderNode,
+      errorRefusal: e.errorRefusal ?? false,
     })),
   );
 });

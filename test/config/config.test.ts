@@ -6,6 +6,7 @@ import { loadConfig } from '../../config/config.ts';
 import { MAX_SEND_FRAME_BYTES, MAX_SEND_JSON_BYTES, MAX_TEXT_CODE_POINTS } from '../../actors/tables.ts';
 import { startServer } from '../support/server.ts';
 import { configReference } from '../../config/reference.ts';
+import { grpcAdvertiseOf } from '../../bin/node-assembly.ts';
 
 test('config - REFERENCE.md is generated from settings.ts (run `npm run config:doc`)', (t) => {
   t.is(readFileSync(new URL('../../config/REFERENCE.md', import.meta.url), 'utf8'), configReference());
@@ -84,4 +85,16 @@ test('config - push_allow_insecure is a switch (a bare flag is true) and push_va
   t.is(loadConfig({}, {}).push_vapid_subject, undefined);
   const err = await t.throwsAsync(startServer({ flags: { 'push-vapid-subject': 'ops@example.com' } }));
   t.regex(err!.message, /--push-vapid-subject must be a mailto: address or an https: URL/);
+});
+
+test('config - grpc_advertise is HOST:PORT; a bad one stops parleyd at start with the reason', async (t) => {
+  t.is(loadConfig({}, {}).grpc_advertise, undefined);
+  t.is(grpcAdvertiseOf({ grpc_advertise: undefined }), undefined, 'unset: peers dial the listen address');
+  for (const ok of ['127.0.0.1:7000', 'node-2.internal:443', '[::1]:65535', 'h:1']) t.is(grpcAdvertiseOf({ grpc_advertise: ok }), ok);
+  for (const bad of ['127.0.0.1', 'http://h:7000', 'h:0', 'h:65536', ':7000', 'h:7000/x', 'h :1']) {
+    t.throws(() => grpcAdvertiseOf({ grpc_advertise: bad }), { message: /--grpc-advertise must be HOST:PORT/ }, bad);
+  }
+  const err = await t.throwsAsync(startServer({ flags: { 'grpc-advertise': 'no-port' } }));
+  t.regex(err!.message, /exited with 2 before serving/);
+  t.regex(err!.message, /--grpc-advertise must be HOST:PORT/);
 });
