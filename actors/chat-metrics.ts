@@ -14,11 +14,16 @@ const DELIVERY_BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  *   nodes, clock skew is in it);
  * - `parley_push_queue_depth`: push jobs the notifier found queued at its last scan (at most a
  *   page per shard), a gauge read when scraped.
+ * - `parley_password_hashes_total`: scrypt derivations run by this node (signups, login checks,
+ *   decoys for unknown users); a throttled login adds none;
+ * - `parley_logins_throttled_total`: logins refused by the failed-login throttle.
  */
 export class ChatMetrics {
   readonly messagesIn: FastCounter;
   readonly messagesOut: FastCounter;
   readonly sendToDelivery: HistogramCell;
+  readonly passwordHashes: FastCounter;
+  readonly loginsThrottled: FastCounter;
 
   constructor(metrics: NodeMetrics, pushQueueDepth: () => number) {
     this.messagesIn = metrics.counter('parley_messages_in_total', 'Messages stored in channel histories by this node.');
@@ -26,6 +31,8 @@ export class ChatMetrics {
     this.sendToDelivery = metrics
       .histogram('parley_send_to_delivery_seconds', 'From a message being stamped by its channel to its live delivery to a socket, seconds.', DELIVERY_BOUNDS)
       .child();
+    this.passwordHashes = metrics.counter('parley_password_hashes_total', 'Password derivations (scrypt) run by this node: signups and login checks, decoys for unknown users included.');
+    this.loginsThrottled = metrics.counter('parley_logins_throttled_total', 'Logins refused by the failed-login throttle before any password check.');
     metrics.gauge('parley_push_queue_depth', 'Push jobs queued, as seen by the last scan of this node.', [], () => [[{}, pushQueueDepth()]]);
   }
 }

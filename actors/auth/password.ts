@@ -1,4 +1,6 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import type { WorkGate } from '../../runtime/limits/work-gate.ts';
 
 /**
  * scrypt password hashes. Default cost N=2^17, r=8, p=1 (OWASP's current recommendation for
@@ -33,4 +35,53 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const expected = Buffer.from(parts[5]!, 'base64');
   const key = await derive(password, Buffer.from(parts[4]!, 'base64'), cost);
   return key.length === expected.length && timingSafeEqual(key, expected);
+}
+
+/**
+ * Password hashes at one cost, at most a few at a time on this node (through `gate`: scrypt at
+ * N=2^17 keeps a core and a libuv pool thread busy for a few hundred ms, so unbounded logins
+ * would starve everything else), each one counted in `hashed`.
+ */
+export class PasswordHasher {
+  /**
+   * Stands in for the hash of an unknown user, so a miss costs one derivation at this cost, as a
+   * hit does. Random, not the hash of anything: no password verifies against it.
+   */
+  private readonly decoy: string;
+
+  constructor(
+    readonly cost: PasswordCost,
+    private readonly gate: WorkGate,
+    private readonly hashed: { add(n?: number): void } = { add: () => undefined },
+  ) {
+    this.decoy = `scrypt$${cost.logN}$${cost.r}$${cost.p}$${randomBytes(16).toString('base64')}$${randomBytes(KEY_LEN).toString('base64')}`;
+  }
+
+  hash(password: string): Promise<string> {
+    return this.gate.run(() => {
+      this.hashed.add();
+      return hashPassword(password, this.cost);
+    });
+  }
+
+  /** Whether `password` matches `stored`; with `stored` undefined (no such user), false at the same cost. */
+  verify(password: string, stored: string | undefined): Promise<boolean> {
+    return this.gate.run(async () => {
+      this.hashed.add();
+      // A hash of another form (parleyctl's "no login" marker) costs a derivation too, or its speed would tell.
+      const real = stored !== undefined && stored.startsWith('scrypt$');
+      const ok = await verifyPassword(password, real ? stored : this.decoy);
+      return ok && real;
+    });
+  }
+}
+
+/**
+ * How many password hashes a node runs at once by default: half the cores, leaving the rest to
+ * the event loop, and at most the libuv pool's size less two, leaving threads for file system
+ * calls and DNS (the pool has UV_THREADPOOL_SIZE threads, 4 unless set).
+ */
+export function defaultHashConcurrency(): number {
+  const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  return Math.max(1, Math.min(Math.floor(availableParallelism() / 2), pool - 2));
 }

@@ -1,0 +1,6 @@
+/** Messages of a login guard shard (login-guard-actor.ts). */
+export type LoginGuardMessage =
+  /** Before a password check: admitted (and charged), or refused with the time left. Replies an Admission. */
+  | { type: 'admit'; username: string }
+  /** The password was right: the username's failures are forgotten. */
+  | { type: 'succeeded'; username: string };
