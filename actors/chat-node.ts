@@ -12,6 +12,7 @@ import { Accounts } from './auth/accounts.ts';
 import { GuardedLoginAttempts } from './auth/login-attempts.ts';
 import { LOGIN_FIRST_BLOCK_MS, LOGIN_GUARD_CAPACITY, loginGuardKind } from './auth/login-guard-actor.ts';
 import { defaultHashConcurrency, PasswordHasher, type PasswordCost } from './auth/password.ts';
+import { ScryptThreads } from './auth/scrypt-threads.ts';
 import { WorkGate } from '../runtime/limits/work-gate.ts';
 import { Revocations } from './auth/revocations.ts';
 import type { TokenSigner } from './auth/tokens.ts';
@@ -132,6 +133,8 @@ export class ChatNode {
   /** Session actors alive now; next to the gateway's connection count, a gap shows a leak. */
   private liveSessions = 0;
   private readonly loopDelay = new EventLoopDelay();
+  /** Where this node's password hashing runs (low-priority threads, off libuv's pool). */
+  private readonly scryptThreads: ScryptThreads;
   private webPushProvider: WebPushProvider | undefined;
   private readonly notifier: Notifier;
   private cluster: ClusterControl | undefined;
@@ -190,10 +193,13 @@ export class ChatNode {
     const discovery: Discovery = { servers: () => (this.discovery ?? self).servers() };
     const self: Discovery = { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
     this.discovery = o.discovery;
+    const hashThreads = defaultHashConcurrency();
+    this.scryptThreads = new ScryptThreads(hashThreads);
     const passwords = new PasswordHasher(
       o.passwordCost,
-      new WorkGate({ concurrency: defaultHashConcurrency(), maxWaitMs: HASH_MAX_WAIT_MS, maxWaiting: HASH_MAX_WAITING, what: 'password checks' }),
+      new WorkGate({ concurrency: hashThreads, maxWaitMs: HASH_MAX_WAIT_MS, maxWaiting: HASH_MAX_WAITING, what: 'password checks' }),
       this.deps.metrics.passwordHashes,
+      this.scryptThreads.derive,
     );
     const accounts = new Accounts(o.store.kv, passwords, new GuardedLoginAttempts(this.system, loginLimits, o.log), this.deps.metrics.loginsThrottled);
     this.gateway = new Gateway({
@@ -379,6 +385,7 @@ export class ChatNode {
       await this.system.shutdown();
       await markStopped(this.o.store, this.o.nodeId).catch((err: unknown) => this.o.log.warn({ err }, 'clean stop not recorded'));
       this.loopDelay.stop();
+      await this.scryptThreads.close();
       this.gateway.close();
     })();
     return this.stopping;

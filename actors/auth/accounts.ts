@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { codeOf, RuntimeCodes } from '../../runtime/errors.ts';
 import type { KeyValueStore } from '../../runtime/storage/index.ts';
 import { ChatCodes, reject } from '../errors.ts';
 import { Tables, type PublicProfile, type UserProfile } from '../tables.ts';
@@ -71,9 +72,21 @@ export class Accounts {
       const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
       throw reject(ChatCodes.RATE_LIMITED, `too many failed logins for this username; retry in ${seconds} s`, { retryAfterMs: admission.retryAfterMs });
     }
-    const userId = counted ? await this.kv.get(Tables.username, counted, '') : undefined;
-    const profile = userId ? await this.profile(userId) : undefined;
-    if (!(await this.passwords.verify(password, profile?.password_hash))) throw denied;
+    let userId: string | undefined;
+    let profile: UserProfile | undefined;
+    let ok: boolean;
+    try {
+      userId = counted ? await this.kv.get(Tables.username, counted, '') : undefined;
+      profile = userId ? await this.profile(userId) : undefined;
+      ok = await this.passwords.verify(password, profile?.password_hash);
+    } catch (err) {
+      // Not judged because the store failed: not a failure either. One the node had no room to
+      // check (OVERLOADED) stays counted: else a flood would keep the check queue full with
+      // attempts that are refused, refunded and tried again, and never be throttled.
+      if (codeOf(err) !== RuntimeCodes.OVERLOADED) this.attempts.unchecked(counted);
+      throw err;
+    }
+    if (!ok) throw denied;
     this.attempts.succeeded(counted);
     // Said only to whoever knows the password: a disabled account is not hidden from its owner.
     if (profile!.disabled_at_ms !== undefined) throw reject(ChatCodes.UNAUTHENTICATED, 'this account is disabled');

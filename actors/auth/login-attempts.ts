@@ -11,6 +11,8 @@ export interface LoginAttempts {
   admit(username: string): Promise<Admission>;
   /** The attempt had the right password: the username's failures are forgotten. */
   succeeded(username: string): void;
+  /** The admitted attempt failed before its password was checked (a store fault): not a failure. */
+  unchecked(username: string): void;
 }
 
 /** How long a login waits for its guard shard before counting on this node's own throttle. */
@@ -46,10 +48,19 @@ export class GuardedLoginAttempts implements LoginAttempts {
 
   succeeded(username: string): void {
     this.local.succeeded(username);
+    this.tell({ type: 'succeeded', username });
+  }
+
+  unchecked(username: string): void {
+    this.local.refund(username);
+    this.tell({ type: 'unchecked', username });
+  }
+
+  private tell(m: LoginGuardMessage): void {
     try {
-      this.guard(username).tell({ type: 'succeeded', username });
+      this.guard(m.username).tell(m);
     } catch {
-      // A full mailbox: the failures stay counted, as if this login had not happened; the next success clears them.
+      // A full mailbox: the charge stays, as if this login had failed; the next success clears it.
     }
   }
 

@@ -54,7 +54,8 @@ class LoginGuardActor implements Actor<LoginGuardMessage> {
 
   receive(m: LoginGuardMessage): Admission | undefined {
     if (m.type === 'admit') return this.throttle.admit(m.username, Date.now());
-    this.throttle.succeeded(m.username);
+    if (m.type === 'succeeded') this.throttle.succeeded(m.username);
+    else this.throttle.refund(m.username);
     return undefined;
   }
 

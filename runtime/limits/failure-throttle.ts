@@ -81,6 +81,21 @@ export class FailureThrottle {
     return ADMITTED;
   }
 
+  /**
+   * Takes back one charge of `key` whose attempt was never judged (refused for another reason
+   * before its check): it was neither a failure nor a success. A block it started goes with it.
+   */
+  refund(key: string): void {
+    const r = this.records.get(key);
+    if (r === undefined) return;
+    if (r.failures <= 1) {
+      this.records.delete(key);
+      return;
+    }
+    const failures = r.failures - 1;
+    this.records.set(key, { ...r, failures, blockedUntilMs: failures < this.limits.limit ? 0 : r.blockedUntilMs });
+  }
+
   /** The attempt was right: the key's failures (its own charge among them) are forgotten. */
   succeeded(key: string): void {
     this.records.delete(key);

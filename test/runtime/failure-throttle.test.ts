@@ -71,3 +71,16 @@ test('failure throttle - a snapshot carries the records that matter to a new own
   t.false(b.admit('k', 900_061).admitted, 'and it counts as the 21st');
   t.throws(() => new FailureThrottle({ ...limits, firstBlockMs: 2_000_000 }), { message: /firstBlockMs <= windowMs/ });
 });
+
+test('failure throttle - a refund takes back a charge never judged, and the block it started', (t) => {
+  const th = new FailureThrottle(limits);
+  for (let i = 0; i < 20; i++) th.admit('k', 0);
+  t.false(th.admit('k', 1).admitted, 'blocked at 20');
+  th.refund('k');
+  t.true(th.admit('k', 2).admitted, '19 again: the 20th attempt is admitted');
+  t.false(th.admit('k', 3).admitted);
+  th.refund('nobody');
+  th.admit('one', 0);
+  th.refund('one');
+  t.is(th.size, 1, 'a key whose only charge was refunded is forgotten');
+});

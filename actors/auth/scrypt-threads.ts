@@ -1,0 +1,106 @@
+import { Worker } from 'node:worker_threads';
+import { KEY_LEN, scryptOptions, type Derive, type PasswordCost } from './password.ts';
+
+/**
+ * scrypt on threads of its own at a low CPU priority (nice 10), instead of libuv's pool.
+ *
+ * Why: at N=2^17 a derivation keeps a core busy for a few hundred milliseconds and touches 128
+ * MiB. On libuv's pool it runs at the event loop's priority and takes pool threads that file
+ * system calls and DNS need; on a busy machine the scheduler then splits a core between it and
+ * the event loop, and every chat message waits. At nice 10 the kernel lets the event loop preempt
+ * a derivation and, where they compete for a core, gives it about nine tenths (CFS weights 1024
+ * to 110), so a login flood slows logins, not chat. Not 19: with 1024 to 15 a busy node would
+ * hardly hash at all and refuse every login. The niceness is set per thread (Linux applies
+ * setpriority to a thread id); where that fails the threads run at normal priority and are still
+ * off the pool.
+ *
+ * A thread is started on first use and does one derivation at a time; callers bound how many
+ * run at once (a WorkGate with the same count), extra ones wait here in order.
+ *
+ * @example
+ * const threads = new ScryptThreads(1);
+ * const hasher = new PasswordHasher(cost, gate, counter, threads.derive);
+ */
+export class ScryptThreads {
+  private readonly all = new Set<Worker>();
+  private readonly idle: Worker[] = [];
+  private readonly queue: { job: Job; resolve: (key: Buffer) => void; reject: (err: Error) => void }[] = [];
+
+  constructor(private readonly threads: number) {
+    if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  }
+
+  readonly derive: Derive = (password, salt, cost) =>
+    new Promise<Buffer>((resolve, reject) => {
+      this.queue.push({ job: { password, salt, cost }, resolve, reject });
+      this.dispatch();
+    });
+
+  /** Ends the threads (a stopping node); derivations waiting or in flight fail. */
+  async close(): Promise<void> {
+    for (const q of this.queue.splice(0)) q.reject(new Error('scrypt threads closed'));
+    const all = [...this.all];
+    this.all.clear();
+    this.idle.length = 0;
+    await Promise.all(all.map((w) => w.terminate()));
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      let worker = this.idle.pop();
+      if (worker === undefined) {
+        if (this.all.size >= this.threads) return;
+        worker = this.spawn();
+      }
+      const { job, resolve, reject } = this.queue.shift()!;
+      const done = (fn: () => void) => {
+        worker!.removeAllListeners('message').removeAllListeners('error');
+        this.idle.push(worker!);
+        fn();
+        this.dispatch();
+      };
+      worker.once('message', (m: { key?: Uint8Array; error?: string }) => done(() => (m.key ? resolve(Buffer.from(m.key)) : reject(new Error(`scrypt failed: ${m.error}`)))));
+      worker.once('error', (err) => {
+        // The thread died: do not reuse it; another is started for the next job.
+        worker!.removeAllListeners('message');
+        this.all.delete(worker!);
+        reject(err);
+        this.dispatch();
+      });
+      worker.postMessage({ password: job.password, salt: job.salt, keyLen: KEY_LEN, ...scryptOptions(job.cost) });
+    }
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    this.all.add(worker);
+    // Idle threads must not keep a stopping process alive.
+    worker.unref();
+    return worker;
+  }
+}
+
+interface Job {
+  readonly password: string;
+  readonly salt: Buffer;
+  readonly cost: PasswordCost;
+}
+
+const NICENESS = 10;
+
+/** The thread: lowers its own priority once, then derives keys synchronously, one message each. */
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { scryptSync } = require('node:crypto');
+const { readlinkSync } = require('node:fs');
+const { setPriority } = require('node:os');
+try { setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), ${NICENESS}); } catch {}
+parentPort.on('message', (m) => {
+  try {
+    const key = scryptSync(m.password, Buffer.from(m.salt), m.keyLen, { N: m.N, r: m.r, p: m.p, maxmem: m.maxmem });
+    parentPort.postMessage({ key });
+  } catch (err) {
+    parentPort.postMessage({ error: String(err && err.message || err) });
+  }
+});
+`;
