@@ -353,6 +353,7 @@ export class ChatNode {
     // Before serving: a restarted node must not take a token that was logged out, and a node
     // that crashed last time may have lost notifications (actors/node-losses.ts).
     await this.revocations.start();
+    await this.scryptThreads.start();
     await markRunning(this.o.store, this.o.nodeId, this.o.log);
     // Before serving: GET /v1/push/vapid-public-key answers from it.
     this.webPushProvider = new WebPushProvider({

@@ -6,7 +6,8 @@
  * - `storage/`: per-actor journals with owner-epoch fencing and dedup keys, plus a small
  *   key-value store; SQLite embedded, networked engines behind the same interfaces.
  * - `gateway/`: HTTP and WebSocket on native uWebSockets.js.
- * - `limits/`: token buckets.
+ * - `limits/`: token buckets; a failure throttle (per-key failures, growing blocks, bounded
+ *   memory); a work gate (bounded concurrency with a bounded, time-aware queue).
  * - `metrics/`: the node's Prometheus registry (`GET /metrics`), hot-path-cheap counters and
  *   histograms, the kernel's figures (actors, mailboxes, connections, store calls, peer queues).
  *
@@ -25,4 +26,6 @@ export * from './gateway/index.ts';
 export { CodedError, Rejection, RuntimeCodes, codeOf, isCoded } from './errors.ts';
 export { createLogger, silentLogger, type Logger } from './log.ts';
 export { KeyedRateLimiter, TokenBucket } from './limits/token-bucket.ts';
+export { FailureThrottle, type Admission, type FailureRecord, type FailureThrottleLimits } from './limits/failure-throttle.ts';
+export { WorkGate, type WorkGateLimits } from './limits/work-gate.ts';
 export { FastCounter, FastHistogram, NodeMetrics, instrumentStore, registerRuntimeMetrics } from './metrics/index.ts';

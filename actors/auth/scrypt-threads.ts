@@ -14,8 +14,8 @@ import { KEY_LEN, scryptOptions, type Derive, type PasswordCost } from './passwo
  * setpriority to a thread id); where that fails the threads run at normal priority and are still
  * off the pool.
  *
- * A thread is started on first use and does one derivation at a time; callers bound how many
- * run at once (a WorkGate with the same count), extra ones wait here in order.
+ * Threads are started by `start()` (or on first use) and do one derivation at a time; callers
+ * bound how many run at once (a WorkGate with the same count), extra ones wait here in order.
  *
  * @example
  * const threads = new ScryptThreads(1);
@@ -35,6 +35,20 @@ export class ScryptThreads {
       this.queue.push({ job: { password, salt, cost }, resolve, reject });
       this.dispatch();
     });
+
+  /**
+   * Starts every thread now rather than on the first derivation, so a login does not wait for a
+   * thread to boot (nor does the WorkGate take that boot for what a derivation costs).
+   */
+  async start(): Promise<void> {
+    const booting: Promise<unknown>[] = [];
+    while (this.all.size < this.threads) {
+      const w = this.spawn();
+      this.idle.push(w);
+      booting.push(new Promise((resolve, reject) => w.once('online', resolve).once('error', reject)));
+    }
+    await Promise.all(booting);
+  }
 
   /** Ends the threads (a stopping node); derivations waiting or in flight fail. */
   async close(): Promise<void> {
