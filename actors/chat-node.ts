@@ -178,7 +178,7 @@ export class ChatNode {
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register({ ...channelKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register(sessionKind());
-    const loginLimits = { limit: o.limits.loginFailLimit, windowMs: o.limits.loginFailWindowMs, firstBlockMs: Math.min(LOGIN_FIRST_BLOCK_MS, o.limits.loginFailWindowMs), capacity: LOGIN_GUARD_CAPACITY };
+    const loginLimits = { limit: o.limits.loginFailLimit, windowMs: o.limits.loginFailWindowMs, firstBlockMs: LOGIN_FIRST_BLOCK_MS, capacity: LOGIN_GUARD_CAPACITY };
     this.system.register(loginGuardKind(o.store.kv, loginLimits));
     this.revocations = new Revocations({ kv: o.store.kv, log: o.log, closeSession: (key) => this.closeRevoked(key) });
     const sendAllowance = new SendAllowance({ ratePerSec: o.limits.sendRatePerSec, burst: o.limits.sendBurst, maxInflight: o.limits.maxInflightSends });

@@ -24,7 +24,9 @@ import { KEY_LEN, scryptOptions, type Derive, type PasswordCost } from './passwo
 export class ScryptThreads {
   private readonly all = new Set<Worker>();
   private readonly idle: Worker[] = [];
-  private readonly queue: { job: Job; resolve: (key: Buffer) => void; reject: (err: Error) => void }[] = [];
+  /** The job each busy thread runs. */
+  private readonly running = new Map<Worker, Pending>();
+  private readonly queue: Pending[] = [];
 
   constructor(private readonly threads: number) {
     if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`threads must be a positive integer, got ${threads}`);
@@ -45,14 +47,17 @@ export class ScryptThreads {
     while (this.all.size < this.threads) {
       const w = this.spawn();
       this.idle.push(w);
-      booting.push(new Promise((resolve, reject) => w.once('online', resolve).once('error', reject)));
+      booting.push(new Promise((resolve) => w.once('online', resolve).once('error', resolve)));
     }
     await Promise.all(booting);
   }
 
   /** Ends the threads (a stopping node); derivations waiting or in flight fail. */
   async close(): Promise<void> {
-    for (const q of this.queue.splice(0)) q.reject(new Error('scrypt threads closed'));
+    const closed = new Error('scrypt threads closed');
+    for (const p of this.queue.splice(0)) p.reject(closed);
+    for (const p of this.running.values()) p.reject(closed);
+    this.running.clear();
     const all = [...this.all];
     this.all.clear();
     this.idle.length = 0;
@@ -66,32 +71,45 @@ export class ScryptThreads {
         if (this.all.size >= this.threads) return;
         worker = this.spawn();
       }
-      const { job, resolve, reject } = this.queue.shift()!;
-      const done = (fn: () => void) => {
-        worker!.removeAllListeners('message').removeAllListeners('error');
-        this.idle.push(worker!);
-        fn();
-        this.dispatch();
-      };
-      worker.once('message', (m: { key?: Uint8Array; error?: string }) => done(() => (m.key ? resolve(Buffer.from(m.key)) : reject(new Error(`scrypt failed: ${m.error}`)))));
-      worker.once('error', (err) => {
-        // The thread died: do not reuse it; another is started for the next job.
-        worker!.removeAllListeners('message');
-        this.all.delete(worker!);
-        reject(err);
-        this.dispatch();
-      });
-      worker.postMessage({ password: job.password, salt: job.salt, keyLen: KEY_LEN, ...scryptOptions(job.cost) });
+      const pending = this.queue.shift()!;
+      this.running.set(worker, pending);
+      worker.ref(); // a derivation in flight keeps the process up until it answers
+      const { password, salt, cost } = pending.job;
+      worker.postMessage({ password, salt, keyLen: KEY_LEN, ...scryptOptions(cost) });
     }
   }
 
   private spawn(): Worker {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
     this.all.add(worker);
+    worker.on('message', (m: { key?: Uint8Array; error?: string }) => {
+      const pending = this.running.get(worker);
+      this.running.delete(worker);
+      worker.unref();
+      this.idle.push(worker);
+      if (m.key) pending?.resolve(Buffer.from(m.key));
+      else pending?.reject(new Error(`scrypt failed: ${m.error}`));
+      this.dispatch();
+    });
+    // The thread died: its job fails, and another thread is started for the next one.
+    worker.on('error', (err) => {
+      this.all.delete(worker);
+      const i = this.idle.indexOf(worker);
+      if (i >= 0) this.idle.splice(i, 1);
+      this.running.get(worker)?.reject(err);
+      this.running.delete(worker);
+      this.dispatch();
+    });
     // Idle threads must not keep a stopping process alive.
     worker.unref();
     return worker;
   }
+}
+
+interface Pending {
+  readonly job: Job;
+  resolve(key: Buffer): void;
+  reject(err: Error): void;
 }
 
 interface Job {

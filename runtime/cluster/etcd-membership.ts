@@ -52,6 +52,7 @@ type State = 'new' | 'joining' | 'joined' | 'left';
 /** Retry cadence for a failed renewal: quick, since every miss eats into the health margin. */
 const RENEW_RETRY_MS = 250;
 const PRECHECK_RETRY_MS = 250;
+const WATCH_RETRY_MAX_MS = 1_000;
 
 /** NODE_ID_TAKEN, naming what the holder's record says about it. */
 function idTaken(nodeId: string, record: string, more: string): MembershipError {
@@ -59,7 +60,6 @@ function idTaken(nodeId: string, record: string, more: string): MembershipError 
   const who = m === undefined ? '' : ` (gRPC ${m.grpcAddress}, ${m.wsUrl}, started ${new Date(m.startedAtMs).toISOString()})`;
   return new MembershipError('NODE_ID_TAKEN', `node id ${nodeId} is held by a live member${who}${more}`);
 }
-const WATCH_RETRY_MAX_MS = 1_000;
 
 /** A sleep that `wake()` cuts short, so loops react at once to leave() or to a needed re-registration. */
 class Sleeper {
