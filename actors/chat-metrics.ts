@@ -17,7 +17,10 @@ const DELIVERY_BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  * - `parley_sessions_fell_behind_total`: times a session stopped live pushes because its client
  *   did not read fast enough (past --session-max-unsent-bytes) and went on from the inbox;
  * - `parley_ephemeral_frames_dropped_total`: presence, typing and read-receipt frames not sent
- *   to such a client.
+ *   to such a client;
+ * - `parley_password_hashes_total`: scrypt derivations run by this node (signups, login checks,
+ *   decoys for unknown users); a throttled login adds none;
+ * - `parley_logins_throttled_total`: logins refused by the failed-login throttle.
  */
 export class ChatMetrics {
   readonly messagesIn: FastCounter;
@@ -25,6 +28,8 @@ export class ChatMetrics {
   readonly sendToDelivery: HistogramCell;
   readonly sessionsBehind: FastCounter;
   readonly ephemeralDropped: FastCounter;
+  readonly passwordHashes: FastCounter;
+  readonly loginsThrottled: FastCounter;
 
   constructor(metrics: NodeMetrics, pushQueueDepth: () => number) {
     this.messagesIn = metrics.counter('parley_messages_in_total', 'Messages stored in channel histories by this node.');
@@ -35,5 +40,7 @@ export class ChatMetrics {
     this.sessionsBehind = metrics.counter('parley_sessions_fell_behind_total', 'Times a session stopped live pushes for a client that did not read fast enough, and went on paging from its inbox.');
     this.ephemeralDropped = metrics.counter('parley_ephemeral_frames_dropped_total', 'Presence, typing and read-receipt frames dropped for clients that did not read fast enough.');
     metrics.gauge('parley_push_queue_depth', 'Push jobs queued, as seen by the last poll of this node.', [], () => [[{}, pushQueueDepth()]]);
+    this.passwordHashes = metrics.counter('parley_password_hashes_total', 'Password derivations (scrypt) run by this node: signups and login checks, decoys for unknown users included.');
+    this.loginsThrottled = metrics.counter('parley_logins_throttled_total', 'Logins refused by the failed-login throttle before any password check.');
   }
 }

@@ -9,7 +9,11 @@ import { addWebPage } from './api/web-page.ts';
 import { adminApi, type ClusterControl } from './api/admin-api.ts';
 import type { AdminTokens } from './auth/admin-token.ts';
 import { Accounts } from './auth/accounts.ts';
-import type { PasswordCost } from './auth/password.ts';
+import { GuardedLoginAttempts } from './auth/login-attempts.ts';
+import { LOGIN_FIRST_BLOCK_MS, LOGIN_GUARD_CAPACITY, loginGuardKind } from './auth/login-guard-actor.ts';
+import { defaultHashConcurrency, PasswordHasher, type PasswordCost } from './auth/password.ts';
+import { ScryptThreads } from './auth/scrypt-threads.ts';
+import { WorkGate } from '../runtime/limits/work-gate.ts';
 import { Revocations } from './auth/revocations.ts';
 import type { TokenSigner } from './auth/tokens.ts';
 import { channelKind } from './channel/channel-actor.ts';
@@ -35,6 +39,13 @@ import { PUSH_QUEUE } from './push/push-jobs.ts';
 import { NodeMetrics, registerRuntimeMetrics } from '../runtime/metrics/index.ts';
 import { ChatMetrics } from './chat-metrics.ts';
 import { MAX_SEND_FRAME_BYTES, Tables } from './tables.ts';
+
+/**
+ * Password checks queued on a node: refused (OVERLOADED, retry) past what the node would get
+ * through in 5 s, and past 1,000 whatever they cost.
+ */
+const HASH_MAX_WAIT_MS = 5_000;
+const HASH_MAX_WAITING = 1_000;
 
 /** How long /readyz waits for its store read before calling the store unavailable. */
 const READY_STORE_TIMEOUT_MS = 1_000;
@@ -85,6 +96,10 @@ export interface ChatNodeOptions {
     readonly sendRatePerSec: number;
     readonly sendBurst: number;
     readonly authPerMinute: number;
+    /** Failed logins of a username answered before its attempts are throttled (cluster-wide). */
+    readonly loginFailLimit: number;
+    /** Quiet time after which a username's failed logins are forgotten; also the longest block. */
+    readonly loginFailWindowMs: number;
     readonly maxFrameBytes: number;
     readonly maxHttpBodyBytes: number;
     /** Sends in flight on this node (both paths) before new ones are refused with OVERLOADED. */
@@ -127,6 +142,8 @@ export class ChatNode {
   /** Session actors alive now; next to the gateway's connection count, a gap shows a leak. */
   private liveSessions = 0;
   private readonly loopDelay = new EventLoopDelay();
+  /** Where this node's password hashing runs (low-priority threads, off libuv's pool). */
+  private readonly scryptThreads: ScryptThreads;
   private webPushProvider: WebPushProvider | undefined;
   private readonly notifier: Notifier;
   private cluster: ClusterControl | undefined;
@@ -172,6 +189,8 @@ export class ChatNode {
     this.system.register({ ...userKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register({ ...channelKind(this.deps), ...(idle ? { idleMs: idle } : {}) });
     this.system.register(sessionKind());
+    const loginLimits = { limit: o.limits.loginFailLimit, windowMs: o.limits.loginFailWindowMs, firstBlockMs: LOGIN_FIRST_BLOCK_MS, capacity: LOGIN_GUARD_CAPACITY };
+    this.system.register(loginGuardKind(o.store.kv, loginLimits));
     this.revocations = new Revocations({ kv: o.store.kv, log: o.log, closeSession: (key) => this.closeRevoked(key) });
     const sendAllowance = new SendAllowance({ ratePerSec: o.limits.sendRatePerSec, burst: o.limits.sendBurst, maxInflight: o.limits.maxInflightSends });
     this.sessionSettings = {
@@ -185,7 +204,15 @@ export class ChatNode {
     const discovery: Discovery = { servers: () => (this.discovery ?? self).servers() };
     const self: Discovery = { servers: (): ServerInfo[] => [{ node_id: o.nodeId, ws_url: this.publicUrl }] };
     this.discovery = o.discovery;
-    const accounts = new Accounts(o.store.kv, o.passwordCost);
+    const hashThreads = defaultHashConcurrency();
+    this.scryptThreads = new ScryptThreads(hashThreads);
+    const passwords = new PasswordHasher(
+      o.passwordCost,
+      new WorkGate({ concurrency: hashThreads, maxWaitMs: HASH_MAX_WAIT_MS, maxWaiting: HASH_MAX_WAITING, what: 'password checks' }),
+      this.deps.metrics.passwordHashes,
+      this.scryptThreads.derive,
+    );
+    const accounts = new Accounts(o.store.kv, passwords, new GuardedLoginAttempts(this.system, loginLimits, o.log), this.deps.metrics.loginsThrottled);
     this.gateway = new Gateway({
       host: o.host,
       port: o.port,
@@ -342,6 +369,7 @@ export class ChatNode {
     // Before serving: a restarted node must not take a token that was logged out, and a node
     // that crashed last time may have lost notifications (actors/node-losses.ts).
     await this.revocations.start();
+    await this.scryptThreads.start();
     await markRunning(this.o.store, this.o.nodeId, this.o.log);
     // Before serving: GET /v1/push/vapid-public-key answers from it.
     this.webPushProvider = new WebPushProvider({
@@ -374,6 +402,7 @@ export class ChatNode {
       await this.system.shutdown();
       await markStopped(this.o.store, this.o.nodeId).catch((err: unknown) => this.o.log.warn({ err }, 'clean stop not recorded'));
       this.loopDelay.stop();
+      await this.scryptThreads.close();
       this.gateway.close();
     })();
     return this.stopping;

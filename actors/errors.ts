@@ -27,8 +27,8 @@ export const ChatCodes = {
 
 export type ChatCode = (typeof ChatCodes)[keyof typeof ChatCodes];
 
-export function reject(code: ChatCode, message: string): Rejection {
-  return new Rejection(code, message);
+export function reject(code: ChatCode, message: string, options?: { retryAfterMs?: number }): Rejection {
+  return new Rejection(code, message, options);
 }
 
 /** HTTP status for a code; anything unknown is a server fault. */

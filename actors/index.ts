@@ -12,6 +12,10 @@
  * - `channel_seq` is gap-free per channel, `inbox_seq` gap-free per user, message ids strictly
  *   increase within a channel; a resend with the same `client_msg_id` yields the first result.
  * - On one connection, deliveries arrive in inbox order without gaps or duplicates.
+ * - Auth (auth/, tested in test/security): failed logins are counted per username for the whole
+ *   cluster by login guard shards (auth/login-guard-actor.ts) and throttled before any password
+ *   work; an unknown username answers like a wrong password; password hashing runs at most a
+ *   few at a time, on low-priority threads of its own (auth/scrypt-threads.ts).
  *
  * @example
  * ```ts

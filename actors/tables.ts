@@ -24,6 +24,11 @@ export const Journals = {
 export const Tables = {
   /** username -> user id (partition = username, key ''). Unique by putIfAbsent. */
   username: 'username',
+  /**
+   * Failed logins a login guard shard carried over a hand-off or shutdown: partition = the shard,
+   * key '', value [[username, FailureRecord], ...] (actors/auth/login-guard-actor.ts).
+   */
+  loginFailures: 'login_failures',
   /** user id -> profile (key 'profile'). */
   user: 'user',
   /** user -> users they added (partition = user, key = other). Friends = both directions. */

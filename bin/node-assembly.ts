@@ -187,8 +187,11 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     });
     claim.onReserve((untilMs) => ids.setCeiling(untilMs));
     ids.onCeiling((neededMs) => claim.reserve(neededMs));
-    // Fail before opening any port if the number is taken (waiting out a previous run of this
-    // node whose lease has not lapsed yet); the claim itself happens with the registration.
+    membership = new EtcdMembership({ client: etcd, prefix: config.cluster_prefix, ttlSeconds: config.lease_ttl_s, healthMargin: 0.9, logger: log, leaseBound: [claim] });
+    // Fail before opening any port if the node id or the number is taken (waiting out a previous
+    // run of this node whose lease has not lapsed yet); the registration itself checks again
+    // atomically, for a node that starts at the same moment.
+    await membership.precheck(config.node_id, config.lease_ttl_s * 1000 + 2_000);
     await claim.precheck(config.lease_ttl_s * 1000 + 2_000).catch((err: unknown) => {
       throw nodeNumberError(err, config) ?? err;
     });
@@ -201,7 +204,6 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
     await transport.start();
     const t = transport;
     registerPeerQueueMetrics(metrics, () => t.queueDepths());
-    membership = new EtcdMembership({ client: etcd, prefix: config.cluster_prefix, ttlSeconds: config.lease_ttl_s, healthMargin: 0.9, logger: log, leaseBound: [claim] });
   }
 
   const touchIntervalMs = Math.max(50, Math.floor(config.presence_timeout_ms / 6));
@@ -235,6 +237,8 @@ export async function assembleNode(config: Config, log: Logger): Promise<Running
       sendRatePerSec: config.send_rate,
       sendBurst: config.send_burst,
       authPerMinute: config.auth_per_minute,
+      loginFailLimit: config.login_fail_limit,
+      loginFailWindowMs: config.login_fail_window_ms,
       maxFrameBytes: config.max_frame_bytes,
       maxHttpBodyBytes: config.max_http_body_bytes,
       maxInflightSends: config.max_inflight_sends,

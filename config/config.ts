@@ -17,6 +17,8 @@ export interface Config {
   token_ttl_s: number;
   scrypt_log_n: number;
   auth_per_minute: number;
+  login_fail_limit: number;
+  login_fail_window_ms: number;
   send_rate: number;
   send_burst: number;
   max_inflight_sends: number;

@@ -28,9 +28,13 @@ const FLOW_CODES = new Set(['OVERLOADED', 'TIMEOUT', 'UNAVAILABLE', 'STOPPED', '
  * thrown error, does not restart the actor: its state is fine, the request was not.
  */
 export class Rejection extends CodedError {
-  constructor(code: string, message: string) {
+  /** When asking again may succeed, ms from now (a throttle's block); HTTP says it as `Retry-After`. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: string, message: string, options: { retryAfterMs?: number } = {}) {
     super(code, message, { expected: true });
     this.name = 'Rejection';
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
 

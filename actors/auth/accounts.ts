@@ -1,22 +1,30 @@
 import { randomUUID } from 'node:crypto';
+import { codeOf, RuntimeCodes } from '../../runtime/errors.ts';
 import type { KeyValueStore } from '../../runtime/storage/index.ts';
 import { ChatCodes, reject } from '../errors.ts';
 import { Tables, type PublicProfile, type UserProfile } from '../tables.ts';
-import { hashPassword, verifyPassword, type PasswordCost } from './password.ts';
+import type { LoginAttempts } from './login-attempts.ts';
+import type { PasswordHasher } from './password.ts';
 
 const USERNAME = /^[a-z0-9_.-]{3,32}$/;
 export const MIN_PASSWORD_LENGTH = 8;
 const MAX_PASSWORD_LENGTH = 1024;
 export const MAX_DISPLAY_NAME = 64;
 
-/** Signup and login. Usernames are unique through the store's putIfAbsent. */
+/**
+ * Signup and login. Usernames are unique through the store's putIfAbsent.
+ *
+ * A login answers alike whether the username exists or not: the same throttle (by username, so
+ * a 429 says nothing either), the same one password derivation at the node's cost (against a
+ * decoy hash for an unknown user), the same UNAUTHENTICATED "wrong username or password".
+ */
 export class Accounts {
-  /** A hash to verify against for unknown usernames, so a miss costs what a hit costs. */
-  private decoy: Promise<string> | undefined;
-
   constructor(
     private readonly kv: KeyValueStore,
-    private readonly cost: PasswordCost,
+    private readonly passwords: PasswordHasher,
+    private readonly attempts: LoginAttempts,
+    /** Counts logins refused by the throttle. */
+    private readonly throttled: { add(n?: number): void } = { add: () => undefined },
   ) {}
 
   async signup(username: unknown, password: unknown): Promise<string> {
@@ -27,7 +35,7 @@ export class Accounts {
       throw reject(ChatCodes.INVALID_ARGUMENT, `password must be ${MIN_PASSWORD_LENGTH}-${MAX_PASSWORD_LENGTH} characters`);
     }
     if (await this.kv.get(Tables.username, username, '')) throw reject(ChatCodes.ALREADY_EXISTS, 'username is taken');
-    return this.create(username, await hashPassword(password, this.cost));
+    return this.create(username, await this.passwords.hash(password));
   }
 
   /**
@@ -47,20 +55,41 @@ export class Accounts {
     return userId;
   }
 
-  /** The user id for valid credentials; UNAUTHENTICATED otherwise, without saying which part was wrong. */
+  /**
+   * The user id for valid credentials; UNAUTHENTICATED otherwise, without saying which part was
+   * wrong; RATE_LIMITED (with retryAfterMs) while the username is throttled for failed logins,
+   * decided before any password work, so a refused attempt costs no hashing.
+   */
   async login(username: unknown, password: unknown): Promise<string> {
     const denied = reject(ChatCodes.UNAUTHENTICATED, 'wrong username or password');
     if (typeof username !== 'string' || typeof password !== 'string' || password.length > MAX_PASSWORD_LENGTH) throw denied;
-    const userId = USERNAME.test(username) ? await this.kv.get(Tables.username, username, '') : undefined;
-    const profile = userId ? await this.profile(userId) : undefined;
-    if (!profile) {
-      this.decoy ??= hashPassword('decoy-password', this.cost);
-      await verifyPassword(password, await this.decoy);
-      throw denied;
+    // Names that cannot exist share one count: they are no one's account, and a flood of them
+    // must not make a record each. Valid names are counted whether they exist or not.
+    const counted = USERNAME.test(username) ? username : '';
+    const admission = await this.attempts.admit(counted);
+    if (!admission.admitted) {
+      this.throttled.add();
+      const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+      throw reject(ChatCodes.RATE_LIMITED, `too many failed logins for this username; retry in ${seconds} s`, { retryAfterMs: admission.retryAfterMs });
     }
-    if (!(await verifyPassword(password, profile.password_hash))) throw denied;
+    let userId: string | undefined;
+    let profile: UserProfile | undefined;
+    let ok: boolean;
+    try {
+      userId = counted ? await this.kv.get(Tables.username, counted, '') : undefined;
+      profile = userId ? await this.profile(userId) : undefined;
+      ok = await this.passwords.verify(password, profile?.password_hash);
+    } catch (err) {
+      // Not judged because the store failed: not a failure either. One the node had no room to
+      // check (OVERLOADED) stays counted: else a flood would keep the check queue full with
+      // attempts that are refused, refunded and tried again, and never be throttled.
+      if (codeOf(err) !== RuntimeCodes.OVERLOADED) this.attempts.unchecked(counted);
+      throw err;
+    }
+    if (!ok) throw denied;
+    this.attempts.succeeded(counted);
     // Said only to whoever knows the password: a disabled account is not hidden from its owner.
-    if (profile.disabled_at_ms !== undefined) throw reject(ChatCodes.UNAUTHENTICATED, 'this account is disabled');
+    if (profile!.disabled_at_ms !== undefined) throw reject(ChatCodes.UNAUTHENTICATED, 'this account is disabled');
     return userId!;
   }
 

@@ -240,10 +240,13 @@ class ChannelActor implements Actor<ChannelMessage> {
     return this.meta;
   }
 
+  /**
+   * A channel that does not exist is refused like one the user is not in (FORBIDDEN alike), so
+   * the answer tells no one which channel ids exist.
+   */
   private requireMember(userId: string): ChannelMeta {
-    const meta = this.requireMeta();
-    if (!this.members.has(userId)) throw reject(ChatCodes.FORBIDDEN, 'not a member of this channel');
-    return meta;
+    if (!this.meta || !this.members.has(userId)) throw reject(ChatCodes.FORBIDDEN, 'not a member of this channel');
+    return this.meta;
   }
 
   /** The one check of a DM send while either member blocks the other. */

@@ -1,7 +1,7 @@
 import { Range, type Etcd3, type IDuplexStream, type IEvent, type IWatchRequest, type IWatchResponse } from 'etcd3';
 import { silentLogger, type Logger } from '../log.ts';
 import { LeaseClock } from './lease-clock.ts';
-import { MemberView, encodeMember, validateMember } from './member-view.ts';
+import { MemberView, decodeMember, encodeMember, validateMember } from './member-view.ts';
 import type { Member, MembershipProvider } from './membership.ts';
 import { MembershipError } from './membership-error.ts';
 import { Throttle } from './throttle.ts';
@@ -51,7 +51,15 @@ type State = 'new' | 'joining' | 'joined' | 'left';
 
 /** Retry cadence for a failed renewal: quick, since every miss eats into the health margin. */
 const RENEW_RETRY_MS = 250;
+const PRECHECK_RETRY_MS = 250;
 const WATCH_RETRY_MAX_MS = 1_000;
+
+/** NODE_ID_TAKEN, naming what the holder's record says about it. */
+function idTaken(nodeId: string, record: string, more: string): MembershipError {
+  const m = decodeMember(record);
+  const who = m === undefined ? '' : ` (gRPC ${m.grpcAddress}, ${m.wsUrl}, started ${new Date(m.startedAtMs).toISOString()})`;
+  return new MembershipError('NODE_ID_TAKEN', `node id ${nodeId} is held by a live member${who}${more}`);
+}
 
 /** A sleep that `wake()` cuts short, so loops react at once to leave() or to a needed re-registration. */
 class Sleeper {
@@ -135,6 +143,8 @@ export class EtcdMembership implements MembershipProvider {
   private resyncTimer: NodeJS.Timeout | undefined;
   private watchStream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
   private loops: Promise<void>[] = [];
+  /** A NODE_ID_TAKEN was logged; the renew loop retries every 250 ms, so once is enough until it clears. */
+  private idTakenLogged = false;
 
   constructor(options: EtcdMembershipOptions) {
     this.client = options.client;
@@ -152,6 +162,26 @@ export class EtcdMembership implements MembershipProvider {
     this.leaseBound = options.leaseBound ?? [];
   }
 
+  /**
+   * Before joining (and before opening any port): fails with NODE_ID_TAKEN while another live
+   * member holds `nodeId`. A record left by a previous run of this node (killed, its lease not
+   * lapsed yet) looks the same as a live one, so it waits up to `waitMs` (more than the lease TTL)
+   * for the record to go: a dead holder's lease lapses by then, a live one keeps renewing.
+   */
+  async precheck(nodeId: string, waitMs: number): Promise<void> {
+    const key = this.membersPrefix + nodeId;
+    const deadline = Date.now() + waitMs;
+    let waiting = false;
+    for (;;) {
+      const held = await this.client.get(key).options(this.deadline()).string();
+      if (held === null) return;
+      if (Date.now() >= deadline) throw idTaken(nodeId, held, ` (still, after waiting ${waitMs} ms for a previous run's lease to lapse: is another process running as ${nodeId}?)`);
+      if (!waiting) this.logger.info({ nodeId }, 'node id still registered, maybe by a previous run of this node; waiting for its lease to lapse');
+      waiting = true;
+      await new Promise((r) => setTimeout(r, PRECHECK_RETRY_MS));
+    }
+  }
+
   async join(self: Member): Promise<void> {
     if (this.state !== 'new') throw new MembershipError('ALREADY_JOINED', `join() called in state ${this.state}`);
     validateMember(self);
@@ -166,6 +196,7 @@ export class EtcdMembership implements MembershipProvider {
       this.leaseId = undefined;
       this.clock.markLost();
       if (id !== undefined) await this.revoke(id);
+      if (err instanceof MembershipError && err.code === 'NODE_ID_TAKEN') throw err;
       throw new MembershipError('JOIN_FAILED', `could not register ${self.nodeId} in etcd`, { cause: err });
     }
     // Cast: leave() may run while join() awaits and moves the state on.
@@ -242,7 +273,7 @@ export class EtcdMembership implements MembershipProvider {
     if (grant.error) throw new Error(`lease grant refused: ${grant.error}`);
     try {
       for (const bound of this.leaseBound) await bound.attach(grant.ID);
-      await this.client.put(this.selfKey).value(encodeMember(this.self!)).lease(grant.ID).options(this.deadline()).exec();
+      await this.putRecord(grant.ID);
     } catch (err) {
       await this.revoke(grant.ID);
       throw err;
@@ -259,7 +290,30 @@ export class EtcdMembership implements MembershipProvider {
   private async putSelf(): Promise<void> {
     const id = this.leaseId;
     if (id === undefined) throw new Error('no lease to register under');
-    await this.client.put(this.selfKey).value(encodeMember(this.self!)).lease(id).options(this.deadline()).exec();
+    await this.putRecord(id);
+  }
+
+  /**
+   * Writes our record under `leaseId` if it is ours already (under that lease) or nobody's, each
+   * case one transaction, so of two processes with one node id only one ever registers. Throws
+   * NODE_ID_TAKEN otherwise: at join that fails the start; later (our lease lapsed and someone
+   * took the id meanwhile) the renew loop keeps failing, so we stay unhealthy and serve nothing.
+   */
+  private async putRecord(leaseId: string): Promise<void> {
+    const value = encodeMember(this.self!);
+    const put = () => this.client.put(this.selfKey).value(value).lease(leaseId);
+    const mine = await this.client.if(this.selfKey, 'Lease', '==', leaseId).then(put()).options(this.deadline()).commit();
+    if (mine.succeeded || (await this.client.if(this.selfKey, 'Create', '==', 0).then(put()).options(this.deadline()).commit()).succeeded) {
+      this.idTakenLogged = false;
+      return;
+    }
+    const held = await this.client.get(this.selfKey).options(this.deadline()).string();
+    // Gone between the two transactions: the next renewal registers.
+    if (held === null) throw new Error(`member record of ${this.self!.nodeId} changed while registering`);
+    const err = idTaken(this.self!.nodeId, held, '');
+    if (!this.idTakenLogged) this.logger.error({ err }, 'cannot register: another live member holds this node id');
+    this.idTakenLogged = true;
+    throw err;
   }
 
   private publishLoad(): void {

@@ -8,7 +8,10 @@
  * etcd lease that is renewed continuously; `selfHealthy()` turns false before that lease can
  * have run out by this node's clock (at 0.6 x TTL after the last successful renewal), so a node
  * that lost contact stops serving before anyone else can take over. After etcd restarts, members
- * re-register on their own and their watches resume from a fresh listing.
+ * re-register on their own and their watches resume from a fresh listing. A node id has one
+ * member at a time: the record is written only if it is this member's (same lease) or nobody's,
+ * in one transaction, so a second process under a live node's id fails to join (NODE_ID_TAKEN;
+ * `precheck` says so before any port opens, after waiting out a previous run's lease).
  *
  * `EtcdSlotClaim` gives each member a small integer slot unique among live members, held under
  * its membership lease (`leaseBound`), with a published reservation: a later holder of the same

@@ -6,8 +6,9 @@ import { CodedError, RuntimeCodes } from '../errors.ts';
  *
  * Guarantees: an allowed origin gets preflight answers and `Access-Control-Allow-Origin` on every
  * response; any other origin gets no CORS header at all (the browser then refuses the response).
- * With a list set, a WebSocket upgrade from another origin is refused; an upgrade without an
- * `Origin` header (a native app, a server), or from a page of this node itself, is accepted.
+ * With a list set, an HTTP call or WebSocket upgrade from another origin is refused (403); one
+ * without an `Origin` header (a native app, a server), or from a page of this node itself, is
+ * accepted.
  *
  * @example
  * const cors = CorsPolicy.parse('https://app.example.com,http://localhost:5173');
@@ -56,12 +57,15 @@ export class CorsPolicy {
   }
 
   /**
-   * Whether a WebSocket upgrade carrying this `Origin` header ('' when absent) may go ahead. A page
-   * served by this node itself (the origin's host is the `Host` the browser connected to) is
-   * same-origin, never cross-origin: always allowed, or a list set for other apps would lock out
-   * the node's own page. A cross-site page cannot fake either header in a browser.
+   * Whether a request (an HTTP call or a WebSocket upgrade) carrying this `Origin` header ('' when
+   * absent) may go ahead. A page served by this node itself (the origin's host is the `Host` the
+   * browser connected to) is same-origin, never cross-origin: always allowed, or a list set for
+   * other apps would lock out the node's own page. A cross-site page cannot fake either header in
+   * a browser. HTTP calls are refused too, not only left without CORS headers: a browser sends a
+   * "simple" POST (a login form, text/plain) before CORS has a say, so a page elsewhere could make
+   * its visitors' browsers try passwords from their own addresses.
    */
-  allowsUpgrade(origin: string, host = ''): boolean {
+  allows(origin: string, host = ''): boolean {
     if (!this.enabled || origin.length === 0 || this.any) return true;
     return this.origins.has(origin) || (host.length > 0 && hostOf(origin) === host.toLowerCase());
   }

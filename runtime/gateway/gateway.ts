@@ -1,5 +1,5 @@
 import type uWSTypes from 'uWebSockets.js';
-import { isCoded } from '../errors.ts';
+import { isCoded, Rejection } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Connection, ConnectionHandler } from './connection.ts';
 import { CorsPolicy, PREFLIGHT_HEADERS } from './cors.ts';
@@ -204,7 +204,7 @@ export class Gateway {
       sendPingsAutomatically: false,
       compression: this.uws.DISABLED,
       upgrade: (res, req, context) => {
-        if (!this.cors.allowsUpgrade(req.getHeader('origin'), req.getHeader('host'))) {
+        if (!this.cors.allows(req.getHeader('origin'), req.getHeader('host'))) {
           res.writeStatus(statusLine(403)).writeHeader('content-type', 'application/json').end(JSON.stringify(errorBody('FORBIDDEN', 'origin not allowed')));
           return;
         }
@@ -317,12 +317,15 @@ export class Gateway {
     const declaredLength = req.getHeader('content-length');
     const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
     const origin = req.getHeader('origin');
+    const host = req.getHeader('host');
     const requestId = requestIdOf(req.getHeader('x-request-id'));
     const startedMs = performance.now();
     const allowOrigin = this.cors.allowOriginHeader(origin);
     const corsHeaders = (): void => {
       if (allowOrigin === undefined) return;
       res.writeHeader('access-control-allow-origin', allowOrigin);
+      // Not safelisted: without this a page could not see when a 429 lets it try again.
+      res.writeHeader('access-control-expose-headers', 'Retry-After, X-Request-Id');
       res.writeHeader('vary', 'Origin');
     };
     let aborted = false;
@@ -359,6 +362,8 @@ export class Gateway {
       });
       return;
     }
+    // A cross-origin call the list does not allow is refused before it does anything (cors.ts says why).
+    if (!this.cors.allows(origin, host)) return reply({ status: 403, body: errorBody('FORBIDDEN', 'origin not allowed') });
     const found = this.options.router.match(method, path);
     if (found === 'not_found') return reply({ status: 404, body: errorBody('NOT_FOUND', `no route ${method} ${path}`) });
     if (found === 'method_not_allowed') return reply({ status: 405, body: errorBody('METHOD_NOT_ALLOWED', `${method} not allowed on ${path}`) });
@@ -430,7 +435,9 @@ export class Gateway {
         // An expected refusal (load shedding answers 503) is an answer, not a fault: no log line
         // per request while the node sheds load.
         if (status >= 500 && !err.expected) req.log.error({ err, path: req.path }, 'http handler failed');
-        return { status, body: errorBody(err.code, err.message) };
+        // Whole seconds (RFC 9110), rounded up so a client that waits them is not refused again.
+        const retryAfter = err instanceof Rejection && err.retryAfterMs !== undefined ? { 'retry-after': String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))) } : undefined;
+        return { status, body: errorBody(err.code, err.message), ...(retryAfter ? { headers: retryAfter } : {}) };
       }
       req.log.error({ err, path: req.path }, 'http handler failed');
       return { status: 500, body: errorBody('INTERNAL', 'internal error') };

@@ -14,7 +14,9 @@
  * make 8-12 s (measured: test/e2e/slowloris.test.ts); every HTTP response carries `X-Request-Id`
  * (the caller's when sane, else a fresh UUID: `requestIdOf`), and a handler's `req.log` binds it
  * as `request_id`. A route may answer bytes of its own type (`{ status, raw: { contentType, bytes } }`), as /metrics
- * and the static files do.
+ * and the static files do. A refusal that says when to come back (`Rejection.retryAfterMs`) gets
+ * `Retry-After` in whole seconds. With an Origin allowlist set (CorsPolicy), an HTTP call or a
+ * WebSocket upgrade from an origin off it is refused with 403 before it reaches a route.
  *
  * @example
  * ```ts

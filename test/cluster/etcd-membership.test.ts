@@ -215,6 +215,36 @@ test.serial('a record deleted by hand is put back', async (t) => {
   t.true(a.selfHealthy());
 });
 
+test.serial('one node id, one member: a second claimer is refused (NODE_ID_TAKEN) at precheck and at join; the id is free again once the holder is gone', async (t) => {
+  const holder = membership('/t10');
+  await holder.join(member('a'));
+  const impostor = membership('/t10');
+  const started = Date.now();
+  const early = await t.throwsAsync(() => impostor.precheck('a', 1_000), { instanceOf: MembershipError });
+  t.is(early?.code, 'NODE_ID_TAKEN');
+  t.true(Date.now() - started >= 1_000, 'waited for a lease that might lapse');
+  t.regex(early!.message, /^node id a is held by a live member \(gRPC 127\.0\.0\.1:1000, ws:\/\/127\.0\.0\.1\/a, started .+Z\) \(still, after waiting 1000 ms/);
+  // A claimer that skipped the precheck (or raced it) loses in the registration's transaction.
+  const racing = await t.throwsAsync(() => impostor.join({ ...member('a'), grpcAddress: '127.0.0.1:9999' }), { instanceOf: MembershipError });
+  t.is(racing?.code, 'NODE_ID_TAKEN');
+  t.false(impostor.selfHealthy());
+  const probe = client();
+  t.regex((await probe.get('/t10/members/a').string()) ?? '', /127\.0\.0\.1:1000/, "the holder's record is untouched");
+  t.deepEqual(ids(holder), ['a']);
+
+  // A holder that died (its lease lapses within the TTL): the precheck waits it out, then the id is free.
+  const dyingClient = client();
+  const dying = membership('/t11', { client: dyingClient });
+  await dying.join(member('b'));
+  dyingClient.close();
+  const next = membership('/t11');
+  const waitStart = Date.now();
+  await next.precheck('b', 3_000 + 2_000);
+  t.log(`a dead holder's id was free ${Date.now() - waitStart} ms later (TTL 3000 ms)`);
+  await next.join(member('b'));
+  t.true(next.selfHealthy());
+});
+
 test.serial('join fails with JOIN_FAILED when etcd is unreachable', async (t) => {
   const dead = createEtcdClient({ hosts: 'http://127.0.0.1:24119', callTimeoutMs: 1_000 });
   clients.push(dead);

@@ -62,7 +62,7 @@ test.before(async () => {
     passwordCost: { logN: 10, r: 8, p: 1 },
     log,
     timings: { heartbeatIntervalMs: 5_000, presenceTimeoutMs: 15_000, touchIntervalMs: 2_500, fanoutTimeoutMs: 2_000 },
-    limits: { sendRatePerSec: 50, sendBurst: 100, authPerMinute: 600, maxFrameBytes: 65_536, maxHttpBodyBytes: 65_536, maxInflightSends: 10_000, sessionMaxUnsentBytes: 65_536 },
+    limits: { sendRatePerSec: 50, sendBurst: 100, authPerMinute: 600, loginFailLimit: 20, loginFailWindowMs: 900_000, maxFrameBytes: 65_536, maxHttpBodyBytes: 65_536, maxInflightSends: 10_000, sessionMaxUnsentBytes: 65_536 },
     metrics,
     registration: () => (registered ? undefined : 'not registered in the cluster (test)'),
   });
