@@ -378,19 +378,19 @@ async function waitForHealth(health: () => Promise<{ sessions: number; connectio
   return false;
 }
 
-test('bad input - channel ids that name no channel get NOT_FOUND and leave no channel activation behind', async (t) => {
+test('bad input - channel ids that name no channel are refused like a channel one is not in (FORBIDDEN) and leave no channel activation behind', async (t) => {
   const own = await startServer();
   try {
     const u = await newUser(own);
     const c = await connect(own, u);
     for (let i = 0; i < 20; i++) {
       const err = await t.throwsAsync(c.client.history(`g-made-up-${i}`));
-      t.is((err as { code?: string }).code, 'NOT_FOUND');
+      t.is((err as { code?: string }).code, 'FORBIDDEN');
       c.client.markRead(`g-made-up-read-${i}`, 1);
       c.client.typing(`g-made-up-typing-${i}`);
     }
     const httpErr = await t.throwsAsync(u.http.postMessage('g-made-up-http', 'x', 'y'));
-    t.is((httpErr as { code?: string }).code, 'NOT_FOUND');
+    t.is((httpErr as { code?: string }).code, 'FORBIDDEN');
     // Each such activation ends with its answer, rather than idling for actor_idle_ms: a client
     // naming ids at will must not be able to pin memory.
     const channelActors = async (): Promise<number> => Number(/^parley_actors_active\{kind="channel"\} (\d+)$/m.exec(await (await fetch(`${own.baseUrl}/metrics`)).text())?.[1]);
