@@ -153,7 +153,6 @@ const BATCH_BYTES = 4 * 1024 * 1024;
 /** Multi-partition logged batches above this are refused by Cassandra (batch_size_fail_threshold 50 KiB). */
 const LOGGED_BATCH_BYTES = 40 * 1024;
 const IN_CHUNK = 100;
-const CONNECTIONS_PER_HOST = Number(process.env.PARLEY_CASSANDRA_CONNECTIONS ?? 2);
 /**
  * Dedup rows an append may carry in its events' batch: with the events' partition, 10 partitions,
  * Cassandra's default unlogged_batch_across_partitions_warn_threshold (a warning per batch above).
@@ -279,9 +278,6 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
         reconnection: new cassandra.policies.reconnection.ExponentialReconnectionPolicy(200, 2_000, true),
       },
       queryOptions: { consistency: CONSISTENCY[options.consistency ?? 'LOCAL_QUORUM'], prepare: true },
-      // More than one connection per node: Cassandra decodes and answers each connection's frames
-      // on one event-loop thread, which one busy connection can keep at its limit.
-      pooling: { coreConnectionsPerHost: { [cassandra.types.distance.local]: CONNECTIONS_PER_HOST, [cassandra.types.distance.remote]: 1 } },
       protocolOptions: { maxSchemaAgreementWaitSeconds: 20 },
     });
     client.on('log', (level: string, className: string, message: string) => {
