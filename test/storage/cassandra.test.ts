@@ -218,6 +218,33 @@ test('cassandra writers: a takeover revokes the one pid it took; the old writer 
   await waitFor(async () => (await revokedOf(p)) === 0);
 });
 
+test('cassandra writers: a revocation seen once holds for an append still on its way after the row forgot it', async (t) => {
+  const [p, q] = [`late/${randomUUID()}`, `late/${randomUUID()}`];
+  const paused = gate();
+  const reached = gate();
+  let hold = false;
+  const [a, b] = await twoStores(t, {
+    afterWrite: async (pid) => {
+      if (hold && pid === p) {
+        reached.open();
+        await paused.wait;
+      }
+    },
+  });
+  const [ap, aq] = [await a.acquire(p, 'a'), await a.acquire(q, 'a')];
+  await a.append(p, ap, events(1, 1));
+  await b.acquire(p, 'b');
+  hold = true;
+  // p's append has written and waits before its check; q's check meanwhile sees p revoked, and
+  // the revocation is then removed from a's row.
+  const late = a.append(p, ap, events(2, 1));
+  await reached.wait;
+  await a.append(q, aq, events(1, 1));
+  await waitFor(async () => (await revokedOf(p)) === 0);
+  paused.open();
+  await t.throwsAsync(late, { code: StoreCodes.FENCED });
+});
+
 test('cassandra writers: a released epoch is refused to its writer, and the next owner revokes nothing', async (t) => {
   const pid = `rel/${randomUUID()}`;
   const [a, b] = await twoStores(t);

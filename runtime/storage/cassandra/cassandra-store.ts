@@ -748,14 +748,17 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
         for (const w of waiters) w.reject(coded);
         continue;
       }
+      // Every revoked epoch is dropped here before any verdict, and a verdict needs the pid's
+      // record to be the one the append wrote under: a revocation seen once stays in force for
+      // appends still on their way, even after forgetRevoked removed it from the row. (A pid
+      // evicted past OWNED_LIMIT meanwhile is FENCED too: safe, its owner starts over.)
+      for (const [pid, upTo] of revoked) {
+        const owned = this.owned.get(pid);
+        if (owned && BigInt(owned.epoch) <= upTo) this.owned.delete(pid);
+      }
       for (const w of waiters) {
-        const upTo = revoked.get(w.pid);
-        if (upTo === undefined || upTo < BigInt(w.owned.epoch)) {
-          w.resolve();
-          continue;
-        }
-        if (this.owned.get(w.pid) === w.owned) this.owned.delete(w.pid);
-        w.reject(fenced(w.pid, w.owned.epoch, undefined, 'another writer acquired it'));
+        if (this.owned.get(w.pid) === w.owned) w.resolve();
+        else w.reject(fenced(w.pid, w.owned.epoch, undefined, 'another writer acquired it'));
       }
       if (revoked.size > 0 && !this.forgetting) {
         this.forgetting = true;
@@ -766,14 +769,12 @@ export class CassandraStore implements Store, Journal, KeyValueStore {
   }
 
   /**
-   * Revocations this writer has seen are acted on (the pid's epoch is dropped here, so later
-   * appends of it are refused by `ownedFor`), then removed so checks stay small. Each removal
+   * Revocations this writer has seen (and acted on: runChecks dropped their epochs, so later
+   * appends of them are refused by `ownedFor`) are removed so checks stay small. Each removal
    * has the timestamp of the revocation it removes: a later one, for a later epoch, survives it.
    */
   private async forgetRevoked(revoked: ReadonlyMap<string, bigint>): Promise<void> {
     for (const [pid, upTo] of revoked) {
-      const owned = this.owned.get(pid);
-      if (owned && BigInt(owned.epoch) <= upTo) this.owned.delete(pid);
       // Best effort: one left behind is read again by the next check and removed then.
       try {
         await this.exec(`DELETE revoked[?] FROM ${this.ks}.writers USING TIMESTAMP ? WHERE id = ?`, [pid, claimTime(Number(upTo) + 1), this.writer], true);
